@@ -1,0 +1,1 @@
+"""The `billhook` command line for ops. One module per command group."""

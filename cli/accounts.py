@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import json
+
+import click
+
+from cli.context import CliContext, pass_ctx
+from shared import ledger
+from shared.accounts import ensure_account
+from shared.models import Account
+from shared.subscriptions import current_subscription
+
+
+@click.group("accounts")
+def accounts_group() -> None:
+    """Customer accounts, their subscription and credits."""
+
+
+@accounts_group.command("create")
+@click.option("--id", "account_id", required=True)
+@click.option("--email", required=True)
+@click.option("--name")
+@pass_ctx
+def create(ctx: CliContext, account_id: str, email: str, name: str | None) -> None:
+    """Create an account (or update its email and name)."""
+    with ctx.session_factory.begin() as session:
+        ensure_account(session, account_id, email=email, name=name)
+    click.echo(f"account {account_id} ready")
+
+
+def account_summary(session, account: Account, ledger_limit: int = 20) -> dict:
+    subscription = current_subscription(session, account.id)
+    return {
+        "id": account.id,
+        "email": account.email,
+        "name": account.name,
+        "stripe_customer_id": account.stripe_customer_id,
+        "balance": ledger.balance(session, account.id),
+        "subscription": None
+        if subscription is None
+        else {
+            "provider": subscription.provider,
+            "id": subscription.provider_subscription_id,
+            "plan": subscription.plan_id,
+            "status": subscription.status,
+            "current_period_start": subscription.current_period_start,
+            "current_period_end": subscription.current_period_end,
+            "cancel_at_period_end": subscription.cancel_at_period_end,
+        },
+        "ledger": [
+            {
+                "at": e.created_at,
+                "amount": e.amount,
+                "kind": e.kind,
+                "description": e.description,
+                "key": e.idempotency_key,
+            }
+            for e in ledger.recent_entries(session, account.id, ledger_limit)
+        ],
+    }
+
+
+@accounts_group.command("show")
+@click.argument("account_id")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def show(ctx: CliContext, account_id: str, as_json: bool) -> None:
+    """Balance, subscription and recent ledger entries of an account."""
+    with ctx.session_factory() as session:
+        account = session.get(Account, account_id)
+        if account is None:
+            raise click.ClickException(f"no account {account_id!r}")
+        summary = account_summary(session, account)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, default=str))
+        return
+    click.echo(f"account   {summary['id']}  {summary['email'] or ''}  {summary['name'] or ''}")
+    click.echo(f"balance   {summary['balance']} credits")
+    sub = summary["subscription"]
+    if sub:
+        click.echo(
+            f"plan      {sub['plan']} ({sub['status']}) via {sub['provider']} {sub['id']}"
+            f"{', cancels at period end' if sub['cancel_at_period_end'] else ''}"
+        )
+        if sub["current_period_end"]:
+            click.echo(f"period    {sub['current_period_start']} .. {sub['current_period_end']}")
+    else:
+        click.echo("plan      none")
+    click.echo("ledger")
+    for entry in summary["ledger"]:
+        click.echo(
+            f"  {entry['at']:%Y-%m-%d %H:%M:%S}  {entry['amount']:>+8}  {entry['kind']:<18} {entry['description']}"
+        )
+
+
+commands = [accounts_group]

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+import click
+
+from cli.context import CliContext, pass_ctx
+from shared import embedded_redis
+from shared.config import EMBEDDED_REDIS_PORT
+
+
+@click.group("dev")
+def dev_group() -> None:
+    """Local running helpers."""
+
+
+@dev_group.command("redis")
+@pass_ctx
+def redis(ctx: CliContext) -> None:
+    """Run the embedded broker in the foreground when REDIS_URL is unset (as `make run` does)."""
+    if not ctx.settings.redis_embedded:
+        click.echo("REDIS_URL is set: using that broker, no embedded redis-server needed")
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        return
+    if embedded_redis.is_listening(EMBEDDED_REDIS_PORT):
+        click.echo(f"a redis-server already listens on 127.0.0.1:{EMBEDDED_REDIS_PORT}; using it")
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        return
+    args = embedded_redis.server_args(EMBEDDED_REDIS_PORT, ctx.settings.var_dir / "redis")
+    click.echo(f"embedded redis-server on 127.0.0.1:{EMBEDDED_REDIS_PORT}, data in {ctx.settings.var_dir / 'redis'}")
+    sys.stdout.flush()
+    os.execv(args[0], args)  # noqa: S606 - a fixed binary and our own arguments
+
+
+commands = [dev_group]

@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+import click
+
+from cli import accounts, db, dev, events, providers
+from cli.context import CliContext
+from shared.config import Settings
+
+
+@click.group()
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """billhook: billing webhooks and exactly-once job processing."""
+    ctx.obj = CliContext(Settings.from_env())
+
+
+for module in (db, providers, accounts, events, dev):
+    for command in module.commands:
+        main.add_command(command)

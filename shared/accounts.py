@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from shared.db import insert_ignore
+from shared.models import Account
+
+
+def ensure_account(session: Session, account_id: str, *, email: str | None = None, name: str | None = None) -> Account:
+    """The account, created on first sight; known fields are filled in, never blanked."""
+    insert_ignore(session, Account, {"id": account_id, "email": email, "name": name}, ["id"])
+    account = session.get(Account, account_id, populate_existing=True)
+    if email and account.email != email:
+        account.email = email
+    if name and account.name != name:
+        account.name = name
+    return account
+
+
+def link_stripe_customer(session: Session, account: Account, customer_id: str | None) -> None:
+    """Remember the Stripe customer once; a customer already linked elsewhere is left alone."""
+    if not customer_id or account.stripe_customer_id:
+        return
+    taken = session.query(Account.id).filter_by(stripe_customer_id=customer_id).first()
+    if taken is None:
+        account.stripe_customer_id = customer_id
+
+
+def account_for_stripe_customer(session: Session, customer_id: str | None) -> Account | None:
+    if not customer_id:
+        return None
+    return session.query(Account).filter_by(stripe_customer_id=customer_id).one_or_none()

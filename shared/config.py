@@ -1,0 +1,104 @@
+"""One settings object, built from environment variables with embedded defaults.
+
+Environment variables say only where the database and broker are and hold billhook's own
+secrets; provider credentials live in the integration providers table.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+EMBEDDED_REDIS_PORT = 6390
+
+
+def _default_var_dir() -> Path:
+    return Path(os.environ.get("BILLHOOK_VAR_DIR", PROJECT_ROOT / "var"))
+
+
+def _dev_secret(var_dir: Path, name: str) -> str:
+    """A random secret kept under var/ so a fresh machine works without configuration."""
+    path = var_dir / f".{name}"
+    if path.exists():
+        return path.read_text().strip()
+    var_dir.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    path.write_text(value)
+    path.chmod(0o600)
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    redis_url: str
+    var_dir: Path
+    redis_embedded: bool = False
+    # billhook's own auth
+    jwt_secret: str = ""
+    jwt_audience: str = "billhook"
+    service_token: str = ""
+    # frontend, for checkout success/cancel URLs
+    frontend_url: str = "http://localhost:3000"
+    # intake
+    webhook_tolerance_seconds: int = 300
+    max_webhook_bytes: int = 1024 * 1024
+    provider_cache_seconds: float = 30.0
+    # worker
+    task_max_retries: int = 8
+    retry_backoff_max_seconds: int = 600
+    broker_visibility_timeout_seconds: int = 3600
+    sweep_interval_seconds: float = 30.0
+    sweep_grace_seconds: int = 60
+    processing_lease_seconds: int = 300
+    queue_name: str = "billhook"
+    # provider API base URLs: overridden in tests by local stand-ins
+    stripe_api_base: str | None = None
+    paypal_api_base: str | None = None
+    resend_api_url: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    flower_basic_auth: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def with_overrides(self, **changes) -> Settings:
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        var_dir = Path(env.get("BILLHOOK_VAR_DIR", _default_var_dir()))
+        database_url = env.get("DATABASE_URL") or f"sqlite:///{var_dir / 'billhook.db'}"
+        redis_url = env.get("REDIS_URL") or f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0"
+        return cls(
+            database_url=_normalise_database_url(database_url),
+            redis_url=redis_url,
+            var_dir=var_dir,
+            redis_embedded=not env.get("REDIS_URL"),
+            jwt_secret=env.get("BILLHOOK_JWT_SECRET") or _dev_secret(var_dir, "jwt_secret"),
+            jwt_audience=env.get("BILLHOOK_JWT_AUDIENCE", "billhook"),
+            service_token=env.get("BILLHOOK_SERVICE_TOKEN") or _dev_secret(var_dir, "service_token"),
+            frontend_url=env.get("BILLHOOK_FRONTEND_URL", "http://localhost:3000"),
+            queue_name=env.get("BILLHOOK_QUEUE", "billhook"),
+            stripe_api_base=env.get("STRIPE_API_BASE") or None,
+            paypal_api_base=env.get("PAYPAL_API_BASE") or None,
+            resend_api_url=env.get("RESEND_API_URL") or None,
+            smtp_host=env.get("SMTP_HOST") or None,
+            smtp_port=int(env.get("SMTP_PORT", "25")),
+            flower_basic_auth=env.get("FLOWER_BASIC_AUTH") or None,
+        )
+
+
+def _normalise_database_url(url: str) -> str:
+    """Accept the plain postgres:// and postgresql:// forms and use psycopg 3 for them."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url

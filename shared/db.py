@@ -1,0 +1,75 @@
+"""The engine and the one sessionmaker beside it.
+
+Callers own the session's lifecycle (`with Session.begin() as session:` at the request or task
+boundary); data-access code only takes the session as its first argument.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.config import Settings
+
+
+def make_engine(settings: Settings, **kwargs: Any) -> Engine:
+    url = settings.database_url
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+        _configure_sqlite(engine)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_size", 5)
+    kwargs.setdefault("max_overflow", 10)
+    return create_engine(url, **kwargs)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """WAL for concurrent readers, and real transactions for SAVEPOINT (pysqlite's own are off)."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection):
+        # IMMEDIATE takes the write lock up front, so two writers queue on busy_timeout instead of
+        # failing when a read lock is upgraded.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def insert_ignore(
+    session: Session, model: type, values: dict[str, Any], conflict: list[str], returning: Any = None
+) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING. The unique constraint decides, so two concurrent
+    callers cannot both insert.
+
+    Returns True/False (inserted or not), or with `returning` the column's value for a new row
+    and None when the row already existed.
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        stmt = postgresql.insert(model).values(**values).on_conflict_do_nothing(index_elements=conflict)
+    elif dialect == "sqlite":
+        stmt = sqlite.insert(model).values(**values).on_conflict_do_nothing(index_elements=conflict)
+    else:  # pragma: no cover - only PostgreSQL and SQLite are supported
+        raise NotImplementedError(dialect)
+    if returning is not None:
+        return session.execute(stmt.returning(returning)).scalar_one_or_none()
+    return session.execute(stmt).rowcount == 1

@@ -1,0 +1,25 @@
+"""Typed declarative models. Constraints live here and in the migration: the database makes
+exactly-once true."""
+
+from shared.models.accounts import Account
+from shared.models.base import Base, utcnow
+from shared.models.billing import CreditLedgerEntry, Invoice, Payment, Subscription
+from shared.models.catalog import CreditPackage, Plan
+from shared.models.emails import EmailOutbox
+from shared.models.events import WebhookEvent
+from shared.models.providers import IntegrationProvider
+
+__all__ = [
+    "Account",
+    "Base",
+    "CreditLedgerEntry",
+    "CreditPackage",
+    "EmailOutbox",
+    "IntegrationProvider",
+    "Invoice",
+    "Payment",
+    "Plan",
+    "Subscription",
+    "WebhookEvent",
+    "utcnow",
+]

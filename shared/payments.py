@@ -1,0 +1,146 @@
+"""Payments, billhook's numbered invoices, and refunds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shared import ledger
+from shared.db import insert_ignore
+from shared.models import Invoice, Payment
+
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+REFUNDED = "refunded"
+PARTIALLY_REFUNDED = "partially_refunded"
+
+
+@dataclass(frozen=True)
+class PaymentRecord:
+    account_id: str
+    provider: str
+    provider_payment_id: str
+    kind: str
+    amount_cents: int
+    currency: str
+    status: str = SUCCEEDED
+    provider_charge_ref: str | None = None
+    plan_id: str | None = None
+    package_id: str | None = None
+    subscription_id: int | None = None
+    provider_invoice_id: str | None = None
+    line_items: list = field(default_factory=list)
+    failure_message: str | None = None
+
+
+def record_payment(session: Session, record: PaymentRecord, *, at: datetime) -> tuple[Payment, bool]:
+    """The payment row for this provider payment, created once; a succeeded one gets an invoice.
+
+    Returns (payment, created_now).
+    """
+    values = {
+        "account_id": record.account_id,
+        "provider": record.provider,
+        "provider_payment_id": record.provider_payment_id,
+        "provider_charge_ref": record.provider_charge_ref,
+        "kind": record.kind,
+        "status": record.status,
+        "amount_cents": record.amount_cents,
+        "currency": record.currency.lower(),
+        "plan_id": record.plan_id,
+        "package_id": record.package_id,
+        "subscription_id": record.subscription_id,
+        "failure_message": record.failure_message,
+        "created_at": at,
+        "updated_at": at,
+    }
+    payment_id = insert_ignore(session, Payment, values, ["provider", "provider_payment_id"], returning=Payment.id)
+    created = payment_id is not None
+    payment = find_payment(session, record.provider, record.provider_payment_id, lock=True)
+    if not created and payment.provider_charge_ref is None and record.provider_charge_ref:
+        payment.provider_charge_ref = record.provider_charge_ref
+    if created and record.status == SUCCEEDED:
+        _issue_invoice(session, payment, record, at)
+    return payment, created
+
+
+def _issue_invoice(session: Session, payment: Payment, record: PaymentRecord, at: datetime) -> Invoice:
+    invoice = Invoice(
+        account_id=payment.account_id,
+        payment_id=payment.id,
+        provider=record.provider,
+        provider_invoice_id=record.provider_invoice_id,
+        amount_cents=record.amount_cents,
+        currency=payment.currency,
+        line_items=record.line_items,
+        issued_at=at,
+    )
+    session.add(invoice)
+    session.flush()
+    # Numbered from the row id: unique and increasing without a second counter to keep in step.
+    invoice.number = f"BH-{at:%Y}-{invoice.id:06d}"
+    return invoice
+
+
+def find_payment(session: Session, provider: str, provider_payment_id: str, *, lock: bool = False) -> Payment | None:
+    stmt = select(Payment).filter_by(provider=provider, provider_payment_id=provider_payment_id)
+    if lock:
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    return session.scalars(stmt).one_or_none()
+
+
+def find_payment_by_charge_ref(session: Session, provider: str, charge_ref: str) -> Payment | None:
+    stmt = (
+        select(Payment)
+        .filter_by(provider=provider, provider_charge_ref=charge_ref)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return session.scalars(stmt).first()
+
+
+def invoice_for_payment(session: Session, payment_id: int) -> Invoice | None:
+    return session.scalars(select(Invoice).filter_by(payment_id=payment_id)).one_or_none()
+
+
+def apply_refund(
+    session: Session,
+    payment: Payment,
+    *,
+    amount_refunded_cents: int,
+    idempotency_key: str,
+    at: datetime,
+    source_event_id: int | None = None,
+) -> int:
+    """Take back the credits the refunded share of a payment granted. `amount_refunded_cents` is
+    the cumulative refunded amount, as providers report it, so a partial refund followed by the
+    rest reverses everything once. The payment row must be locked by the caller.
+
+    Returns the credits reversed by this call.
+    """
+    refunded = min(max(amount_refunded_cents, payment.amount_refunded_cents), payment.amount_cents)
+    payment.amount_refunded_cents = refunded
+    if payment.amount_cents == 0 or refunded >= payment.amount_cents:
+        payment.status = REFUNDED
+        target = payment.credits_granted
+    else:
+        payment.status = PARTIALLY_REFUNDED if refunded else payment.status
+        target = payment.credits_granted * refunded // payment.amount_cents
+    owed = target - ledger.reversed_for_payment(session, payment.id)
+    if owed <= 0:
+        return 0
+    added = ledger.add_entry(
+        session,
+        account_id=payment.account_id,
+        amount=-owed,
+        kind=ledger.REFUND_REVERSAL,
+        description=f"Refund of payment {payment.provider_payment_id}",
+        idempotency_key=idempotency_key,
+        at=at,
+        payment_id=payment.id,
+        source_event_id=source_event_id,
+    )
+    return owed if added else 0

@@ -1,0 +1,120 @@
+"""Running one inbox event through its handler: the transaction rules of exactly-once.
+
+1. A short transaction counts the attempt and marks the event `processing` (visible to ops, and
+   to the sweeper if this worker dies).
+2. One transaction locks the event row, runs the handler and marks the event `succeeded`: the
+   effects and the `succeeded` mark commit together or not at all, and a concurrent duplicate
+   task waits on the lock, then finds the event done.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared import inbox
+from shared.errors import PermanentError, TransientError
+from shared.handlers import handler_for
+from shared.models import WebhookEvent
+from shared.models.events import DONE_STATUSES, IGNORED
+
+log = logging.getLogger("billhook.processing")
+
+# Errors where the same work may succeed on a later try: dependencies not seen yet, lost races on
+# a unique key between two workers, deadlocks, serialisation failures, a database restart.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (TransientError, OperationalError, IntegrityError)
+
+DONE = "done"
+ALREADY_DONE = "already_done"
+MISSING = "missing"
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: str
+    event_type: str | None = None
+    account_id: str | None = None
+
+
+def process_event(session_factory: sessionmaker[Session], event_pk: int, *, clock: Callable[[], datetime]) -> Result:
+    """Run the event's handler exactly once. Raises the handler's error after rolling back its
+    effects; the caller decides between retry and failure (see `record_failure`)."""
+    with session_factory.begin() as session:
+        event = inbox.mark_processing(session, event_pk, at=clock())
+        if event is None:
+            return Result(ALREADY_DONE if session.get(WebhookEvent, event_pk) else MISSING)
+    with session_factory.begin() as session:
+        event = inbox.lock_event(session, event_pk)
+        if event is None:
+            return Result(MISSING)
+        if event.status in DONE_STATUSES:
+            return Result(ALREADY_DONE, event.type, event.account_id)
+        handler = handler_for(event.provider, event.type)
+        now = clock()
+        if handler is None:
+            event.status = IGNORED
+            event.updated_at = now
+            return Result(IGNORED, event.type)
+        handler(session, event, now)
+        inbox.mark_succeeded(event, at=now)
+        return Result(DONE, event.type, event.account_id)
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, PermanentError):
+        return False
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, TRANSIENT_ERRORS)
+
+
+def describe(exc: BaseException) -> str:
+    """The message kept on the event: the error class and its first line, no payload."""
+    text = str(exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc)
+    first_line = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{type(exc).__name__}: {first_line}"[:1000]
+
+
+def record_failure(
+    session_factory: sessionmaker[Session],
+    event_pk: int,
+    exc: BaseException,
+    *,
+    at: datetime,
+    retry_at: datetime | None,
+) -> None:
+    with session_factory.begin() as session:
+        inbox.record_failure(session, event_pk, describe(exc), at=at, retry_at=retry_at)
+
+
+def sweep(
+    session_factory: sessionmaker[Session],
+    enqueue: Callable[[int], None],
+    *,
+    now: datetime,
+    grace_seconds: int,
+    lease_seconds: int,
+    limit: int = 500,
+) -> list[int]:
+    """Re-enqueue events that should be queued but may not be. Enqueueing twice is harmless: the
+    second task finds the event done."""
+    with session_factory.begin() as session:
+        due = inbox.due_for_sweep(
+            session, now=now, grace_seconds=grace_seconds, lease_seconds=lease_seconds, limit=limit
+        )
+    queued = []
+    for event_pk in due:
+        try:
+            enqueue(event_pk)
+        except Exception as exc:  # the broker is down: the next sweep tries again
+            log.warning("sweep could not enqueue event %s: %s", event_pk, describe(exc))
+            break
+        queued.append(event_pk)
+    with session_factory.begin() as session:
+        inbox.touch(session, queued, at=now)
+    return queued

@@ -1,0 +1,117 @@
+"""Subscription state, applied in event order whatever order the events arrive in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shared.db import insert_ignore
+from shared.models import Subscription
+
+ACTIVE = "active"
+PAST_DUE = "past_due"
+CANCELED = "canceled"
+# Statuses in which the subscriber has the plan's service.
+LIVE_STATUSES = ("active", "trialing", "past_due")
+TERMINAL_STATUSES = ("canceled", "incomplete_expired")
+
+
+@dataclass(frozen=True)
+class SubscriptionChange:
+    """What one event says about a subscription; None means 'this event does not say'."""
+
+    status: str | None = None
+    plan_id: str | None = None
+    current_period_start: datetime | None = None
+    current_period_end: datetime | None = None
+    cancel_at_period_end: bool | None = None
+    canceled_at: datetime | None = None
+
+
+def lock_subscription(
+    session: Session, *, provider: str, provider_subscription_id: str, account_id: str
+) -> Subscription:
+    """The subscription row, created if new, locked for this transaction (SELECT ... FOR UPDATE).
+
+    The lock serialises concurrent events for one subscription, so none of their updates is lost.
+    """
+    insert_ignore(
+        session,
+        Subscription,
+        {
+            "provider": provider,
+            "provider_subscription_id": provider_subscription_id,
+            "account_id": account_id,
+            "status": "incomplete",
+        },
+        ["provider", "provider_subscription_id"],
+    )
+    stmt = (
+        select(Subscription)
+        .filter_by(provider=provider, provider_subscription_id=provider_subscription_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return session.scalars(stmt).one()
+
+
+def find_subscription(session: Session, provider: str, provider_subscription_id: str) -> Subscription | None:
+    stmt = select(Subscription).filter_by(provider=provider, provider_subscription_id=provider_subscription_id)
+    return session.scalars(stmt).one_or_none()
+
+
+def apply_subscription_state(
+    session: Session, subscription: Subscription, change: SubscriptionChange, *, event_at: datetime, event_id: str
+) -> bool:
+    """Apply what an event says, unless a newer event was already applied (the high-water mark).
+
+    A stale event may still fill in a plan or period nothing newer has told us yet. Events from
+    the same second cannot be ordered; of those, a terminal status wins.
+    Returns True when the change was applied as the newest state.
+    """
+    mark = subscription.last_event_at
+    stale = mark is not None and (
+        event_at < mark
+        or (
+            event_at == mark
+            and subscription.status in TERMINAL_STATUSES
+            and change.status not in (None, *TERMINAL_STATUSES)
+        )
+    )
+    if stale:
+        _fill_missing(subscription, change)
+        return False
+    for name in (
+        "status",
+        "plan_id",
+        "current_period_start",
+        "current_period_end",
+        "cancel_at_period_end",
+        "canceled_at",
+    ):
+        value = getattr(change, name)
+        if value is not None:
+            setattr(subscription, name, value)
+    subscription.last_event_at = event_at
+    subscription.last_event_id = event_id
+    return True
+
+
+def _fill_missing(subscription: Subscription, change: SubscriptionChange) -> None:
+    if subscription.plan_id is None and change.plan_id is not None:
+        subscription.plan_id = change.plan_id
+    if subscription.current_period_start is None and change.current_period_start is not None:
+        subscription.current_period_start = change.current_period_start
+        subscription.current_period_end = change.current_period_end
+
+
+def current_subscription(session: Session, account_id: str) -> Subscription | None:
+    """The account's live subscription if any, else its most recent one."""
+    rows = list(
+        session.scalars(select(Subscription).filter_by(account_id=account_id).order_by(Subscription.updated_at.desc()))
+    )
+    live = [s for s in rows if s.status in LIVE_STATUSES]
+    return (live or rows or [None])[0]

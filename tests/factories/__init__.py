@@ -1,0 +1,1 @@
+"""Factories for provider events, built from the providers' own published object shapes."""

@@ -1,0 +1,44 @@
+"""The thin Flask app: webhook intake and the APIs the frontend calls."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import Flask
+
+from shared.config import Settings
+from shared.credentials import WebhookSecretCache
+from shared.db import make_engine, make_sessionmaker
+
+
+class Billhook:
+    """What the views need, kept on `app.extensions['billhook']`."""
+
+    def __init__(self, settings: Settings, enqueue: Callable[[int], None]):
+        self.settings = settings
+        self.engine = make_engine(settings)
+        self.session_factory = make_sessionmaker(self.engine)
+        self.webhook_secrets = WebhookSecretCache(self.session_factory, ttl=settings.provider_cache_seconds)
+        self.enqueue = enqueue
+
+
+def create_app(settings: Settings | None = None, *, enqueue: Callable[[int], None] | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    if enqueue is None:
+        enqueue = _celery_enqueue(settings)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_webhook_bytes
+    app.extensions["billhook"] = Billhook(settings, enqueue)
+
+    from web import errors, webhooks
+
+    errors.register(app)
+    app.register_blueprint(webhooks.bp)
+    return app
+
+
+def _celery_enqueue(settings: Settings) -> Callable[[int], None]:
+    from worker.celery_app import enqueue_event, make_celery
+
+    celery = make_celery(settings)
+    return lambda event_pk: enqueue_event(celery, event_pk)

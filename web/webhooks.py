@@ -1,0 +1,119 @@
+"""Webhook intake: verify the signature on the raw bytes, store the event, commit, enqueue its
+id, answer 2xx. Nothing here knows how an event is handled."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import UTC, datetime
+
+import stripe
+from flask import Blueprint, jsonify, request
+
+from shared import inbox
+from shared.handlers import is_handled
+from shared.logs import log_line
+from web.context import billhook
+from web.errors import ApiError
+
+log = logging.getLogger("billhook.web")
+
+bp = Blueprint("webhooks", __name__)
+
+
+@bp.post("/webhooks/stripe")
+def stripe_webhook():
+    started = time.perf_counter()
+    raw = request.get_data(cache=False)
+    event = _verified_stripe_event(raw, request.headers.get("Stripe-Signature"))
+    created = event.get("created")
+    response = accept_event(
+        provider="stripe",
+        event_id=event["id"],
+        event_type=event["type"],
+        payload=event,
+        event_created_at=datetime.fromtimestamp(created, UTC) if isinstance(created, int) else None,
+    )
+    log_line(
+        log,
+        "webhook",
+        provider="stripe",
+        event=event["id"],
+        type=event["type"],
+        outcome="duplicate" if response["duplicate"] else "accepted",
+        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+    )
+    return jsonify(response), 200
+
+
+def _verified_stripe_event(raw: bytes, header: str | None) -> dict:
+    if not header:
+        raise ApiError(400, "missing_signature", "the Stripe-Signature header is missing")
+    secrets = billhook().webhook_secrets.secrets_for("stripe")
+    if not secrets:
+        # Not the sender's fault: 503 makes Stripe retry once a secret is configured.
+        raise ApiError(503, "not_configured", "no Stripe webhook secret is configured")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, "malformed_body", "the body is not UTF-8") from exc
+    error = None
+    for secret in secrets:  # several during a rotation
+        try:
+            stripe.WebhookSignature.verify_header(raw, header, secret, billhook().settings.webhook_tolerance_seconds)
+            break
+        except stripe.SignatureVerificationError as exc:
+            error = exc
+    else:
+        stale = "tolerance" in str(error).lower()
+        raise ApiError(
+            400,
+            "stale_timestamp" if stale else "invalid_signature",
+            "the signature timestamp is outside the tolerance" if stale else "the signature does not match the body",
+        )
+    return _parse_event(raw)
+
+
+def _parse_event(raw: bytes) -> dict:
+    try:
+        event = json.loads(raw)
+    except ValueError as exc:
+        raise ApiError(400, "malformed_json", "the body is not valid JSON") from exc
+    if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
+        raise ApiError(400, "malformed_event", "the body is not an event (id and type are required)")
+    if not event["id"] or len(event["id"]) > 128 or len(event["type"]) > 100:
+        raise ApiError(400, "malformed_event", "the event id or type is out of range")
+    return event
+
+
+def accept_event(
+    *, provider: str, event_id: str, event_type: str, payload: dict, event_created_at: datetime | None
+) -> dict:
+    """Store, commit, then enqueue. A database failure propagates (503: the provider retries); a
+    broker failure does not: the row stays `received` and the sweeper enqueues it."""
+    ext = billhook()
+    with ext.session_factory.begin() as session:
+        stored = inbox.record_event(
+            session,
+            provider=provider,
+            event_id=event_id,
+            type=event_type,
+            payload=payload,
+            event_created_at=event_created_at,
+            handled=is_handled(provider, event_type),
+            at=datetime.now(UTC),
+        )
+    if stored.new and stored.status == inbox.RECEIVED:
+        try:
+            ext.enqueue(stored.id)
+        except Exception as exc:
+            log_line(
+                log,
+                "enqueue failed; the sweeper will retry",
+                level=logging.WARNING,
+                provider=provider,
+                event=event_id,
+                error=type(exc).__name__,
+            )
+    return {"received": True, "duplicate": not stored.new, "status": stored.status}

@@ -1,0 +1,75 @@
+"""The Celery application, configured in one place from the same Settings as web."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+
+from celery import Celery
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.config import Settings
+from shared.db import make_engine, make_sessionmaker
+
+PROCESS_EVENT = "billhook.process_event"
+SWEEP_INBOX = "billhook.sweep_inbox"
+
+
+class Runtime:
+    """What tasks need, built lazily in each worker process (after the prefork fork)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._pid: int | None = None
+        self._session_factory: sessionmaker[Session] | None = None
+
+    @property
+    def session_factory(self) -> sessionmaker[Session]:
+        if self._session_factory is None or self._pid != os.getpid():
+            self._session_factory = make_sessionmaker(make_engine(self.settings))
+            self._pid = os.getpid()
+        return self._session_factory
+
+    @staticmethod
+    def clock() -> datetime:
+        return datetime.now(UTC)
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("billhook", broker=settings.redis_url, include=["worker.tasks"])
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        result_backend=None,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=settings.queue_name,
+        task_routes={"billhook.*": {"queue": settings.queue_name}},
+        # A retry's countdown is capped well below this, or Redis would redeliver it in a loop.
+        broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout_seconds},
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=2,
+        worker_hijack_root_logger=False,
+        timezone="UTC",
+        enable_utc=True,
+        beat_schedule={
+            SWEEP_INBOX: {"task": SWEEP_INBOX, "schedule": settings.sweep_interval_seconds},
+        },
+    )
+    if settings.retry_backoff_max_seconds >= settings.broker_visibility_timeout_seconds:
+        raise ValueError("retry backoff cap must stay below the broker visibility timeout")
+    app.billhook = Runtime(settings)
+    return app
+
+
+def runtime(app: Celery) -> Runtime:
+    return app.billhook
+
+
+def enqueue_event(app: Celery, event_pk: int) -> None:
+    """Publish one event id; fails fast (no retry loop) so a dead broker never stalls a caller:
+    the stored event is picked up by the sweeper instead."""
+    app.send_task(PROCESS_EVENT, args=[event_pk], queue=runtime(app).settings.queue_name, retry=False)

@@ -1,0 +1,86 @@
+"""Thin tasks: take ids, open sessions, call the domain. Explicit names read well in Flower."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+
+from celery import shared_task
+from celery.utils.time import get_exponential_backoff_interval
+
+from shared import processing
+from shared.logs import log_line
+from worker.celery_app import PROCESS_EVENT, SWEEP_INBOX, enqueue_event, runtime
+
+log = logging.getLogger("billhook.worker")
+
+
+@shared_task(bind=True, name=PROCESS_EVENT, acks_late=True, max_retries=None)
+def process_event(self, event_pk: int) -> str:
+    rt = runtime(self.app)
+    started = time.perf_counter()
+    try:
+        result = processing.process_event(rt.session_factory, event_pk, clock=rt.clock)
+    except Exception as exc:
+        return _handle_failure(self, rt, event_pk, exc, started)
+    log_line(
+        log,
+        "task",
+        task=PROCESS_EVENT,
+        event=event_pk,
+        type=result.event_type,
+        account=result.account_id,
+        outcome=result.outcome,
+        attempt=self.request.retries + 1,
+        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+    )
+    return result.outcome
+
+
+def _handle_failure(task, rt, event_pk: int, exc: Exception, started: float) -> str:
+    settings = rt.settings
+    retries = task.request.retries
+    final = not processing.is_transient(exc) or retries >= settings.task_max_retries
+    now = rt.clock()
+    countdown = (
+        0
+        if final
+        else get_exponential_backoff_interval(
+            factor=2, retries=retries, maximum=settings.retry_backoff_max_seconds, full_jitter=True
+        )
+        + 1
+    )
+    processing.record_failure(
+        rt.session_factory, event_pk, exc, at=now, retry_at=None if final else now + timedelta(seconds=countdown)
+    )
+    log_line(
+        log,
+        "task",
+        level=logging.WARNING,
+        task=PROCESS_EVENT,
+        event=event_pk,
+        outcome="failed" if final else "retry",
+        attempt=retries + 1,
+        error=processing.describe(exc),
+        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+    )
+    if final:
+        return "failed"
+    raise task.retry(exc=exc, countdown=countdown)
+
+
+@shared_task(bind=True, name=SWEEP_INBOX, acks_late=True, ignore_result=True)
+def sweep_inbox(self) -> int:
+    rt = runtime(self.app)
+    settings = rt.settings
+    queued = processing.sweep(
+        rt.session_factory,
+        lambda pk: enqueue_event(self.app, pk),
+        now=rt.clock(),
+        grace_seconds=settings.sweep_grace_seconds,
+        lease_seconds=settings.processing_lease_seconds,
+    )
+    if queued:
+        log_line(log, "sweep", task=SWEEP_INBOX, requeued=len(queued))
+    return len(queued)
