@@ -93,6 +93,12 @@ class Settings:
             smtp_host=env.get("SMTP_HOST") or None,
             smtp_port=int(env.get("SMTP_PORT", "25")),
             flower_basic_auth=env.get("FLOWER_BASIC_AUTH") or None,
+            # Retry and sweep timings: the defaults suit production; tests and chaos runs shorten them.
+            task_max_retries=int(env.get("BILLHOOK_TASK_MAX_RETRIES", "8")),
+            retry_backoff_max_seconds=int(env.get("BILLHOOK_RETRY_BACKOFF_MAX_SECONDS", "600")),
+            sweep_interval_seconds=float(env.get("BILLHOOK_SWEEP_INTERVAL_SECONDS", "30")),
+            sweep_grace_seconds=int(env.get("BILLHOOK_SWEEP_GRACE_SECONDS", "60")),
+            processing_lease_seconds=int(env.get("BILLHOOK_PROCESSING_LEASE_SECONDS", "300")),
         )
 
 
