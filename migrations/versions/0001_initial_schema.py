@@ -108,6 +108,7 @@ def upgrade() -> None:
     sa.Column('backend', sa.String(length=16), nullable=True),
     sa.Column('provider_message_id', sa.String(length=200), nullable=True),
     sa.Column('last_error', sa.Text(), nullable=True),
+    sa.Column('next_attempt_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('sent_at', sa.DateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_email_outbox_account_id_accounts')),

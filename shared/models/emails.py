@@ -25,5 +25,7 @@ class EmailOutbox(Base):
     backend: Mapped[str | None] = mapped_column(String(16))
     provider_message_id: Mapped[str | None] = mapped_column(String(200))
     last_error: Mapped[str | None] = mapped_column(Text)
+    # Set when a send is retried later or re-queued by the sweep; the sweep waits a grace after it.
+    next_attempt_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]

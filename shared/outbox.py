@@ -1,0 +1,125 @@
+"""The email outbox: an email to send is a row written in the same transaction as the effect it
+tells about, under a unique idempotency key, so a replayed event never queues it twice.
+
+The row ids queued in a transaction are collected on the session (`session.info`); whoever
+commits that transaction enqueues their send tasks afterwards (`queued_ids`), and the worker's
+sweep finds any whose enqueue was lost (`due_for_sweep`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from shared.db import insert_ignore
+from shared.emails import TEMPLATES
+from shared.models import Account, EmailOutbox
+
+PENDING = "pending"
+SENT = "sent"
+FAILED = "failed"
+
+_QUEUED = "billhook.outbox_ids"
+
+
+def queue_email(
+    session: Session,
+    *,
+    account_id: str | None,
+    recipient: str,
+    template: str,
+    context: dict,
+    idempotency_key: str,
+    at: datetime | None = None,
+) -> bool:
+    """Queue one email in the caller's transaction; False when this key was queued before.
+
+    The caller never commits here: the row and its effect commit (or roll back) together.
+    """
+    if template not in TEMPLATES:
+        raise ValueError(f"unknown email template {template!r}")
+    if not recipient:
+        raise ValueError("an email needs a recipient")
+    values = {
+        "account_id": account_id,
+        "recipient": recipient,
+        "template": template,
+        "context": context,
+        "idempotency_key": idempotency_key,
+        "status": PENDING,
+        "attempts": 0,
+    }
+    if at is not None:
+        values["created_at"] = at
+    new_id = insert_ignore(session, EmailOutbox, values, ["idempotency_key"], returning=EmailOutbox.id)
+    if new_id is None:
+        return False
+    session.info.setdefault(_QUEUED, []).append(new_id)
+    return True
+
+
+def queue_account_email(
+    session: Session, account_id: str, *, template: str, context: dict, idempotency_key: str
+) -> bool:
+    """Queue an email to an account's address; False (nothing queued) when billhook knows none."""
+    account = session.get(Account, account_id)
+    if account is None or not account.email:
+        return False
+    context = {"name": account.name, **context}
+    return queue_email(
+        session,
+        account_id=account_id,
+        recipient=account.email,
+        template=template,
+        context=context,
+        idempotency_key=idempotency_key,
+    )
+
+
+def queued_ids(session: Session) -> list[int]:
+    """Outbox rows queued in this session's transaction: enqueue them only after it commits."""
+    return list(session.info.get(_QUEUED, ()))
+
+
+def forget_queued(session: Session) -> None:
+    session.info.pop(_QUEUED, None)
+
+
+def lock_row(session: Session, outbox_id: int) -> EmailOutbox | None:
+    stmt = select(EmailOutbox).filter_by(id=outbox_id).with_for_update().execution_options(populate_existing=True)
+    return session.scalars(stmt).one_or_none()
+
+
+def due_for_sweep(session: Session, *, now: datetime, grace_seconds: int, limit: int = 500) -> list[int]:
+    """Pending rows whose send task may have been lost: queued (or last retried/swept) longer
+    than a grace ago. A row waiting on a retry countdown has `next_attempt_at` in the future."""
+    cutoff = now - timedelta(seconds=grace_seconds)
+    last_touch = func.coalesce(EmailOutbox.next_attempt_at, EmailOutbox.created_at)
+    stmt = (
+        select(EmailOutbox.id)
+        .where(EmailOutbox.status == PENDING, last_touch < cutoff)
+        .order_by(EmailOutbox.id)
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))
+
+
+def touch(session: Session, outbox_ids: list[int], *, at: datetime) -> None:
+    """Restart the sweep clock for rows just re-queued, so the next sweep does not queue them again."""
+    if outbox_ids:
+        session.execute(
+            update(EmailOutbox)
+            .where(EmailOutbox.id.in_(outbox_ids), EmailOutbox.status == PENDING)
+            .values(next_attempt_at=at)
+        )
+
+
+def pending_or_failed(session: Session, *, status: str | None = None, limit: int = 50) -> list[EmailOutbox]:
+    stmt = select(EmailOutbox).order_by(EmailOutbox.id.desc()).limit(limit)
+    if status:
+        stmt = stmt.where(EmailOutbox.status == status)
+    else:
+        stmt = stmt.where(or_(EmailOutbox.status == PENDING, EmailOutbox.status == FAILED))
+    return list(session.scalars(stmt))

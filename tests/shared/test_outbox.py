@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from shared import outbox
+from shared.accounts import ensure_account
+from shared.models import EmailOutbox
+
+
+def _queue(session, key="k1", **overrides):
+    values = {
+        "account_id": "acct_1",
+        "recipient": "ada@example.com",
+        "template": "payment_confirmation",
+        "context": {"amount": "$9.00"},
+        "idempotency_key": key,
+    }
+    values.update(overrides)
+    return outbox.queue_email(session, **values)
+
+
+def test_same_key_queues_one_email(seeded):
+    with seeded.begin() as session:
+        ensure_account(session, "acct_1", email="ada@example.com")
+        assert _queue(session) is True
+        assert _queue(session) is False
+        first_ids = outbox.queued_ids(session)
+    with seeded.begin() as session:
+        assert _queue(session) is False
+        assert outbox.queued_ids(session) == []
+        rows = session.scalars(select(EmailOutbox)).all()
+    assert [r.id for r in rows] == first_ids
+    assert rows[0].status == outbox.PENDING and rows[0].attempts == 0
+
+
+def test_rolled_back_transaction_leaves_no_email(seeded):
+    with pytest.raises(RuntimeError), seeded.begin() as session:
+        ensure_account(session, "acct_1", email="ada@example.com")
+        _queue(session)
+        raise RuntimeError("the effect failed")
+    with seeded.begin() as session:
+        assert session.scalars(select(EmailOutbox)).all() == []
+        ensure_account(session, "acct_1", email="ada@example.com")
+        assert _queue(session) is True
+
+
+def test_unknown_template_is_refused(session):
+    with pytest.raises(ValueError, match="unknown email template"):
+        _queue(session, template="nope", account_id=None)
+
+
+def test_account_without_address_gets_no_email(session):
+    ensure_account(session, "acct_2")
+    assert (
+        outbox.queue_account_email(session, "acct_2", template="low_credits", context={}, idempotency_key="x") is False
+    )
+
+
+def test_sweep_finds_pending_rows_after_grace_and_touch_restarts_the_clock(session, now):
+    ensure_account(session, "acct_1", email="ada@example.com")
+    _queue(session, at=now)
+    [row_id] = outbox.queued_ids(session)
+    assert outbox.due_for_sweep(session, now=now + timedelta(seconds=30), grace_seconds=60) == []
+    later = now + timedelta(seconds=61)
+    assert outbox.due_for_sweep(session, now=later, grace_seconds=60) == [row_id]
+    outbox.touch(session, [row_id], at=later)
+    assert outbox.due_for_sweep(session, now=later + timedelta(seconds=30), grace_seconds=60) == []
