@@ -27,13 +27,12 @@ def stripe_webhook():
     started = time.perf_counter()
     raw = request.get_data(cache=False)
     event = _verified_stripe_event(raw, request.headers.get("Stripe-Signature"))
-    created = event.get("created")
     response = accept_event(
         provider="stripe",
         event_id=event["id"],
         event_type=event["type"],
         payload=event,
-        event_created_at=datetime.fromtimestamp(created, UTC) if isinstance(created, int) else None,
+        event_created_at=_created_at(event),
     )
     log_line(
         log,
@@ -58,15 +57,15 @@ def _verified_stripe_event(raw: bytes, header: str | None) -> dict:
         raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ApiError(400, "malformed_body", "the body is not UTF-8") from exc
-    error = None
+    stale = False
     for secret in secrets:  # several during a rotation
         try:
             stripe.WebhookSignature.verify_header(raw, header, secret, billhook().settings.webhook_tolerance_seconds)
             break
         except stripe.SignatureVerificationError as exc:
-            error = exc
+            # Remember a match with an old timestamp even when a later secret does not match at all.
+            stale = stale or "tolerance" in str(exc).lower()
     else:
-        stale = "tolerance" in str(error).lower()
         raise ApiError(
             400,
             "stale_timestamp" if stale else "invalid_signature",
@@ -78,13 +77,32 @@ def _verified_stripe_event(raw: bytes, header: str | None) -> dict:
 def _parse_event(raw: bytes) -> dict:
     try:
         event = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the parser goes
         raise ApiError(400, "malformed_json", "the body is not valid JSON") from exc
     if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
         raise ApiError(400, "malformed_event", "the body is not an event (id and type are required)")
-    if not event["id"] or len(event["id"]) > 128 or len(event["type"]) > 100:
+    if (
+        not event["id"]
+        or len(event["id"]) > 128
+        or len(event["type"]) > 100
+        or not (event["id"].isprintable() and event["type"].isprintable())  # PostgreSQL text refuses NUL
+    ):
         raise ApiError(400, "malformed_event", "the event id or type is out of range")
+    _created_at(event)
     return event
+
+
+def _created_at(event: dict) -> datetime | None:
+    """When Stripe created the event (it orders subscription changes); absent is allowed."""
+    created = event.get("created")
+    if created is None:
+        return None
+    if isinstance(created, bool) or not isinstance(created, int):
+        raise ApiError(400, "malformed_event", "the event's created timestamp is not a number")
+    try:
+        return datetime.fromtimestamp(created, UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise ApiError(400, "malformed_event", "the event's created timestamp is out of range") from exc
 
 
 def accept_event(
