@@ -1,0 +1,296 @@
+"""POST /webhooks/stripe: verify, store, commit, enqueue, answer. Errors are JSON, never a 500."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text
+
+from shared import credentials, processing
+from shared.models import WebhookEvent
+from shared.signing import stripe_signature_header
+from tests.conftest import TEST_WEBHOOK_SECRET, Enqueued
+from tests.factories import stripe_events as se
+
+URL = "/webhooks/stripe"
+
+
+def checkout_event(**overrides) -> dict:
+    return se.event(
+        "checkout.session.completed",
+        se.checkout_session(account_id="acct_web", mode="subscription", plan_id="growth", email="web@example.com"),
+        **overrides,
+    )
+
+
+def post_signed(client, evt: dict, secret: str = TEST_WEBHOOK_SECRET, **kwargs):
+    body, headers = se.signed(evt, secret, **kwargs)
+    return client.post(URL, data=body, headers=headers)
+
+
+def post_raw(client, body: bytes, secret: str = TEST_WEBHOOK_SECRET):
+    headers = {"Content-Type": "application/json", "Stripe-Signature": stripe_signature_header(body, secret)}
+    return client.post(URL, data=body, headers=headers)
+
+
+def stored_events(session_factory) -> list[WebhookEvent]:
+    with session_factory() as session:
+        return list(session.scalars(select(WebhookEvent).order_by(WebhookEvent.id)))
+
+
+def assert_json_error(response, status: int, code: str) -> None:
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.is_json
+    assert response.json["error"]["code"] == code
+    assert response.json["error"]["message"]
+
+
+# -- accepted deliveries ----------------------------------------------------------------------
+
+
+def test_valid_signed_event_is_stored_received_and_enqueued_once(client, seeded, enqueued):
+    evt = checkout_event()
+
+    response = post_signed(client, evt)
+
+    assert response.status_code == 200
+    assert response.json == {"received": True, "duplicate": False, "status": "received"}
+    [row] = stored_events(seeded)
+    assert (row.provider, row.event_id, row.type, row.status) == ("stripe", evt["id"], evt["type"], "received")
+    assert row.payload == evt
+    assert row.event_created_at == datetime.fromtimestamp(evt["created"], UTC)
+    assert enqueued == [row.id]
+
+
+def test_duplicate_delivery_answers_200_and_enqueues_nothing_new(client, seeded, enqueued):
+    evt = checkout_event()
+    post_signed(client, evt)
+
+    again = post_signed(client, evt)
+
+    assert again.status_code == 200
+    assert again.json["duplicate"] is True
+    assert len(stored_events(seeded)) == 1
+    assert len(enqueued) == 1
+
+
+def test_unknown_event_type_is_stored_ignored_and_not_enqueued(client, seeded, enqueued):
+    evt = se.event("customer.tax_id.created", se.fixture("tax_id"))
+
+    response = post_signed(client, evt)
+
+    assert response.status_code == 200
+    assert response.json["status"] == "ignored"
+    [row] = stored_events(seeded)
+    assert row.status == "ignored"
+    assert enqueued == []
+
+
+def test_either_of_two_rotated_secrets_verifies(client, seeded, enqueued):
+    new_secret = "whsec_rotated_" + "f00d" * 8
+    with seeded.begin() as session:
+        credentials.set_provider(session, "stripe", webhook_secrets=[new_secret, TEST_WEBHOOK_SECRET])
+
+    assert post_signed(client, checkout_event(), secret=TEST_WEBHOOK_SECRET).status_code == 200
+    assert post_signed(client, checkout_event(), secret=new_secret).status_code == 200
+    assert len(enqueued) == 2
+
+
+def test_intake_log_line_names_the_event_but_not_the_payload(client, seeded, caplog):
+    evt = checkout_event()
+    with caplog.at_level(logging.INFO, logger="billhook.web"):
+        post_signed(client, evt)
+
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert evt["id"] in logged
+    assert "web@example.com" not in logged
+    assert TEST_WEBHOOK_SECRET not in logged
+
+
+# -- refused deliveries -----------------------------------------------------------------------
+
+
+def test_missing_signature_is_400(client, seeded, enqueued):
+    response = client.post(URL, data=json.dumps(checkout_event()), headers={"Content-Type": "application/json"})
+
+    assert_json_error(response, 400, "missing_signature")
+    assert stored_events(seeded) == []
+
+
+def test_bad_signature_is_400(client, seeded, enqueued):
+    body, headers = se.signed(checkout_event(), TEST_WEBHOOK_SECRET)
+    tampered = body.replace(b"acct_web", b"acct_evil")
+
+    response = client.post(URL, data=tampered, headers=headers)
+
+    assert_json_error(response, 400, "invalid_signature")
+    assert stored_events(seeded) == []
+    assert enqueued == []
+
+
+def test_unparseable_signature_header_is_400(client, seeded):
+    response = client.post(URL, data=b"{}", headers={"Stripe-Signature": "garbage"})
+
+    assert_json_error(response, 400, "invalid_signature")
+
+
+def test_signature_made_with_another_secret_is_400(client, seeded):
+    response = post_signed(client, checkout_event(), secret="whsec_somebody_else_" + "0" * 24)
+
+    assert_json_error(response, 400, "invalid_signature")
+
+
+def test_timestamp_older_than_300_seconds_is_400_stale(client, seeded):
+    response = post_signed(client, checkout_event(), timestamp=int(time.time()) - 301)
+
+    assert_json_error(response, 400, "stale_timestamp")
+    assert stored_events(seeded) == []
+
+
+def test_stale_timestamp_is_reported_as_stale_during_a_rotation(client, seeded):
+    with seeded.begin() as session:
+        credentials.set_provider(session, "stripe", webhook_secrets=[TEST_WEBHOOK_SECRET, "whsec_other_" + "9" * 24])
+
+    response = post_signed(client, checkout_event(), timestamp=int(time.time()) - 301)
+
+    assert_json_error(response, 400, "stale_timestamp")
+
+
+def test_timestamp_within_tolerance_is_accepted(client, seeded):
+    assert post_signed(client, checkout_event(), timestamp=int(time.time()) - 240).status_code == 200
+
+
+def test_malformed_json_with_a_valid_signature_is_400(client, seeded, enqueued):
+    response = post_raw(client, b'{"id": "evt_1", "type": ')
+
+    assert_json_error(response, 400, "malformed_json")
+    assert stored_events(seeded) == []
+
+
+def test_deeply_nested_json_with_a_valid_signature_is_400(client, seeded):
+    response = post_raw(client, b"[" * 100_000 + b"]" * 100_000)
+
+    assert_json_error(response, 400, "malformed_json")
+
+
+def test_non_utf8_body_is_400(client, seeded):
+    response = post_raw(client, b'{"id": "evt_\xff\xfe", "type": "x"}')
+
+    assert_json_error(response, 400, "malformed_body")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[1, 2, 3]",
+        b'"just a string"',
+        b'{"type": "checkout.session.completed"}',
+        b'{"id": 42, "type": "checkout.session.completed"}',
+        b'{"id": "evt_1"}',
+        b'{"id": "", "type": "checkout.session.completed"}',
+        json.dumps({"id": "evt_" + "x" * 200, "type": "checkout.session.completed"}).encode(),
+        b'{"id": "evt_\\u0000", "type": "checkout.session.completed"}',
+        b'{"id": "evt_1", "type": "checkout.session.completed", "created": "yesterday"}',
+        b'{"id": "evt_1", "type": "checkout.session.completed", "created": 99999999999999999999}',
+    ],
+    ids=[
+        "array",
+        "string",
+        "no-id",
+        "numeric-id",
+        "no-type",
+        "empty-id",
+        "long-id",
+        "nul-in-id",
+        "created-not-a-number",
+        "created-out-of-range",
+    ],
+)
+def test_json_that_is_not_an_event_is_400(client, seeded, enqueued, body):
+    response = post_raw(client, body)
+
+    assert_json_error(response, 400, "malformed_event")
+    assert stored_events(seeded) == []
+
+
+def test_body_over_one_mebibyte_is_413_json(client, seeded):
+    evt = checkout_event()
+    evt["data"]["object"]["metadata"]["padding"] = "x" * (1024 * 1024)
+
+    response = post_signed(client, evt)
+
+    assert_json_error(response, 413, "payload_too_large")
+    assert stored_events(seeded) == []
+
+
+def test_get_on_the_webhook_url_is_a_json_405(client, seeded):
+    assert_json_error(client.get(URL), 405, "method_not_allowed")
+
+
+# -- the store and the broker -----------------------------------------------------------------
+
+
+def test_no_webhook_secret_configured_is_503(client, seeded, enqueued):
+    with seeded.begin() as session:
+        credentials.set_provider(session, "stripe", webhook_secrets=[])
+
+    response = post_signed(client, checkout_event())
+
+    assert_json_error(response, 503, "not_configured")
+
+
+def test_inactive_stripe_provider_is_503(client, seeded):
+    with seeded.begin() as session:
+        credentials.set_provider(session, "stripe", active=False)
+
+    assert_json_error(post_signed(client, checkout_event()), 503, "not_configured")
+
+
+def test_broker_down_still_answers_200_and_the_sweeper_enqueues_the_event_later(settings, seeded):
+    from web import create_app
+
+    def broker_down(event_pk: int) -> None:
+        raise ConnectionError("redis is down")
+
+    client = create_app(settings, enqueue=broker_down).test_client()
+
+    response = post_signed(client, checkout_event())
+
+    assert response.status_code == 200
+    [row] = stored_events(seeded)
+    assert row.status == "received"
+
+    swept = Enqueued()
+    soon = datetime.now(UTC) + timedelta(seconds=5)
+    assert processing.sweep(seeded, swept, now=soon, grace_seconds=60, lease_seconds=300) == []
+    after_grace = datetime.now(UTC) + timedelta(seconds=61)
+    assert processing.sweep(seeded, swept, now=after_grace, grace_seconds=60, lease_seconds=300) == [row.id]
+    assert swept == [row.id]
+
+
+def test_dropped_events_table_answers_503_not_500(client, engine, seeded, enqueued):
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE webhook_events"))
+
+    response = post_signed(client, checkout_event())
+
+    assert_json_error(response, 503, "store_unavailable")
+    assert enqueued == []
+
+
+def test_unreachable_database_answers_503_not_500(app, client, settings, enqueued):
+    app.extensions["billhook"].engine.dispose()
+    db_path = settings.database_url.split("///", 1)[1]
+    for suffix in ("", "-wal", "-shm"):
+        Path(db_path + suffix).unlink(missing_ok=True)
+    Path(db_path).mkdir()  # a directory where the database file was: sqlite cannot open it
+
+    response = post_signed(client, checkout_event())
+
+    assert_json_error(response, 503, "store_unavailable")
+    assert enqueued == []
