@@ -1,0 +1,263 @@
+"""What a PayPal order or subscription means to billhook, in one place for the checkout API and
+the webhook handlers alike.
+
+**custom_id** — billhook sets PayPal's `custom_id` (purchase unit of an order, or the
+subscription) to `"<account_id>:<item_id>"`: the account, and the credit package (orders) or plan
+(subscriptions). Build it with `order_custom_id` / `subscription_custom_id`, read it with
+`parse_custom_id`. PayPal keeps at most 127 characters; item ids never contain ':' (the account id
+may: it is everything before the last ':').
+
+**one grant per order** — the credits of an order are granted under `grant_key(order_id)` by
+`grant_capture`, whoever calls it first: the capture endpoint with the capture response
+(`CaptureResult.from_order`), or the PAYMENT.CAPTURE.COMPLETED handler with the webhook resource
+(`CaptureResult.from_capture`). The payment row is keyed by the order id, so there is one payment
+and one invoice per order too.
+
+**one capture per order** — every capture call for an order carries the same PayPal-Request-Id,
+`capture_request_id(order_id)`: PayPal answers a repeat with the first capture's result.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from shared import ledger, payments
+from shared.accounts import ensure_account
+from shared.errors import PermanentError
+from shared.logs import log_line
+from shared.models import CreditPackage, Payment
+from shared.providers.paypal import PROVIDER, parse_amount
+
+log = logging.getLogger("billhook.paypal")
+
+MAX_CUSTOM_ID_LENGTH = 127
+COMPLETED = "COMPLETED"
+PENDING = "PENDING"
+# Capture statuses that end the payment without money (Orders v2 capture.status).
+FAILED_CAPTURE_STATUSES = ("DECLINED", "DENIED", "FAILED")
+
+
+# -- custom_id --------------------------------------------------------------------------------
+
+
+def order_custom_id(account_id: str, package_id: str) -> str:
+    return _custom_id(account_id, package_id)
+
+
+def subscription_custom_id(account_id: str, plan_id: str) -> str:
+    return _custom_id(account_id, plan_id)
+
+
+def _custom_id(account_id: str, item_id: str) -> str:
+    if not account_id or not item_id or ":" in item_id:
+        raise ValueError("custom_id needs an account id and an item id without ':'")
+    value = f"{account_id}:{item_id}"
+    if len(value) > MAX_CUSTOM_ID_LENGTH:
+        raise ValueError(f"custom_id longer than PayPal's {MAX_CUSTOM_ID_LENGTH} characters")
+    return value
+
+
+def parse_custom_id(value: str | None) -> tuple[str, str]:
+    """(account_id, item_id) from a custom_id billhook set; PermanentError for anything else
+    (retrying cannot make a foreign custom_id ours)."""
+    if not isinstance(value, str) or ":" not in value:
+        raise PermanentError("PayPal custom_id is not billhook's '<account_id>:<item_id>'")
+    account_id, item_id = value.rsplit(":", 1)
+    if not account_id or not item_id:
+        raise PermanentError("PayPal custom_id is not billhook's '<account_id>:<item_id>'")
+    return account_id, item_id
+
+
+# -- keys -------------------------------------------------------------------------------------
+
+
+def capture_request_id(order_id: str) -> str:
+    """The PayPal-Request-Id of every capture of this order (endpoint and webhook task alike)."""
+    return f"billhook-capture-{order_id}"
+
+
+def grant_key(order_id: str) -> str:
+    """The ledger idempotency key of an order's credits."""
+    return f"paypal:order:{order_id}"
+
+
+# -- captures ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CaptureResult:
+    """The facts about an order's capture billhook acts on, from either source."""
+
+    order_id: str
+    capture_id: str | None
+    status: str  # the capture's status: COMPLETED, PENDING, DECLINED, DENIED, FAILED, ...
+    amount_cents: int | None
+    currency: str | None
+    custom_id: str | None
+    failure_reason: str | None = None
+
+    @classmethod
+    def from_order(cls, order: dict) -> CaptureResult:
+        """From an Orders v2 order as the capture call or GET returns it (with
+        `Prefer: return=representation`): purchase_units[0].payments.captures[0]."""
+        unit = ((order.get("purchase_units") or [{}]) or [{}])[0] or {}
+        captures = (unit.get("payments") or {}).get("captures") or []
+        capture = captures[0] if captures else {}
+        amount = capture.get("amount") or unit.get("amount") or {}
+        status = capture.get("status") or ("PENDING" if order.get("status") == COMPLETED else order.get("status"))
+        return cls(
+            order_id=order.get("id"),
+            capture_id=capture.get("id"),
+            status=status or "UNKNOWN",
+            amount_cents=_amount(amount),
+            currency=amount.get("currency_code"),
+            custom_id=capture.get("custom_id") or unit.get("custom_id"),
+            failure_reason=_capture_reason(capture),
+        )
+
+    @classmethod
+    def from_capture(cls, capture: dict) -> CaptureResult:
+        """From a PAYMENT.CAPTURE.* webhook resource (a capture; its order id is in
+        supplementary_data.related_ids.order_id)."""
+        related = (capture.get("supplementary_data") or {}).get("related_ids") or {}
+        amount = capture.get("amount") or {}
+        return cls(
+            order_id=related.get("order_id"),
+            capture_id=capture.get("id"),
+            status=capture.get("status") or "UNKNOWN",
+            amount_cents=_amount(amount),
+            currency=amount.get("currency_code"),
+            custom_id=capture.get("custom_id"),
+            failure_reason=_capture_reason(capture),
+        )
+
+
+@dataclass(frozen=True)
+class GrantOutcome:
+    payment: Payment | None
+    credits_granted_now: int  # 0 when another caller already granted (or nothing is owed)
+    status: str  # succeeded | failed | pending
+
+
+def grant_capture(
+    session: Session, capture: CaptureResult, *, at: datetime, source_event_id: int | None = None
+) -> GrantOutcome:
+    """Record the order's payment (and invoice) and grant its package's credits, once per order,
+    whoever calls first. A completed capture after a denied one wins; a denial after completion
+    changes nothing. A pending capture waits for PAYMENT.CAPTURE.COMPLETED."""
+    if not capture.order_id:
+        raise PermanentError("PayPal capture names no order")
+    account_id, package_id = parse_custom_id(capture.custom_id)
+    package = session.get(CreditPackage, package_id)
+    if package is None:
+        raise PermanentError(f"PayPal order {capture.order_id} names unknown credit package {package_id!r}")
+    if capture.status == COMPLETED:
+        return _grant_completed(session, capture, account_id, package, at, source_event_id)
+    if capture.status in FAILED_CAPTURE_STATUSES:
+        payment = _record(session, capture, account_id, package, at, status=payments.FAILED)
+        return GrantOutcome(payment, 0, payments.FAILED)
+    return GrantOutcome(None, 0, "pending")
+
+
+def _grant_completed(
+    session: Session,
+    capture: CaptureResult,
+    account_id: str,
+    package: CreditPackage,
+    at: datetime,
+    source_event_id: int | None,
+) -> GrantOutcome:
+    payment = _record(session, capture, account_id, package, at, status=payments.SUCCEEDED)
+    if payment.status == payments.FAILED:
+        # A denied capture recorded first; this completed capture of the same order wins.
+        payment.status = payments.SUCCEEDED
+        payment.failure_message = None
+        payment.provider_charge_ref = capture.capture_id or payment.provider_charge_ref
+        if payments.invoice_for_payment(session, payment.id) is None:
+            # record_payment invoices only payments created as succeeded.
+            payments._issue_invoice(session, payment, _payment_record(capture, account_id, package, payment.status), at)
+    if not _pays_for(capture, package):
+        # Money arrived, but not the package's price: keep the payment for ops, grant nothing.
+        payment.failure_message = "captured amount does not match the package price; no credits granted"
+        log_line(log, "paypal capture amount mismatch", level=logging.WARNING, order=capture.order_id)
+        return GrantOutcome(payment, 0, payments.SUCCEEDED)
+    payment.credits_granted = package.credits
+    granted = ledger.grant_credits(
+        session,
+        account_id=account_id,
+        credits=package.credits,
+        kind=ledger.GRANT_PURCHASE,
+        description=f"{package.name} credit package",
+        idempotency_key=grant_key(capture.order_id),
+        at=at,
+        payment_id=payment.id,
+        source_event_id=source_event_id,
+    )
+    return GrantOutcome(payment, package.credits if granted else 0, payments.SUCCEEDED)
+
+
+def _record(
+    session: Session, capture: CaptureResult, account_id: str, package: CreditPackage, at: datetime, *, status: str
+) -> Payment:
+    ensure_account(session, account_id)
+    payment, _ = payments.record_payment(session, _payment_record(capture, account_id, package, status), at=at)
+    return payment
+
+
+def _payment_record(
+    capture: CaptureResult, account_id: str, package: CreditPackage, status: str
+) -> payments.PaymentRecord:
+    return payments.PaymentRecord(
+        account_id=account_id,
+        provider=PROVIDER,
+        provider_payment_id=capture.order_id,
+        provider_charge_ref=capture.capture_id,
+        kind="credit_package",
+        status=status,
+        amount_cents=capture.amount_cents if capture.amount_cents is not None else package.price_cents,
+        currency=capture.currency or package.currency,
+        package_id=package.id,
+        provider_invoice_id=capture.order_id,
+        line_items=_line_items(package),
+        failure_message=None if status == payments.SUCCEEDED else _failure_message(capture),
+    )
+
+
+def _line_items(package: CreditPackage) -> list[dict]:
+    return [
+        {
+            "description": f"{package.name} credit package ({package.credits} credits)",
+            "amount_cents": package.price_cents,
+            "quantity": 1,
+        }
+    ]
+
+
+def _pays_for(capture: CaptureResult, package: CreditPackage) -> bool:
+    if capture.amount_cents is None or capture.currency is None:
+        return True  # the source did not say; the order was created server-side at the package price
+    return capture.currency.lower() == package.currency.lower() and capture.amount_cents >= package.price_cents
+
+
+def _failure_message(capture: CaptureResult) -> str:
+    reason = f": {capture.failure_reason}" if capture.failure_reason else ""
+    return f"PayPal capture {capture.status.lower()}{reason}"
+
+
+def _amount(amount: dict) -> int | None:
+    if not amount or amount.get("value") is None or not amount.get("currency_code"):
+        return None
+    try:
+        return parse_amount(amount["value"], amount["currency_code"])
+    except ValueError:
+        return None
+
+
+def _capture_reason(capture: dict) -> str | None:
+    details = capture.get("status_details") or {}
+    reason = details.get("reason")
+    return reason if isinstance(reason, str) else None
