@@ -62,7 +62,15 @@ def record_payment(session: Session, record: PaymentRecord, *, at: datetime) -> 
     payment = find_payment(session, record.provider, record.provider_payment_id, lock=True)
     if not created and payment.provider_charge_ref is None and record.provider_charge_ref:
         payment.provider_charge_ref = record.provider_charge_ref
-    if created and record.status == SUCCEEDED:
+    succeeded_now = created and record.status == SUCCEEDED
+    if not created and payment.status == FAILED and record.status == SUCCEEDED:
+        # A failure was recorded first (events arrive in any order, or the payment was retried):
+        # the success wins, and only now is there something to invoice.
+        payment.status = SUCCEEDED
+        payment.failure_message = None
+        payment.updated_at = at
+        succeeded_now = invoice_for_payment(session, payment.id) is None
+    if succeeded_now:
         _issue_invoice(session, payment, record, at)
     return payment, created
 

@@ -152,10 +152,6 @@ def _grant_package_purchase(
         ),
         at=now,
     )
-    if payment.status == payments.FAILED:
-        # An earlier async_payment_failed for the same session; a later success wins.
-        payment.status = payments.SUCCEEDED
-        payment.failure_message = None
     payment.credits_granted = package.credits
     ledger.grant_credits(
         session,
