@@ -12,6 +12,7 @@ worker subprocesses, with signed events posted over real HTTP.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -250,6 +251,17 @@ class WorkerProcess:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
+
+    def task_logs(self, event_pk: int | None = None) -> list[dict]:
+        """The worker's structured task lines (one per process_event run), optionally for one event."""
+        lines = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            start = line.find('{"msg":"task"')
+            if start >= 0:
+                entry = json.loads(line[start:])
+                if event_pk is None or entry.get("event") == event_pk:
+                    lines.append(entry)
+        return lines
 
     def log_tail(self, chars: int = 4000) -> str:
         try:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared import inbox
 from shared.handlers import is_handled
 from shared.models import WebhookEvent
+from tests.factories import stripe_events as se
 
 T = TypeVar("T")
 
@@ -64,3 +65,83 @@ def all_succeeded(session_factory: sessionmaker[Session], event_ids: list[str], 
             .where(WebhookEvent.status == "succeeded")
         )
     return done == len(set(event_ids))
+
+
+# -- Stripe event builders for whole flows (from the factories' fixture shapes) ----------------
+
+GROWTH_PRICE = "price_billhook_growth_monthly"
+SCALE_PRICE = "price_billhook_scale_monthly"
+MONTH = 30 * 24 * 3600
+
+
+def subscription_start(account_id: str, *, created: int, plan_id: str = "growth", price: str = GROWTH_PRICE):
+    """The two events that start a subscription: checkout.session.completed and the first
+    invoice.paid (billing_reason subscription_create). Returns (checkout_evt, invoice_evt, ids)."""
+    customer, subscription_id = se.unique("cus"), se.unique("sub")
+    checkout = se.event(
+        "checkout.session.completed",
+        se.checkout_session(
+            account_id=account_id, mode="subscription", plan_id=plan_id, customer=customer, subscription=subscription_id
+        ),
+        created=created,
+    )
+    invoice = se.event(
+        "invoice.paid",
+        se.invoice(
+            subscription_id=subscription_id,
+            customer=customer,
+            price_id=price,
+            amount=19900,
+            period_start=created,
+            period_end=created + MONTH,
+            billing_reason="subscription_create",
+            metadata={"account_id": account_id, "plan_id": plan_id},
+            payment_intent=se.unique("pi"),
+        ),
+        created=created + 1,
+    )
+    return checkout, invoice, {"customer": customer, "subscription": subscription_id}
+
+
+def renewal(ids: dict, account_id: str, *, period_start: int, created: int, price: str = GROWTH_PRICE) -> dict:
+    return se.event(
+        "invoice.paid",
+        se.invoice(
+            subscription_id=ids["subscription"],
+            customer=ids["customer"],
+            price_id=price,
+            amount=19900,
+            period_start=period_start,
+            period_end=period_start + MONTH,
+            billing_reason="subscription_cycle",
+            metadata={"account_id": account_id},
+            payment_intent=se.unique("pi"),
+        ),
+        created=created,
+    )
+
+
+def subscription_updated(
+    ids: dict,
+    account_id: str,
+    *,
+    created: int,
+    period_start: int,
+    price: str = GROWTH_PRICE,
+    status: str = "active",
+    cancel_at_period_end: bool = False,
+) -> dict:
+    return se.event(
+        "customer.subscription.updated",
+        se.subscription(
+            subscription_id=ids["subscription"],
+            customer=ids["customer"],
+            price_id=price,
+            status=status,
+            period_start=period_start,
+            period_end=period_start + MONTH,
+            cancel_at_period_end=cancel_at_period_end,
+            metadata={"account_id": account_id},
+        ),
+        created=created,
+    )
