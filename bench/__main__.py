@@ -1,0 +1,248 @@
+"""`make bench`: intake, processing and memory of billhook against a bare baseline, measured side by
+side in one run on servers the harness starts itself (see README, "Benchmarks").
+
+Environment: DATABASE_URL / REDIS_URL (else the embedded SQLite + redis-server), BENCH_EVENTS
+(processing backlog, default 20000), BENCH_INTAKE_REQUESTS (per closed-loop run, default 6000),
+BENCH_RATE and BENCH_RATE_SECONDS (fixed-rate run, default 500 req/s for 10 s), BENCH_CONNECTIONS
+(default 16), BENCH_SEED (default 1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import func, insert, select
+
+from bench import loadgen, scenario, services
+from bench.measure import PeakRss, drain_window
+from bench.worker_app import NOOP
+from shared.config import Settings
+from shared.handlers import is_handled
+from shared.models import WebhookEvent
+from shared.models.events import SUCCEEDED
+from tests.factories.stripe_events import signed
+from worker.celery_app import PROCESS_EVENT, make_celery
+
+PATH = "/webhooks/stripe"
+
+
+def env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name) or default)
+
+
+def main() -> int:
+    events = env_int("BENCH_EVENTS", 20_000)
+    intake_requests = env_int("BENCH_INTAKE_REQUESTS", 6_000)
+    rate = env_int("BENCH_RATE", 500)
+    rate_seconds = env_int("BENCH_RATE_SECONDS", 10)
+    connections = env_int("BENCH_CONNECTIONS", 16)
+    seed = env_int("BENCH_SEED", 1)
+    tmp = services.make_tmp("billhook-bench-")
+    store = broker = None
+    procs: list[services.Proc] = []
+    rss = PeakRss().start()
+    try:
+        store = services.Store(os.environ.get("DATABASE_URL"), tmp)
+        broker = services.Broker(os.environ.get("REDIS_URL"), tmp)
+        run_id = uuid.uuid4().hex[:8]
+        q_intake, q_proc, q_noop = (f"bench_{name}_{run_id}" for name in ("intake", "process", "noop"))
+        say(f"store: {store.kind}; broker: {'own redis-server' if broker.own else 'REDIS_URL'}; logs in {tmp}")
+
+        # 1. intake ------------------------------------------------------------------------
+        env = services.service_env(store.url, broker.url, q_intake, tmp)
+        web = services.start_gunicorn("web", "web.wsgi:app", env, tmp)
+        bare = services.start_gunicorn("bare", "bench.bare_app:app", env, tmp)
+        procs += [web, bare]
+        rss.watch("web", web.pid)
+        intake = bench_intake(web, bare, seed, intake_requests, rate, rate_seconds, connections)
+        web_peak = rss.mb("web child")
+        for p in (web, bare):
+            p.stop()
+        broker.delete_queue(q_intake)
+
+        # 2. processing --------------------------------------------------------------------
+        processing = bench_processing(store, broker, tmp, rss, seed, events, q_proc, q_noop, procs)
+        results = {"intake": intake, "processing": processing}
+        results["memory"] = {
+            "web_mb": web_peak,
+            "worker_mb": rss.mb("worker child"),
+            "worker_main_mb": rss.mb("worker main"),
+        }
+        results["meta"] = {
+            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "store": store.kind,
+            "broker": "own redis-server" if broker.own else "REDIS_URL",
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+        }
+        print_table(results)
+        out = tmp.parent / "billhook-bench-last.json"
+        out.write_text(json.dumps(results, indent=2))
+        say(f"results also in {out}")
+        return 0
+    finally:
+        rss.stop()
+        for p in procs:
+            p.stop()
+        if broker is not None:
+            broker.close()
+        if store is not None:
+            store.close()
+        services.remove_tmp(tmp)
+
+
+def deliveries_for(seed: int, count: int, prefix: str) -> list[loadgen.Delivery]:
+    """`count` signed deliveries: distinct events plus 20% duplicates, shuffled."""
+    stream = scenario.generate(seed, round(count * 0.8), duplicate_share=0.2, refunds=False, prefix=prefix)
+    return [signed(evt, services.WEBHOOK_SECRET) for evt in stream.deliveries[:count]]
+
+
+def bench_intake(web, bare, seed, requests, rate, rate_seconds, connections) -> dict:
+    say("intake: warming up")
+    for proc, prefix in ((web, "w"), (bare, "wb")):
+        loadgen.closed_loop(proc.port, PATH, deliveries_for(seed, 400, prefix), connections=connections)
+    runs: dict[str, list[loadgen.LoadResult]] = {"billhook": [], "bare": []}
+    # Two alternating rounds: a noisy neighbour hurts one round, not one side.
+    for round_ in range(2):
+        deliveries = deliveries_for(seed + round_, requests, f"i{round_}")
+        for name, proc in (("bare", bare), ("billhook", web)):
+            result = loadgen.closed_loop(proc.port, PATH, deliveries, connections=connections, max_seconds=30)
+            say(f"intake round {round_ + 1} {name}: {result.rate:.0f} req/s, {result.errors} errors")
+            runs[name].append(result)
+    best = {name: max(results, key=lambda r: r.rate) for name, results in runs.items()}
+    fixed = {}
+    for name, proc, prefix in (("billhook", web, "r"), ("bare", bare, "rb")):
+        deliveries = deliveries_for(seed, rate * rate_seconds, prefix)
+        result = loadgen.fixed_rate(proc.port, PATH, deliveries, rate=rate, max_seconds=rate_seconds + 1)
+        say(f"fixed {rate} req/s {name}: p99 {result.percentile(99):.1f} ms, {result.errors} errors")
+        fixed[name] = result
+    return {
+        "closed": {name: summary(r) for name, r in best.items()},
+        "ratio": best["billhook"].rate / best["bare"].rate if best["bare"].rate else 0.0,
+        "rate": rate,
+        "fixed": {name: summary(r) for name, r in fixed.items()},
+        "connections": connections,
+    }
+
+
+def summary(result: loadgen.LoadResult) -> dict:
+    return {
+        "requests": result.sent,
+        "ok": result.ok,
+        "errors": result.errors,
+        "rps": result.rate,
+        "p50_ms": result.percentile(50),
+        "p99_ms": result.percentile(99),
+    }
+
+
+def bench_processing(store, broker, tmp, rss, seed, events, q_proc, q_noop, procs) -> dict:
+    backlog = scenario.generate(seed, round(events * 0.8), duplicate_share=0.2, refunds=False, prefix="p")
+    messages = backlog.deliveries[:events]
+    say(f"processing: {len(messages)} messages for {len(backlog.events)} distinct events")
+    pks = store_backlog(store, backlog.events)
+    base = Settings(database_url=store.url, redis_url=broker.url, var_dir=tmp)
+
+    # The baseline first: the same worker settings draining no-op tasks.
+    noop_app = make_celery(base.with_overrides(queue_name=q_noop))
+    for evt in messages:
+        noop_app.send_task(NOOP, args=[pks[evt["id"]]], queue=q_noop)
+    noop_seconds = drain(store, broker, tmp, rss, q_noop, len(messages), procs)
+
+    app = make_celery(base.with_overrides(queue_name=q_proc))
+    for evt in messages:
+        app.send_task(PROCESS_EVENT, args=[pks[evt["id"]]], queue=q_proc)
+    proc_seconds = drain(store, broker, tmp, rss, q_proc, len(messages), procs)
+    with store.session_factory() as session:
+        done, first, last = session.execute(
+            select(func.count(), func.min(WebhookEvent.processed_at), func.max(WebhookEvent.processed_at)).where(
+                WebhookEvent.status == SUCCEEDED
+            )
+        ).one()
+    effect_seconds = (last - first).total_seconds() if first and last else 0.0
+    noop_rate = len(messages) / noop_seconds
+    proc_rate = len(messages) / proc_seconds
+    return {
+        "messages": len(messages),
+        "distinct": len(backlog.events),
+        "succeeded": done,
+        "noop_per_s": noop_rate,
+        "billhook_per_s": proc_rate,
+        "effects_per_s": done / effect_seconds if effect_seconds else 0.0,
+        "ratio": proc_rate / noop_rate,
+    }
+
+
+def store_backlog(store, events: list[dict]) -> dict[str, int]:
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "provider": "stripe",
+            "event_id": evt["id"],
+            "type": evt["type"],
+            "payload": evt,
+            "event_created_at": datetime.fromtimestamp(evt["created"], UTC),
+            "received_at": now,
+            "updated_at": now,
+            "status": "received" if is_handled("stripe", evt["type"]) else "ignored",
+        }
+        for evt in events
+    ]
+    with store.session_factory.begin() as session:
+        for i in range(0, len(rows), 1000):
+            session.execute(insert(WebhookEvent), rows[i : i + 1000])
+    with store.session_factory() as session:
+        return {event_id: pk for event_id, pk in session.execute(select(WebhookEvent.event_id, WebhookEvent.id))}
+
+
+def drain(store, broker, tmp, rss, queue: str, count: int, procs) -> float:
+    env = services.service_env(store.url, broker.url, queue, tmp)
+    worker = services.start_worker(f"worker-{queue}", env, tmp, concurrency=os.cpu_count() or 2)
+    procs.append(worker)
+    rss.watch("worker", worker.pid)
+    first, end = drain_window(broker.client, queue, count, timeout=1800)
+    rss.sample()
+    worker.stop()
+    seconds = end - first
+    say(f"{queue}: {count} messages in {seconds:.1f} s ({count / seconds:.0f}/s)")
+    return seconds
+
+
+def print_table(r: dict) -> None:
+    i, p, m, meta = r["intake"], r["processing"], r["memory"], r["meta"]
+    c, f = i["closed"], i["fixed"]
+    lines = [
+        f"billhook bench, {meta['date']}, {meta['cores']} cores, {meta['store']}, {meta['broker']}, "
+        f"Python {meta['python']}",
+        "",
+        "| measure | billhook | baseline | ratio | target |",
+        "| --- | --- | --- | --- | --- |",
+        f"| intake, req/s ({i['connections']} connections, 20% duplicates) | {c['billhook']['rps']:.0f} "
+        f"| {c['bare']['rps']:.0f} (bare Flask) | {i['ratio']:.2f} | ≥ 0.5 on PostgreSQL |",
+        f"| intake p50 / p99, ms (closed loop) | {c['billhook']['p50_ms']:.1f} / {c['billhook']['p99_ms']:.1f} "
+        f"| {c['bare']['p50_ms']:.1f} / {c['bare']['p99_ms']:.1f} | | |",
+        f"| intake p50 / p99 at {i['rate']} req/s, ms | {f['billhook']['p50_ms']:.1f} / {f['billhook']['p99_ms']:.1f} "
+        f"| {f['bare']['p50_ms']:.1f} / {f['bare']['p99_ms']:.1f} | | p99 ≤ 25 ms |",
+        f"| processing, messages/s ({p['messages']} queued, {p['distinct']} distinct) | {p['billhook_per_s']:.0f} "
+        f"| {p['noop_per_s']:.0f} (no-op task) | {p['ratio']:.2f} | ≥ 0.5 |",
+        f"| processing, committed effects/s (first → last) | {p['effects_per_s']:.0f} | | | |",
+        f"| peak RSS, MB | web {m['web_mb']:.0f}, worker {m['worker_mb']:.0f} (main {m['worker_main_mb']:.0f}) "
+        "| | | worker ≤ 150 |",
+        "",
+        f"errors: intake {c['billhook']['errors']} billhook / {c['bare']['errors']} bare, "
+        f"fixed rate {f['billhook']['errors']}; events succeeded {p['succeeded']} of {p['distinct']}",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def say(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""Measuring helpers: peak RSS of process trees, and how fast a worker drains a queue."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import psutil
+import redis
+
+
+class PeakRss:
+    """Samples the RSS of every process in the watched trees; keeps the peak per role and kind
+    (the main process, and the largest child: a gunicorn worker or a Celery pool process)."""
+
+    def __init__(self, interval: float = 0.2):
+        self.interval = interval
+        self.watched: dict[str, int] = {}
+        self.peaks: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def watch(self, role: str, pid: int) -> None:
+        self.watched[role] = pid
+
+    def start(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def sample(self) -> None:
+        for role, pid in list(self.watched.items()):
+            try:
+                main = psutil.Process(pid)
+                self._keep(f"{role} main", main.memory_info().rss)
+                for child in main.children(recursive=True):
+                    self._keep(f"{role} child", child.memory_info().rss)
+            except psutil.Error:
+                continue
+
+    def _keep(self, key: str, rss: int) -> None:
+        if rss > self.peaks.get(key, 0):
+            self.peaks[key] = rss
+
+    def mb(self, key: str) -> float:
+        return self.peaks.get(key, 0) / 2**20
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+
+def unacked_for(client: redis.Redis, queue: str) -> int:
+    """Messages of `queue` a worker holds but has not acknowledged (kombu keeps them in the
+    'unacked' hash as [message, exchange, routing_key])."""
+    count = 0
+    for _key, value in client.hscan_iter("unacked"):
+        try:
+            if json.loads(value)[2] == queue:
+                count += 1
+        except (ValueError, IndexError, TypeError):
+            continue
+    return count
+
+
+def drain_window(client: redis.Redis, queue: str, initial: int, timeout: float) -> tuple[float, float]:
+    """Poll until the queue is empty and nothing of it is unacknowledged; returns the monotonic
+    times of the first message taken and of the drain's end."""
+    first = None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        length = client.llen(queue)
+        now = time.monotonic()
+        if first is None and length < initial:
+            first = now
+        if length == 0 and first is not None and unacked_for(client, queue) == 0:
+            return first, now
+        time.sleep(0.005 if length else 0.002)
+    raise RuntimeError(f"queue {queue} not drained within {timeout:.0f}s ({client.llen(queue)} left)")

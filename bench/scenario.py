@@ -1,0 +1,186 @@
+"""Seeded, realistic Stripe event streams and what they must add up to.
+
+Each account subscribes through Checkout (checkout.session.completed + the first invoice.paid,
+which share one credit grant), gets a subscription update, renews for a few periods (sometimes a
+failed payment first), may end with a cancellation, and buys credit packages (some refunded).
+Every object comes from `tests/factories/stripe_events.py` (Stripe's published fixtures), so the
+payloads have Stripe's real shape and size. The same seed gives the same events, the same
+delivery order and the same expectations.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from shared.catalog import SEED_PACKAGES, SEED_PLANS
+from tests.factories import stripe_events as se
+
+PERIOD = 30 * 24 * 3600
+BASE_TIME = 1_767_225_600  # 2026-01-01T00:00:00Z: a fixed past, so the stream is reproducible
+
+
+@dataclass
+class Expected:
+    """What the store must say about one account once every event is processed."""
+
+    account_id: str
+    subscription_id: str
+    balance: int = 0
+    subscription_grants: int = 0
+    purchase_grants: int = 0
+    reversals: int = 0
+    status: str = "incomplete"
+    status_event_created: int = -1
+
+    def saw_status(self, status: str, created: int) -> None:
+        if created > self.status_event_created:
+            self.status, self.status_event_created = status, created
+
+
+@dataclass
+class Scenario:
+    seed: int
+    events: list[dict]  # distinct events, in generation order
+    deliveries: list[dict]  # events plus duplicate deliveries, shuffled
+    expected: dict[str, Expected] = field(default_factory=dict)
+
+    @property
+    def duplicates(self) -> int:
+        return len(self.deliveries) - len(self.events)
+
+
+def generate(
+    seed: int, distinct_events: int, *, duplicate_share: float, refunds: bool = True, prefix: str = "c"
+) -> Scenario:
+    """About `distinct_events` distinct events (whole accounts only), plus duplicate deliveries
+    making up `duplicate_share` of all deliveries, in a shuffled order."""
+    rng = random.Random(seed)
+    events: list[dict] = []
+    expected: dict[str, Expected] = {}
+    n = 0
+    while len(events) < distinct_events:
+        exp, account_events = _account(rng, f"{prefix}{seed}x{n:05d}", refunds)
+        expected[exp.account_id] = exp
+        events.extend(account_events)
+        n += 1
+    duplicates = round(len(events) * duplicate_share / (1 - duplicate_share))
+    deliveries = events + [rng.choice(events) for _ in range(duplicates)]
+    rng.shuffle(deliveries)
+    return Scenario(seed, events, deliveries, expected)
+
+
+def _account(rng: random.Random, tag: str, refunds: bool) -> tuple[Expected, list[dict]]:
+    account_id, customer, sub_id = f"acct_{tag}", f"cus_{tag}", f"sub_{tag}"
+    plan = rng.choice(SEED_PLANS)
+    exp = Expected(account_id, sub_id)
+    events: list[dict] = []
+    t0 = BASE_TIME + rng.randrange(0, 20 * 24 * 3600)
+    meta = {"account_id": account_id, "plan_id": plan["id"]}
+
+    def add(event_type: str, obj: dict, created: int, name: str) -> None:
+        events.append(se.event(event_type, obj, created=created, event_id=f"evt_{tag}_{name}"))
+
+    # Checkout completion and the first invoice share one grant (the initial period).
+    add(
+        "checkout.session.completed",
+        se.checkout_session(
+            account_id=account_id,
+            mode="subscription",
+            plan_id=plan["id"],
+            customer=customer,
+            subscription=sub_id,
+            session_id=f"cs_{tag}_sub",
+            email=f"{tag}@example.com",
+        ),
+        t0,
+        "checkout",
+    )
+    exp.saw_status("active", t0)
+    add("invoice.paid", _invoice(tag, sub_id, customer, plan, t0, 0, "subscription_create", meta), t0 + 5, "inv0")
+    exp.saw_status("active", t0 + 5)
+    exp.balance += plan["included_credits"]
+    exp.subscription_grants += 1
+    add("customer.subscription.updated", _subscription(sub_id, customer, plan, t0, "active", meta), t0 + 10, "upd0")
+    exp.saw_status("active", t0 + 10)
+
+    renewals = rng.randint(3, 12)
+    for r in range(1, renewals + 1):
+        start = t0 + r * PERIOD
+        if rng.random() < 0.15:
+            failed = _invoice(tag, sub_id, customer, plan, start, r, "subscription_cycle", meta, status="open")
+            add("invoice.payment_failed", failed, start + 1, f"fail{r}")
+            exp.saw_status("past_due", start + 1)
+        paid = _invoice(tag, sub_id, customer, plan, start, r, "subscription_cycle", meta)
+        add("invoice.paid", paid, start + 5, f"inv{r}")
+        exp.saw_status("active", start + 5)
+        exp.balance += plan["included_credits"]
+        exp.subscription_grants += 1
+    end = t0 + renewals * PERIOD + 3600
+    ending = rng.random()
+    if ending < 0.25:
+        obj = _subscription(sub_id, customer, plan, end - 3600, "canceled", meta, canceled_at=end)
+        add("customer.subscription.deleted", obj, end, "deleted")
+        exp.saw_status("canceled", end)
+    elif ending < 0.45:
+        obj = _subscription(sub_id, customer, plan, end - 3600, "active", meta, cancel_at_period_end=True)
+        add("customer.subscription.updated", obj, end, "updend")
+        exp.saw_status("active", end)
+
+    for k in range(rng.choice((0, 0, 1, 1, 2, 3))):
+        package = rng.choice(SEED_PACKAGES)
+        bought = t0 + rng.randrange(60, renewals * PERIOD)
+        intent = f"pi_{tag}_{k}"
+        checkout = se.checkout_session(
+            account_id=account_id,
+            mode="payment",
+            package_id=package["id"],
+            customer=customer,
+            session_id=f"cs_{tag}_pkg{k}",
+            payment_intent=intent,
+            amount_total=package["price_cents"],
+        )
+        add("checkout.session.completed", checkout, bought, f"pkg{k}")
+        exp.balance += package["credits"]
+        exp.purchase_grants += 1
+        if refunds and rng.random() < 0.1:
+            charge = se.charge(
+                payment_intent=intent,
+                amount=package["price_cents"],
+                amount_refunded=package["price_cents"],
+                charge_id=f"ch_{tag}_{k}",
+                customer=customer,
+            )
+            add("charge.refunded", charge, bought + 3600, f"refund{k}")
+            exp.balance -= package["credits"]
+            exp.reversals += 1
+    return exp, events
+
+
+def _invoice(tag, sub_id, customer, plan, start, r, reason, meta, status="paid") -> dict:
+    return se.invoice(
+        subscription_id=sub_id,
+        customer=customer,
+        price_id=plan["stripe_price_id"],
+        amount=plan["price_cents"],
+        period_start=start,
+        period_end=start + PERIOD,
+        billing_reason=reason,
+        status=status,
+        metadata=meta,
+        invoice_id=f"in_{tag}_{r}",
+        payment_intent=f"pi_{tag}_inv{r}",
+    )
+
+
+def _subscription(sub_id, customer, plan, start, status, meta, **kwargs) -> dict:
+    return se.subscription(
+        subscription_id=sub_id,
+        customer=customer,
+        price_id=plan["stripe_price_id"],
+        status=status,
+        period_start=start,
+        period_end=start + PERIOD,
+        metadata=meta,
+        **kwargs,
+    )
