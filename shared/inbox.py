@@ -117,9 +117,13 @@ def due_for_sweep(
 
 
 def touch(session: Session, event_pks: list[int], *, at: datetime) -> None:
-    """Restart the sweep clock for events just re-queued, so one sweep does not queue them twice."""
+    """Restart the sweep clock for events just re-queued, so the next sweep does not queue them
+    again. A scheduled retry's time is cleared too: the sweeper measures a waiting event from
+    `next_attempt_at` when it is set, which this re-queue has superseded."""
     if event_pks:
-        session.execute(update(WebhookEvent).where(WebhookEvent.id.in_(event_pks)).values(updated_at=at))
+        session.execute(
+            update(WebhookEvent).where(WebhookEvent.id.in_(event_pks)).values(updated_at=at, next_attempt_at=None)
+        )
 
 
 def requeue(session: Session, event_pk: int, *, at: datetime) -> bool:
