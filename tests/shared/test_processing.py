@@ -1,0 +1,225 @@
+"""process_event's transaction rules, failures and the sweeper."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from shared import inbox, processing
+from shared.errors import PermanentError, RetryLater
+from shared.models import Account, CreditLedgerEntry, Subscription, WebhookEvent
+from tests.conftest import Enqueued
+from tests.factories import stripe_events as se
+
+GRACE = 60
+LEASE = 300
+
+
+def store(session_factory, evt: dict, at: datetime) -> int:
+    with session_factory.begin() as session:
+        return inbox.record_event(
+            session,
+            provider="stripe",
+            event_id=evt["id"],
+            type=evt["type"],
+            payload=evt,
+            event_created_at=datetime.fromtimestamp(evt["created"], UTC),
+            handled=True,
+            at=at,
+        ).id
+
+
+def checkout(plan_id: str | None = "starter") -> dict:
+    obj = se.checkout_session(account_id="acct_p", mode="subscription", plan_id=plan_id)
+    return se.event("checkout.session.completed", obj)
+
+
+def loaded(session_factory, pk: int) -> WebhookEvent:
+    with session_factory() as session:
+        return session.get(WebhookEvent, pk)
+
+
+def rows(session_factory, model) -> list:
+    with session_factory() as session:
+        return list(session.scalars(select(model)))
+
+
+def test_success_commits_the_effects_and_the_succeeded_mark_together(seeded, now):
+    pk = store(seeded, checkout(), now)
+
+    result = processing.process_event(seeded, pk, clock=lambda: now)
+
+    assert (result.outcome, result.event_type, result.account_id) == ("done", "checkout.session.completed", "acct_p")
+    event = loaded(seeded, pk)
+    assert (event.status, event.processed_at, event.attempts, event.account_id) == ("succeeded", now, 1, "acct_p")
+    [entry] = rows(seeded, CreditLedgerEntry)
+    assert entry.source_event_id == pk
+
+
+def test_a_handler_that_raises_leaves_no_partial_effects_and_the_event_not_succeeded(seeded, now):
+    # No plan: the handler creates the account and the subscription, then finds it cannot grant.
+    pk = store(seeded, checkout(plan_id=None), now)
+
+    with pytest.raises(RetryLater):
+        processing.process_event(seeded, pk, clock=lambda: now)
+
+    assert rows(seeded, Account) == []
+    assert rows(seeded, Subscription) == []
+    assert rows(seeded, CreditLedgerEntry) == []
+    event = loaded(seeded, pk)
+    assert (event.status, event.attempts, event.processed_at, event.account_id) == ("processing", 1, None, None)
+
+
+def test_every_attempt_is_counted(seeded, now):
+    pk = store(seeded, checkout(plan_id=None), now)
+
+    for attempt in range(3):
+        with pytest.raises(RetryLater) as raised:
+            processing.process_event(seeded, pk, clock=lambda: now)
+        processing.record_failure(seeded, pk, raised.value, at=now, retry_at=now + timedelta(seconds=2**attempt))
+
+    assert loaded(seeded, pk).attempts == 3
+
+
+def test_record_failure_with_a_retry_time_waits_for_the_retry(seeded, now):
+    pk = store(seeded, checkout(plan_id=None), now)
+    with pytest.raises(RetryLater) as raised:
+        processing.process_event(seeded, pk, clock=lambda: now)
+
+    processing.record_failure(seeded, pk, raised.value, at=now, retry_at=now + timedelta(seconds=30))
+
+    event = loaded(seeded, pk)
+    assert (event.status, event.next_attempt_at) == ("received", now + timedelta(seconds=30))
+    assert event.last_error.startswith("RetryLater: plan of subscription")
+
+
+def test_record_failure_without_a_retry_time_marks_the_event_failed_with_its_error(seeded, now):
+    evt = checkout()
+    evt["data"]["object"]["metadata"] = {}
+    evt["data"]["object"]["client_reference_id"] = None
+    pk = store(seeded, evt, now)
+    with pytest.raises(PermanentError) as raised:
+        processing.process_event(seeded, pk, clock=lambda: now)
+
+    processing.record_failure(seeded, pk, raised.value, at=now, retry_at=None)
+
+    event = loaded(seeded, pk)
+    assert (event.status, event.next_attempt_at) == ("failed", None)
+    assert event.last_error.startswith("PermanentError: checkout session")
+
+
+def test_a_failed_event_runs_again_once_requeued(seeded, now):
+    pk = store(seeded, checkout(plan_id=None), now)
+    with pytest.raises(RetryLater) as raised:
+        processing.process_event(seeded, pk, clock=lambda: now)
+    processing.record_failure(seeded, pk, raised.value, at=now, retry_at=None)
+    with seeded.begin() as session:
+        inbox.requeue(session, pk, at=now)
+
+    with pytest.raises(RetryLater):
+        processing.process_event(seeded, pk, clock=lambda: now)
+    assert loaded(seeded, pk).attempts == 2
+
+
+def test_processing_a_done_event_again_does_nothing(seeded, now):
+    pk = store(seeded, checkout(), now)
+    processing.process_event(seeded, pk, clock=lambda: now)
+
+    again = processing.process_event(seeded, pk, clock=lambda: now)
+
+    assert again.outcome == processing.ALREADY_DONE
+    assert loaded(seeded, pk).attempts == 1
+    assert len(rows(seeded, CreditLedgerEntry)) == 1
+
+
+def test_processing_a_missing_event_says_so(seeded, now):
+    assert processing.process_event(seeded, 12345, clock=lambda: now).outcome == processing.MISSING
+
+
+def test_an_event_whose_type_has_no_handler_is_ignored(seeded, now):
+    pk = store(seeded, se.event("customer.tax_id.created", se.fixture("tax_id")), now)
+
+    result = processing.process_event(seeded, pk, clock=lambda: now)
+
+    assert result.outcome == "ignored"
+    assert loaded(seeded, pk).status == "ignored"
+
+
+def test_transient_errors_are_the_retryable_ones():
+    db_down = OperationalError("SELECT 1", {}, ConnectionError("gone"))
+    lost_race = IntegrityError("INSERT", {}, ValueError("duplicate key"))
+
+    assert processing.is_transient(RetryLater("later"))
+    assert processing.is_transient(db_down)
+    assert processing.is_transient(lost_race)
+    assert not processing.is_transient(PermanentError("never"))
+    assert not processing.is_transient(KeyError("bug"))
+
+
+def test_describe_keeps_the_error_class_and_first_line_only():
+    db_down = OperationalError("SELECT secret_stuff", {"p": "payload"}, ConnectionError("server closed\nline two"))
+
+    assert processing.describe(RetryLater("first\nsecond")) == "RetryLater: first"
+    assert processing.describe(db_down) == "OperationalError: server closed"
+
+
+# -- the sweeper ------------------------------------------------------------------------------
+
+
+def test_sweep_requeues_received_and_stuck_events_but_not_fresh_or_done_ones(seeded, now):
+    old = now - timedelta(hours=1)
+    waiting = store(seeded, checkout(), old)
+    stuck = store(seeded, checkout(), old - timedelta(minutes=1))
+    fresh = store(seeded, checkout(), now - timedelta(seconds=5))
+    done = store(seeded, checkout(), old)
+    with seeded.begin() as session:
+        inbox.mark_processing(session, stuck, at=old)
+    processing.process_event(seeded, done, clock=lambda: old)
+    queue = Enqueued()
+
+    queued = processing.sweep(seeded, queue, now=now, grace_seconds=GRACE, lease_seconds=LEASE)
+
+    assert sorted(queued) == sorted(queue) == [waiting, stuck]
+    assert fresh not in queue and done not in queue
+
+
+def test_consecutive_sweeps_do_not_queue_an_event_twice(seeded, now):
+    store(seeded, checkout(), now - timedelta(hours=1))
+    queue = Enqueued()
+
+    processing.sweep(seeded, queue, now=now, grace_seconds=GRACE, lease_seconds=LEASE)
+    processing.sweep(seeded, queue, now=now + timedelta(seconds=30), grace_seconds=GRACE, lease_seconds=LEASE)
+
+    assert len(queue) == 1
+
+
+def test_consecutive_sweeps_do_not_queue_a_lost_retry_twice(seeded, now):
+    pk = store(seeded, checkout(plan_id=None), now - timedelta(hours=1))
+    with pytest.raises(RetryLater) as raised:
+        processing.process_event(seeded, pk, clock=lambda: now - timedelta(hours=1))
+    retry_at = now - timedelta(minutes=30)
+    processing.record_failure(seeded, pk, raised.value, at=now - timedelta(hours=1), retry_at=retry_at)
+    queue = Enqueued()
+
+    processing.sweep(seeded, queue, now=now, grace_seconds=GRACE, lease_seconds=LEASE)
+    processing.sweep(seeded, queue, now=now + timedelta(seconds=30), grace_seconds=GRACE, lease_seconds=LEASE)
+
+    assert queue == [pk]
+    # ... and a retry that is lost again is swept again once the grace has passed once more.
+    processing.sweep(seeded, queue, now=now + timedelta(seconds=GRACE + 1), grace_seconds=GRACE, lease_seconds=LEASE)
+    assert queue == [pk, pk]
+
+
+def test_sweep_with_the_broker_down_queues_nothing_and_tries_again_next_time(seeded, now):
+    pk = store(seeded, checkout(), now - timedelta(hours=1))
+
+    def broker_down(event_pk: int) -> None:
+        raise ConnectionError("redis is down")
+
+    assert processing.sweep(seeded, broker_down, now=now, grace_seconds=GRACE, lease_seconds=LEASE) == []
+    queue = Enqueued()
+    later = now + timedelta(seconds=30)
+    assert processing.sweep(seeded, queue, now=later, grace_seconds=GRACE, lease_seconds=LEASE) == [pk]
