@@ -240,11 +240,14 @@ class WorkerProcess:
 
     def stop(self, timeout: float = 20.0) -> None:
         """Warm shutdown (SIGTERM): running tasks finish first."""
+        self.request_stop()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout)
+        self.kill()
+
+    def request_stop(self) -> None:
         if self.alive():
             self.process.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout)
-        self.kill()
 
     def kill(self) -> None:
         """SIGKILL the whole process group: the main process and its pool children die at once."""
@@ -288,6 +291,8 @@ def worker_factory(tmp_path) -> Iterator[Callable[..., WorkerProcess]]:
         return worker.wait_ready() if wait else worker
 
     yield start
+    for worker in workers:  # all at once: a warm shutdown takes a second or two each
+        worker.request_stop()
     for worker in workers:
         worker.stop(timeout=10)
 
