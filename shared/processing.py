@@ -17,7 +17,7 @@ from datetime import datetime
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import inbox
+from shared import inbox, outbox
 from shared.errors import PermanentError, TransientError
 from shared.handlers import handler_for
 from shared.models import WebhookEvent
@@ -39,6 +39,8 @@ class Result:
     outcome: str
     event_type: str | None = None
     account_id: str | None = None
+    # Outbox rows the handler queued: the caller enqueues their send tasks (the commit is done).
+    emails: tuple[int, ...] = ()
 
 
 def process_event(session_factory: sessionmaker[Session], event_pk: int, *, clock: Callable[[], datetime]) -> Result:
@@ -62,7 +64,8 @@ def process_event(session_factory: sessionmaker[Session], event_pk: int, *, cloc
             return Result(IGNORED, event.type)
         handler(session, event, now)
         inbox.mark_succeeded(event, at=now)
-        return Result(DONE, event.type, event.account_id)
+        # Returned from inside the block: the caller gets the ids only once the commit succeeded.
+        return Result(DONE, event.type, event.account_id, tuple(outbox.queued_ids(session)))
 
 
 def is_transient(exc: BaseException) -> bool:

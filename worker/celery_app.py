@@ -13,6 +13,8 @@ from shared.db import make_engine, make_sessionmaker
 
 PROCESS_EVENT = "billhook.process_event"
 SWEEP_INBOX = "billhook.sweep_inbox"
+SEND_EMAIL = "billhook.send_email"
+SWEEP_OUTBOX = "billhook.sweep_outbox"
 
 
 class Runtime:
@@ -36,7 +38,7 @@ class Runtime:
 
 
 def make_celery(settings: Settings) -> Celery:
-    app = Celery("billhook", broker=settings.redis_url, include=["worker.tasks"])
+    app = Celery("billhook", broker=settings.redis_url, include=["worker.tasks", "worker.email_tasks"])
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -57,6 +59,7 @@ def make_celery(settings: Settings) -> Celery:
         enable_utc=True,
         beat_schedule={
             SWEEP_INBOX: {"task": SWEEP_INBOX, "schedule": settings.sweep_interval_seconds},
+            SWEEP_OUTBOX: {"task": SWEEP_OUTBOX, "schedule": settings.sweep_interval_seconds},
         },
     )
     if settings.retry_backoff_max_seconds >= settings.broker_visibility_timeout_seconds:
@@ -73,3 +76,9 @@ def enqueue_event(app: Celery, event_pk: int) -> None:
     """Publish one event id; fails fast (no retry loop) so a dead broker never stalls a caller:
     the stored event is picked up by the sweeper instead."""
     app.send_task(PROCESS_EVENT, args=[event_pk], queue=runtime(app).settings.queue_name, retry=False)
+
+
+def enqueue_email(app: Celery, outbox_id: int) -> None:
+    """Publish one outbox row id, after the commit that made the row; fails fast like
+    enqueue_event, and the outbox sweep picks up a row whose publish failed."""
+    app.send_task(SEND_EMAIL, args=[outbox_id], queue=runtime(app).settings.queue_name, retry=False)

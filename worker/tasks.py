@@ -12,6 +12,7 @@ from celery.utils.time import get_exponential_backoff_interval
 from shared import processing
 from shared.logs import log_line
 from worker.celery_app import PROCESS_EVENT, SWEEP_INBOX, enqueue_event, runtime
+from worker.email_tasks import enqueue_emails
 
 log = logging.getLogger("billhook.worker")
 
@@ -24,6 +25,7 @@ def process_event(self, event_pk: int) -> str:
         result = processing.process_event(rt.session_factory, event_pk, clock=rt.clock)
     except Exception as exc:
         return _handle_failure(self, rt, event_pk, exc, started)
+    enqueue_emails(self.app, result.emails)  # the event's transaction has committed
     log_line(
         log,
         "task",

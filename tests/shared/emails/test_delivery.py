@@ -1,0 +1,164 @@
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+
+from shared import credentials, outbox
+from shared.accounts import ensure_account
+from shared.emails import SAMPLES, delivery
+from shared.models import EmailOutbox
+from tests.fakes.resend_api import SERVER_ERROR, VALIDATION_ERROR, FakeResend
+from tests.fakes.smtp import LocalSmtp
+
+API_KEY = "re_test_0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def _resend_server():
+    server = FakeResend().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_resend(_resend_server):
+    _resend_server.reset()
+    return _resend_server
+
+
+@pytest.fixture
+def resend_settings(settings, seeded, fake_resend):
+    with seeded.begin() as session:
+        credentials.set_provider(session, "resend", api_key=API_KEY, config={"from": "Billing <billing@example.com>"})
+    return settings.with_overrides(resend_api_url=fake_resend.url)
+
+
+def _queue(session_factory, template="payment_confirmation", context=None, key="stripe:invoice:in_1:confirmation"):
+    with session_factory.begin() as session:
+        ensure_account(session, "acct_1", email="ada@example.com", name="Ada")
+        outbox.queue_email(
+            session,
+            account_id="acct_1",
+            recipient="ada@example.com",
+            template=template,
+            context=SAMPLES[template] if context is None else context,
+            idempotency_key=key,
+        )
+        return outbox.queued_ids(session)[0]
+
+
+def _send(session_factory, outbox_id, settings, now):
+    return delivery.send_outbox_email(session_factory, outbox_id, settings=settings, clock=lambda: now)
+
+
+def _row(session_factory, outbox_id) -> EmailOutbox:
+    with session_factory() as session:
+        return session.get(EmailOutbox, outbox_id)
+
+
+def test_row_is_sent_once_through_resend_with_its_key(seeded, resend_settings, fake_resend, now):
+    outbox_id = _queue(seeded)
+
+    result = _send(seeded, outbox_id, resend_settings, now)
+    again = _send(seeded, outbox_id, resend_settings, now)
+
+    assert result.outcome == delivery.SENT and again.outcome == delivery.ALREADY_DONE
+    [email] = fake_resend.emails
+    assert len(fake_resend.calls("POST", "/emails")) == 1
+    assert email["idempotency_key"] == "stripe:invoice:in_1:confirmation"
+    assert email["to"] == ["ada@example.com"]
+    assert email["subject"] == "Payment received: $29.00"
+    assert "BH-2026-000042" in email["text"] and "BH-2026-000042" in email["html"]
+    row = _row(seeded, outbox_id)
+    assert (row.status, row.backend, row.provider_message_id, row.attempts) == ("sent", "resend", email["id"], 1)
+    assert row.sent_at == now
+
+
+def test_server_error_leaves_the_row_pending_and_the_retry_sends_once(seeded, resend_settings, fake_resend, now):
+    outbox_id = _queue(seeded)
+    fake_resend.fail_next("/emails", 500, SERVER_ERROR)
+
+    first = _send(seeded, outbox_id, resend_settings, now)
+    row = _row(seeded, outbox_id)
+    assert first.outcome == delivery.RETRY
+    assert (row.status, row.attempts) == ("pending", 1)
+    assert "500" in row.last_error
+
+    second = _send(seeded, outbox_id, resend_settings, now)
+    row = _row(seeded, outbox_id)
+    assert second.outcome == delivery.SENT
+    assert (row.status, row.attempts, row.last_error) == ("sent", 2, None)
+    assert len(fake_resend.emails) == 1
+    keys = {c.header("Idempotency-Key") for c in fake_resend.calls("POST", "/emails")}
+    assert keys == {"stripe:invoice:in_1:confirmation"}
+
+
+def test_validation_error_fails_the_row_with_the_error(seeded, resend_settings, fake_resend, now):
+    outbox_id = _queue(seeded)
+    fake_resend.fail_next("/emails", 422, VALIDATION_ERROR)
+
+    result = _send(seeded, outbox_id, resend_settings, now)
+    assert result.outcome == delivery.FAILED
+    row = _row(seeded, outbox_id)
+    assert row.status == "failed"
+    assert "422 validation_error" in row.last_error
+    assert _send(seeded, outbox_id, resend_settings, now).outcome == delivery.ALREADY_DONE
+    assert fake_resend.emails == []
+
+
+def test_concurrent_sends_of_one_row_deliver_one_email(seeded, resend_settings, fake_resend, now):
+    outbox_id = _queue(seeded)
+    results = []
+    threads = [
+        threading.Thread(target=lambda: results.append(_send(seeded, outbox_id, resend_settings, now).outcome))
+        for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [delivery.ALREADY_DONE] * 3 + [delivery.SENT]
+    assert len(fake_resend.emails) == 1
+
+
+def test_missing_context_value_fails_the_row(seeded, resend_settings, fake_resend, now):
+    outbox_id = _queue(seeded, template="password_reset", context={"name": "Ada"}, key="reset-1")
+    result = _send(seeded, outbox_id, resend_settings, now)
+    assert result.outcome == delivery.FAILED
+    assert "reset_url" in _row(seeded, outbox_id).last_error
+    assert fake_resend.emails == []
+
+
+def test_without_resend_smtp_sends_it(seeded, settings, now):
+    smtp = LocalSmtp().start()
+    try:
+        outbox_id = _queue(seeded)
+        result = _send(seeded, outbox_id, settings.with_overrides(smtp_host="127.0.0.1", smtp_port=smtp.port), now)
+    finally:
+        smtp.stop()
+    assert (result.outcome, result.backend) == (delivery.SENT, "smtp")
+    [message] = smtp.inbox.messages
+    assert message["To"] == "ada@example.com"
+    assert message["Subject"] == "Payment received: $29.00"
+    assert _row(seeded, outbox_id).backend == "smtp"
+
+
+def test_an_inactive_resend_row_falls_back(seeded, settings, now):
+    with seeded.begin() as session:
+        credentials.set_provider(session, "resend", api_key=API_KEY, active=False, config={"from": "b@example.com"})
+    outbox_id = _queue(seeded)
+    assert _send(seeded, outbox_id, settings, now).backend == "log"
+
+
+def test_with_neither_the_log_says_so_without_personal_data(seeded, settings, now, caplog):
+    outbox_id = _queue(seeded, template="password_reset", key="reset-2")
+    with caplog.at_level(logging.INFO, logger="billhook.emails"):
+        result = _send(seeded, outbox_id, settings, now)
+    assert (result.outcome, result.backend) == (delivery.SENT, "log")
+    [line] = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert "email written to the log" in line and '"backend":"log"' in line
+    assert "ada@example.com" not in line and "token=sample" not in line
+    row = _row(seeded, outbox_id)
+    assert (row.status, row.backend, row.provider_message_id) == ("sent", "log", f"log-{outbox_id}")
