@@ -34,6 +34,11 @@ def create_app(settings: Settings | None = None, *, enqueue: Callable[[int], Non
 
     errors.register(app)
     app.register_blueprint(webhooks.bp)
+
+    from web import billing_api, openapi
+
+    app.register_blueprint(billing_api.bp)
+    app.register_blueprint(openapi.bp)
     return app
 
 

@@ -1,0 +1,1 @@
+"""Local HTTP servers standing in for the providers at the internet edge."""

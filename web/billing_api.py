@@ -1,0 +1,221 @@
+"""The billing API the frontend calls, under /api/v1/billing/. JSON in, JSON out.
+
+Catalog reads are public; everything else acts on the account the bearer token names. Provider
+failures answer 502 naming the provider; a 500 is a bug.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from flask import Blueprint, g, jsonify, request
+
+from shared import catalog, ledger
+from shared.checkout import CheckoutRefused, NoCustomer, NotFound, NotPurchasable, StripeCheckout, SubscriptionConflict
+from shared.errors import NotConfigured, ProviderError
+from shared.logs import log_line
+from shared.models import Account
+from shared.subscriptions import current_subscription
+from web.auth import current_caller, require_account
+from web.context import billhook
+from web.errors import ApiError, json_error
+
+log = logging.getLogger("billhook.web")
+
+bp = Blueprint("billing_api", __name__, url_prefix="/api/v1/billing")
+
+LEDGER_ENTRIES_SHOWN = 20
+_REQUEST_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+_REFUSAL_STATUS = {NotFound: 404, NotPurchasable: 400, NoCustomer: 400, SubscriptionConflict: 409}
+
+
+# -- catalog (public) -------------------------------------------------------------------------
+
+
+@bp.get("/plans")
+def list_plans():
+    with billhook().session_factory() as session:
+        plans = [
+            {
+                "id": p.id,
+                "name": p.name,
+                "price_cents": p.price_cents,
+                "currency": p.currency,
+                "interval": p.interval,
+                "included_credits": p.included_credits,
+                "providers": _providers(stripe=p.stripe_price_id, paypal=p.paypal_plan_id),
+            }
+            for p in catalog.active_plans(session)
+        ]
+    return jsonify({"plans": plans})
+
+
+@bp.get("/credit-packages")
+def list_credit_packages():
+    with billhook().session_factory() as session:
+        packages = [
+            {
+                "id": p.id,
+                "name": p.name,
+                "credits": p.credits,
+                "price_cents": p.price_cents,
+                "currency": p.currency,
+                # PayPal orders are priced from the package itself, so it can always sell one.
+                "providers": _providers(stripe=p.stripe_price_id, paypal=True),
+            }
+            for p in catalog.active_packages(session)
+        ]
+    return jsonify({"credit_packages": packages})
+
+
+def _providers(**available) -> list[str]:
+    return [name for name, value in available.items() if value]
+
+
+# -- the caller's account ---------------------------------------------------------------------
+
+
+@bp.get("/account")
+@require_account
+def get_account():
+    account_id = current_caller().account_id
+    with billhook().session_factory() as session:
+        account = session.get(Account, account_id)
+        subscription = current_subscription(session, account_id)
+        body = {
+            "id": account.id,
+            "email": account.email,
+            "name": account.name,
+            "has_stripe_customer": bool(account.stripe_customer_id),
+            "balance": ledger.balance(session, account_id),
+            "subscription": None
+            if subscription is None
+            else {
+                "provider": subscription.provider,
+                "id": subscription.provider_subscription_id,
+                "plan_id": subscription.plan_id,
+                "status": subscription.status,
+                "current_period_start": _iso(subscription.current_period_start),
+                "current_period_end": _iso(subscription.current_period_end),
+                "cancel_at_period_end": subscription.cancel_at_period_end,
+            },
+            "ledger": [
+                {"at": _iso(e.created_at), "amount": e.amount, "kind": e.kind, "description": e.description}
+                for e in ledger.recent_entries(session, account_id, LEDGER_ENTRIES_SHOWN)
+            ],
+        }
+    return jsonify(body)
+
+
+def _iso(value):
+    return value.isoformat() if value is not None else None
+
+
+# -- Stripe -----------------------------------------------------------------------------------
+
+
+@bp.post("/stripe/checkout")
+@require_account
+def stripe_checkout():
+    plan_id = _field(_json_body(), "plan_id")
+    result = _stripe().subscribe(current_caller().account_id, plan_id, _request_key())
+    return jsonify(result)
+
+
+@bp.post("/stripe/credit-checkout")
+@require_account
+def stripe_credit_checkout():
+    package_id = _field(_json_body(), "package_id")
+    return jsonify(_stripe().buy_credits(current_caller().account_id, package_id, _request_key()))
+
+
+@bp.post("/stripe/billing-portal")
+@require_account
+def stripe_billing_portal():
+    return jsonify(_stripe().billing_portal(current_caller().account_id, _request_key()))
+
+
+def _stripe() -> StripeCheckout:
+    ext = billhook()
+    return StripeCheckout(ext.session_factory, ext.settings)
+
+
+# -- input ------------------------------------------------------------------------------------
+
+
+def _json_body() -> dict:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_body", "the body must be a JSON object")
+    return body
+
+
+def _field(body: dict, name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value.strip() or len(value) > 100:
+        raise ApiError(400, "invalid_field", f"{name} must be a non-empty string of at most 100 chars")
+    return value.strip()
+
+
+def _request_key() -> str:
+    """The client's Idempotency-Key (a retried click returns the same provider object), or a new
+    one per request. Scoped to the account and the item in the provider's key."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return uuid.uuid4().hex
+    if not _REQUEST_KEY.match(key):
+        raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1 to 100 of A-Z a-z 0-9 _ . : -")
+    return key
+
+
+# -- errors and the request log ---------------------------------------------------------------
+
+
+@bp.errorhandler(CheckoutRefused)
+def _refused(exc: CheckoutRefused):
+    return json_error(_REFUSAL_STATUS.get(type(exc), 400), exc.code, exc.message)
+
+
+@bp.errorhandler(ProviderError)
+def _provider_failed(exc: ProviderError):
+    log_line(
+        log,
+        "provider call failed",
+        level=logging.WARNING,
+        provider=exc.provider,
+        status=exc.status,
+        retryable=exc.retryable,
+        account=getattr(g.get("caller"), "account_id", None),
+    )
+    body = {"error": {"code": "provider_error", "provider": exc.provider, "message": str(exc)}}
+    return jsonify(body), 502
+
+
+@bp.errorhandler(NotConfigured)
+def _not_configured(exc: NotConfigured):
+    return json_error(503, "not_configured", str(exc))
+
+
+@bp.before_request
+def _start_clock():
+    g.billing_started = time.perf_counter()
+
+
+@bp.after_request
+def _log_request(response):
+    if response.status_code == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="billhook"'
+    started = g.get("billing_started")
+    log_line(
+        log,
+        "billing_api",
+        method=request.method,
+        endpoint=request.endpoint,
+        account=getattr(g.get("caller"), "account_id", None),
+        status=response.status_code,
+        duration_ms=round((time.perf_counter() - started) * 1000, 2) if started else None,
+    )
+    return response

@@ -1,0 +1,253 @@
+"""The OpenAPI 3 document of the billing API, served at /api/v1/openapi.json.
+
+Written by hand next to the views; tests/web/test_billing_api.py checks that every route of the
+billing blueprint is documented and every documented operation is a route.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+bp = Blueprint("openapi", __name__)
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+_BEARER = [{"bearerAuth": []}]
+
+
+def _json(schema: dict, description: str = "OK") -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _errors(*statuses: int) -> dict:
+    text = {
+        400: "Bad input (invalid body or field, item not purchasable through this provider, no customer yet)",
+        401: "Missing, invalid or expired bearer token",
+        404: "Unknown or inactive plan or credit package",
+        409: "Conflicts with the account's subscription",
+        502: "The payment provider refused or failed the call; `provider` names it",
+        503: "The provider is not configured",
+    }
+    return {str(s): _json(_ERROR, text[s]) for s in statuses}
+
+
+def _body(**fields: dict) -> dict:
+    return {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"type": "object", "required": list(fields), "properties": fields},
+            }
+        },
+    }
+
+
+_STRING_ID = {"type": "string", "maxLength": 100}
+_IDEMPOTENCY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Repeat a request safely: the same key returns the same provider object.",
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,100}$"},
+}
+
+
+def _authed(summary: str, ok: dict, errors: tuple[int, ...], body: dict | None = None) -> dict:
+    operation = {
+        "summary": summary,
+        "security": _BEARER,
+        "parameters": [_IDEMPOTENCY],
+        "responses": {"200": ok, **_errors(*errors)},
+    }
+    if body is not None:
+        operation["requestBody"] = body
+    return operation
+
+
+PATHS = {
+    "/api/v1/billing/plans": {
+        "get": {
+            "summary": "Active subscription plans (public)",
+            "security": [],
+            "responses": {
+                "200": _json({"type": "object", "properties": {"plans": {"type": "array", "items": _ref("Plan")}}})
+            },
+        }
+    },
+    "/api/v1/billing/credit-packages": {
+        "get": {
+            "summary": "Active credit packages (public)",
+            "security": [],
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {"credit_packages": {"type": "array", "items": _ref("CreditPackage")}},
+                    }
+                )
+            },
+        }
+    },
+    "/api/v1/billing/account": {
+        "get": {
+            "summary": "The caller's balance, subscription and recent ledger entries",
+            "security": _BEARER,
+            "responses": {"200": _json(_ref("Account")), **_errors(401)},
+        }
+    },
+    "/api/v1/billing/stripe/checkout": {
+        "post": _authed(
+            "Subscribe to a plan through Stripe Checkout; on a live Stripe subscription, change its plan",
+            _json({"oneOf": [_ref("CheckoutStarted"), _ref("PlanChanged")]}),
+            (400, 401, 404, 409, 502, 503),
+            _body(plan_id=_STRING_ID),
+        )
+    },
+    "/api/v1/billing/stripe/credit-checkout": {
+        "post": _authed(
+            "Buy a credit package through Stripe Checkout (credits are granted by the webhook)",
+            _json(_ref("CreditCheckoutStarted")),
+            (400, 401, 404, 502, 503),
+            _body(package_id=_STRING_ID),
+        )
+    },
+    "/api/v1/billing/stripe/billing-portal": {
+        "post": _authed(
+            "A Stripe billing portal session for the caller's customer",
+            _json({"type": "object", "required": ["portal_url"], "properties": {"portal_url": {"type": "string"}}}),
+            (400, 401, 502, 503),
+        )
+    },
+}
+
+SCHEMAS = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": {"type": "string"},
+                    "message": {"type": "string"},
+                    "provider": {"type": "string", "description": "On 502: the provider that failed"},
+                },
+            }
+        },
+    },
+    "Plan": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "name": {"type": "string"},
+            "price_cents": {"type": "integer"},
+            "currency": {"type": "string"},
+            "interval": {"type": "string"},
+            "included_credits": {"type": "integer"},
+            "providers": {"type": "array", "items": {"type": "string", "enum": ["stripe", "paypal"]}},
+        },
+    },
+    "CreditPackage": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "name": {"type": "string"},
+            "credits": {"type": "integer"},
+            "price_cents": {"type": "integer"},
+            "currency": {"type": "string"},
+            "providers": {"type": "array", "items": {"type": "string", "enum": ["stripe", "paypal"]}},
+        },
+    },
+    "Account": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "email": {"type": "string", "nullable": True},
+            "name": {"type": "string", "nullable": True},
+            "has_stripe_customer": {"type": "boolean"},
+            "balance": {"type": "integer"},
+            "subscription": {
+                "type": "object",
+                "nullable": True,
+                "properties": {
+                    "provider": {"type": "string"},
+                    "id": {"type": "string"},
+                    "plan_id": {"type": "string", "nullable": True},
+                    "status": {"type": "string"},
+                    "current_period_start": {"type": "string", "format": "date-time", "nullable": True},
+                    "current_period_end": {"type": "string", "format": "date-time", "nullable": True},
+                    "cancel_at_period_end": {"type": "boolean"},
+                },
+            },
+            "ledger": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "at": {"type": "string", "format": "date-time"},
+                        "amount": {"type": "integer"},
+                        "kind": {"type": "string"},
+                        "description": {"type": "string"},
+                    },
+                },
+            },
+        },
+    },
+    "CheckoutStarted": {
+        "type": "object",
+        "required": ["action", "checkout_url", "session_id"],
+        "properties": {
+            "action": {"type": "string", "enum": ["checkout"]},
+            "checkout_url": {"type": "string"},
+            "session_id": {"type": "string"},
+        },
+    },
+    "PlanChanged": {
+        "type": "object",
+        "required": ["action", "subscription_id", "plan_id"],
+        "properties": {
+            "action": {"type": "string", "enum": ["plan_changed"]},
+            "subscription_id": {"type": "string"},
+            "from_plan_id": {"type": "string", "nullable": True},
+            "plan_id": {"type": "string"},
+            "proration_behavior": {"type": "string", "enum": ["create_prorations", "always_invoice", "none"]},
+            "status": {"type": "string"},
+        },
+    },
+    "CreditCheckoutStarted": {
+        "type": "object",
+        "required": ["checkout_url", "session_id"],
+        "properties": {
+            "checkout_url": {"type": "string"},
+            "session_id": {"type": "string"},
+            "credits": {"type": "integer"},
+        },
+    },
+}
+
+
+def document() -> dict:
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "billhook billing API",
+            "version": "1.0.0",
+            "description": "Checkout, billing portal and account balance for the SaaS frontend. "
+            "Authenticated calls carry the main app's JWT as `Authorization: Bearer <token>`.",
+        },
+        "servers": [{"url": "/"}],
+        "paths": PATHS,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        },
+    }
+
+
+@bp.get("/api/v1/openapi.json")
+def openapi_json():
+    return jsonify(document())
