@@ -39,6 +39,11 @@ def create_app(settings: Settings | None = None, *, enqueue: Callable[[int], Non
 
     app.register_blueprint(billing_api.bp)
     app.register_blueprint(openapi.bp)
+
+    from web import health, metrics
+
+    app.register_blueprint(health.bp)
+    metrics.init_app(app)
     return app
 
 

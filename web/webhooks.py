@@ -16,6 +16,7 @@ from shared.handlers import is_handled
 from shared.logs import log_line
 from web.context import billhook
 from web.errors import ApiError
+from web.metrics import note_webhook
 
 log = logging.getLogger("billhook.web")
 
@@ -134,4 +135,5 @@ def accept_event(
                 event=event_id,
                 error=type(exc).__name__,
             )
+    note_webhook(provider, event_type, "accepted" if stored.new else "duplicate")
     return {"received": True, "duplicate": not stored.new, "status": stored.status}

@@ -7,9 +7,11 @@ import time
 from datetime import timedelta
 
 from celery import shared_task
+from celery.exceptions import Retry
+from celery.signals import task_postrun
 from celery.utils.time import get_exponential_backoff_interval
 
-from shared import processing
+from shared import metrics, processing
 from shared.logs import log_line
 from worker.celery_app import PROCESS_EVENT, SWEEP_INBOX, enqueue_event, runtime
 from worker.email_tasks import enqueue_emails
@@ -26,6 +28,7 @@ def process_event(self, event_pk: int) -> str:
     except Exception as exc:
         return _handle_failure(self, rt, event_pk, exc, started)
     enqueue_emails(self.app, result.emails)  # the event's transaction has committed
+    metrics.record_event_run(result.event_type, result.outcome, time.perf_counter() - started)
     log_line(
         log,
         "task",
@@ -67,8 +70,10 @@ def _handle_failure(task, rt, event_pk: int, exc: Exception, started: float) -> 
         error=processing.describe(exc),
         duration_ms=round((time.perf_counter() - started) * 1000, 2),
     )
+    metrics.record_event_run(None, "failed" if final else "retry", time.perf_counter() - started)
     if final:
         return "failed"
+    metrics.record_retry(exc)
     raise task.retry(exc=exc, countdown=countdown)
 
 
@@ -86,3 +91,10 @@ def sweep_inbox(self) -> int:
     if queued:
         log_line(log, "sweep", task=SWEEP_INBOX, requeued=len(queued))
     return len(queued)
+
+
+@task_postrun.connect
+def _count_email_outcome(sender=None, retval=None, **_kwargs) -> None:
+    """Emails by outcome, from the send task's return value (a Retry exception when it retries)."""
+    if getattr(sender, "name", None) == "billhook.send_email":
+        metrics.record_email(retval if isinstance(retval, str) else "retry" if isinstance(retval, Retry) else "error")

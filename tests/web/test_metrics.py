@@ -1,0 +1,84 @@
+"""GET /metrics after some traffic, and the one JSON log line per request."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import TEST_WEBHOOK_SECRET
+from tests.factories import stripe_events as se
+
+
+def scrape(client) -> dict[tuple[str, tuple], float]:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.mimetype == "text/plain"
+    samples = {}
+    for family in text_string_to_metric_families(response.get_data(as_text=True)):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def value(samples, name: str, **labels) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def post(client, evt: dict, secret: str = TEST_WEBHOOK_SECRET):
+    body, headers = se.signed(evt, secret)
+    return client.post("/webhooks/stripe", data=body, headers=headers)
+
+
+def invoice_event() -> dict:
+    return se.event(
+        "invoice.paid",
+        se.invoice(
+            subscription_id=se.unique("sub"),
+            customer=se.unique("cus"),
+            price_id="price_x",
+            amount=100,
+            period_start=1_700_000_000,
+            period_end=1_702_592_000,
+        ),
+    )
+
+
+def test_webhook_counts_by_outcome_intake_latency_and_inbox_backlog(client):
+    before = scrape(client)
+    evt = invoice_event()
+    assert post(client, evt).status_code == 200
+    assert post(client, evt).status_code == 200  # a redelivery
+    assert post(client, invoice_event(), secret="whsec_wrong").status_code == 400
+    after = scrape(client)
+
+    received = "billhook_webhooks_received_total"
+    for labels, delta in (
+        ({"provider": "stripe", "type": "invoice.paid", "outcome": "accepted"}, 1),
+        ({"provider": "stripe", "type": "invoice.paid", "outcome": "duplicate"}, 1),
+        ({"provider": "stripe", "type": "unknown", "outcome": "rejected"}, 1),
+    ):
+        assert value(after, received, **labels) - value(before, received, **labels) == delta, labels
+    count = "billhook_webhook_intake_seconds_count"
+    assert value(after, count, provider="stripe") - value(before, count, provider="stripe") == 3
+    # Read from the store at scrape time: one event waits.
+    assert value(after, "billhook_inbox_events", status="received") == 1
+    assert value(after, "billhook_inbox_events", status="succeeded") == 0
+    assert value(after, "billhook_inbox_oldest_unprocessed_age_seconds") >= 0
+    assert value(after, "billhook_scrape_source_up", source="database") == 1
+    # The unit settings' broker does not answer: said, not a failed scrape.
+    assert value(after, "billhook_scrape_source_up", source="broker") == 0
+    assert ("billhook_email_outbox", (("status", "pending"),)) in after
+
+
+def test_every_request_logs_one_json_line_without_its_query_string(client, caplog):
+    caplog.set_level(logging.INFO, logger="billhook.web.requests")
+    client.get("/healthz?token=secret-token-value")
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "billhook.web.requests"]
+    assert len(lines) == 1
+    line = lines[0]
+    assert line["msg"] == "request"
+    assert (line["method"], line["path"], line["status"]) == ("GET", "/healthz", 200)
+    assert isinstance(line["duration_ms"], float)
+    assert "secret-token-value" not in caplog.text
