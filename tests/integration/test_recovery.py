@@ -1,0 +1,200 @@
+"""Nothing is lost when things break: a broker down at intake, a worker killed mid-task, an event
+whose dependency arrives later, an event that can never succeed."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis
+from sqlalchemy import func, select, text
+
+from shared import embedded_redis, inbox, ledger, processing
+from shared.models import CreditLedgerEntry, Payment, Subscription, WebhookEvent
+from tests.factories import stripe_events as se
+from tests.integration import support
+from worker.celery_app import SWEEP_INBOX
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+
+def _count(session, model, **filters) -> int:
+    return session.scalar(select(func.count()).select_from(model).filter_by(**filters))
+
+
+def _purchase(account_id: str, package_id: str = "starter", payment_intent: str | None = None) -> dict:
+    return se.event(
+        "checkout.session.completed",
+        se.checkout_session(
+            account_id=account_id, mode="payment", package_id=package_id, payment_intent=payment_intent
+        ),
+    )
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A broker of the test's own that it can stop and start again (same port, same data)."""
+
+    class Broker:
+        port = embedded_redis.free_port()
+        url = f"redis://127.0.0.1:{port}/0"
+        process: subprocess.Popen | None = None
+
+        def start(self):
+            self.process = embedded_redis.start(self.port, tmp_path / "redis")
+
+        def stop(self):
+            if self.process is not None:
+                self.process.terminate()
+                self.process.wait(10)
+                self.process = None
+
+    broker = Broker()
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+def test_event_accepted_while_the_broker_is_down_is_swept_and_processed_once_it_is_back(
+    pg_settings, pg_session_factory, worker_factory, live_web_factory, own_redis
+):
+    settings = pg_settings.with_overrides(redis_url=own_redis.url)
+    web = live_web_factory(settings)
+    own_redis.stop()
+
+    purchase = _purchase("acct_broker_down")
+    started = time.monotonic()
+    response = web.post_event(purchase)
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "received"
+    assert time.monotonic() - started < 10  # a dead broker never stalls intake
+    assert support.event_status(pg_session_factory, purchase["id"]) == "received"
+
+    own_redis.start()  # the broker is back: the queue is empty, the row is the only record
+    with redis.Redis.from_url(own_redis.url) as client:
+        assert client.llen(settings.queue_name) == 0
+    worker = worker_factory(settings, concurrency=1)
+    support.wait_for(
+        lambda: (
+            support.event_row(pg_session_factory, purchase["id"]).updated_at
+            < datetime.now(UTC) - timedelta(seconds=settings.sweep_grace_seconds)
+        ),
+        message="the sweep grace period to pass",
+    )
+    web.celery.send_task(SWEEP_INBOX, queue=settings.queue_name)  # what beat does every interval
+    support.wait_for(lambda: support.event_status(pg_session_factory, purchase["id"]) == "succeeded")
+
+    later = _purchase("acct_broker_down", package_id="value")  # web's own publishing works again
+    assert web.post_event(later).status_code == 200
+    support.wait_for(lambda: support.event_status(pg_session_factory, later["id"]) == "succeeded")
+    with pg_session_factory() as session:
+        assert ledger.balance(session, "acct_broker_down") == 500 + 2_000
+        assert _count(session, Payment, account_id="acct_broker_down") == 2
+    assert [e["outcome"] for e in worker.task_logs()] == ["done", "done"]
+
+
+def _lock_waiters(session_factory) -> int:
+    with session_factory() as session:
+        return session.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        )
+
+
+def test_worker_killed_mid_task_leaves_no_effect_and_the_sweeper_finishes_the_event_once(
+    pg_settings, pg_session_factory, worker_factory, publisher
+):
+    first_worker = worker_factory(pg_settings, concurrency=1)
+    t0 = int(time.time()) - 40 * 24 * 3600
+    checkout, first_invoice, ids = support.subscription_start("acct_killed", created=t0)
+    for evt in (checkout, first_invoice):
+        publisher(support.store_event(pg_session_factory, evt))
+    support.wait_for(lambda: support.all_succeeded(pg_session_factory, [checkout["id"], first_invoice["id"]]))
+
+    renewal = support.renewal(ids, "acct_killed", period_start=t0 + support.MONTH, created=t0 + support.MONTH + 5)
+    renewal_pk = support.store_event(pg_session_factory, renewal)
+    with pg_session_factory.begin() as blocker:
+        # Hold the subscription row: the worker's handler blocks on it mid-transaction.
+        blocker.execute(
+            select(Subscription).filter_by(provider_subscription_id=ids["subscription"]).with_for_update()
+        ).one()
+        publisher(renewal_pk)
+        support.wait_for(lambda: _lock_waiters(pg_session_factory) >= 1, message="the worker blocked on the row lock")
+        assert support.event_status(pg_session_factory, renewal["id"]) == "processing"
+        first_worker.kill()
+        blocker.rollback()
+
+    with pg_session_factory() as session:
+        assert ledger.balance(session, "acct_killed") == 12_000  # nothing of the renewal committed
+        assert session.get(WebhookEvent, renewal_pk).status == "processing"
+
+    worker_factory(pg_settings, concurrency=1)
+
+    def swept() -> bool:
+        queued = processing.sweep(
+            pg_session_factory,
+            publisher,
+            now=datetime.now(UTC),
+            grace_seconds=pg_settings.sweep_grace_seconds,
+            lease_seconds=pg_settings.processing_lease_seconds,
+        )
+        return renewal_pk in queued
+
+    support.wait_for(swept, message="the sweeper to re-enqueue the event after its lease")
+    support.wait_for(lambda: support.event_status(pg_session_factory, renewal["id"]) == "succeeded")
+    with pg_session_factory() as session:
+        assert ledger.balance(session, "acct_killed") == 2 * 12_000
+        assert _count(session, CreditLedgerEntry, account_id="acct_killed") == 2
+        assert _count(session, Payment, account_id="acct_killed") == 2
+        assert session.get(WebhookEvent, renewal_pk).attempts == 2
+
+
+def test_refund_before_its_payment_retries_with_backoff_and_succeeds_after_the_payment(
+    pg_settings, pg_session_factory, worker_factory, live_web
+):
+    worker = worker_factory(pg_settings, concurrency=1)
+    payment_intent = se.unique("pi")
+    purchase = _purchase("acct_refund", payment_intent=payment_intent)
+    refund = se.event("charge.refunded", se.charge(payment_intent=payment_intent, amount=999, amount_refunded=999))
+
+    assert live_web.post_event(refund).status_code == 200
+
+    def retrying():
+        row = support.event_row(pg_session_factory, refund["id"])
+        return row.attempts >= 2 and row.status == "received" and "RetryLater" in (row.last_error or "")
+
+    support.wait_for(retrying, message="the refund to be retried")
+    row = support.event_row(pg_session_factory, refund["id"])
+    assert row.next_attempt_at is not None
+
+    assert live_web.post_event(purchase).status_code == 200
+    support.wait_for(lambda: support.all_succeeded(pg_session_factory, [refund["id"], purchase["id"]]))
+    with pg_session_factory() as session:
+        assert ledger.balance(session, "acct_refund") == 0
+        amounts = sorted(session.scalars(select(CreditLedgerEntry.amount).filter_by(account_id="acct_refund")))
+        assert amounts == [-500, 500]
+        payment = session.scalars(select(Payment).filter_by(account_id="acct_refund")).one()
+        assert (payment.status, payment.amount_refunded_cents) == ("refunded", 999)
+        assert session.scalars(select(WebhookEvent).filter_by(event_id=refund["id"])).one().last_error is None
+    outcomes = [e["outcome"] for e in worker.task_logs(row.id)]
+    assert outcomes[-1] == "done" and set(outcomes[:-1]) == {"retry"}
+
+
+def test_event_that_can_never_succeed_is_marked_failed_with_its_error_without_retries(
+    pg_settings, pg_session_factory, worker_factory, live_web
+):
+    worker = worker_factory(pg_settings, concurrency=1)
+    unknown_package = _purchase("acct_perm", package_id="no_such_package")
+
+    assert live_web.post_event(unknown_package).status_code == 200
+    support.wait_for(lambda: support.event_status(pg_session_factory, unknown_package["id"]) == "failed")
+    row = support.event_row(pg_session_factory, unknown_package["id"])
+    assert row.attempts == 1
+    assert row.last_error.startswith("PermanentError:") and "no known credit package" in row.last_error
+    assert [e["outcome"] for e in worker.task_logs(row.id)] == ["failed"]
+    with pg_session_factory() as session:
+        assert ledger.balance(session, "acct_perm") == 0
+        assert inbox.counts_by_status(session) == {"failed": 1}
