@@ -20,17 +20,21 @@ and one invoice per order too.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
-from sqlalchemy.orm import Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from shared import ledger, payments
 from shared.accounts import ensure_account
+from shared.config import Settings
 from shared.errors import PermanentError
 from shared.logs import log_line
-from shared.models import CreditPackage, Payment
-from shared.providers.paypal import PROVIDER, parse_amount
+from shared.models import CreditPackage, Payment, WebhookEvent
+from shared.models.events import SUCCEEDED
+from shared.providers.paypal import PROVIDER, PayPalClient, PayPalError, parse_amount
 
 log = logging.getLogger("billhook.paypal")
 
@@ -39,6 +43,8 @@ COMPLETED = "COMPLETED"
 PENDING = "PENDING"
 # Capture statuses that end the payment without money (Orders v2 capture.status).
 FAILED_CAPTURE_STATUSES = ("DECLINED", "DENIED", "FAILED")
+# The payment row's status while PayPal holds a capture as PENDING.
+PAYMENT_PENDING = "pending"
 
 
 # -- custom_id --------------------------------------------------------------------------------
@@ -138,9 +144,9 @@ class CaptureResult:
 
 @dataclass(frozen=True)
 class GrantOutcome:
-    payment: Payment | None
+    payment: Payment
     credits_granted_now: int  # 0 when another caller already granted (or nothing is owed)
-    status: str  # succeeded | failed | pending
+    status: str  # the payment's status: succeeded | failed | pending (| refunded, ... if it was)
 
 
 def grant_capture(
@@ -159,8 +165,13 @@ def grant_capture(
         return _grant_completed(session, capture, account_id, package, at, source_event_id)
     if capture.status in FAILED_CAPTURE_STATUSES:
         payment = _record(session, capture, account_id, package, at, status=payments.FAILED)
-        return GrantOutcome(payment, 0, payments.FAILED)
-    return GrantOutcome(None, 0, "pending")
+        if payment.status == PAYMENT_PENDING:
+            payment.status = payments.FAILED
+            payment.failure_message = _failure_message(capture)
+        return GrantOutcome(payment, 0, payment.status)
+    # PENDING (e.g. an eCheck or a review): kept so nothing captures it again; COMPLETED follows.
+    payment = _record(session, capture, account_id, package, at, status=PAYMENT_PENDING)
+    return GrantOutcome(payment, 0, payment.status)
 
 
 def _grant_completed(
@@ -172,8 +183,8 @@ def _grant_completed(
     source_event_id: int | None,
 ) -> GrantOutcome:
     payment = _record(session, capture, account_id, package, at, status=payments.SUCCEEDED)
-    if payment.status == payments.FAILED:
-        # A denied capture recorded first; this completed capture of the same order wins.
+    if payment.status in (payments.FAILED, PAYMENT_PENDING):
+        # A denied or pending capture recorded first; this completed capture of the order wins.
         payment.status = payments.SUCCEEDED
         payment.failure_message = None
         payment.provider_charge_ref = capture.capture_id or payment.provider_charge_ref
@@ -184,7 +195,7 @@ def _grant_completed(
         # Money arrived, but not the package's price: keep the payment for ops, grant nothing.
         payment.failure_message = "captured amount does not match the package price; no credits granted"
         log_line(log, "paypal capture amount mismatch", level=logging.WARNING, order=capture.order_id)
-        return GrantOutcome(payment, 0, payments.SUCCEEDED)
+        return GrantOutcome(payment, 0, payment.status)
     payment.credits_granted = package.credits
     granted = ledger.grant_credits(
         session,
@@ -197,7 +208,7 @@ def _grant_completed(
         payment_id=payment.id,
         source_event_id=source_event_id,
     )
-    return GrantOutcome(payment, package.credits if granted else 0, payments.SUCCEEDED)
+    return GrantOutcome(payment, package.credits if granted else 0, payment.status)
 
 
 def _record(
@@ -261,3 +272,100 @@ def _capture_reason(capture: dict) -> str | None:
     details = capture.get("status_details") or {}
     reason = details.get("reason")
     return reason if isinstance(reason, str) else None
+
+
+# -- capturing approved orders the browser did not come back for --------------------------------
+
+APPROVED_EVENT = "CHECKOUT.ORDER.APPROVED"
+ALREADY_CAPTURED = "ORDER_ALREADY_CAPTURED"
+
+
+def orders_awaiting_capture(
+    session: Session, *, now: datetime, grace_seconds: float, window_seconds: float, limit: int = 200
+) -> list[int]:
+    """Ids of handled CHECKOUT.ORDER.APPROVED events whose order has no payment row yet: approved
+    longer than `grace_seconds` ago (the browser's return normally captures first) and not longer
+    than `window_seconds` (PayPal lets approved orders expire). The handled event is the durable
+    record of the intent to capture; the payment row, written by whoever captures, ends it."""
+    stmt = (
+        select(WebhookEvent.id, WebhookEvent.payload)
+        .where(
+            WebhookEvent.provider == PROVIDER,
+            WebhookEvent.type == APPROVED_EVENT,
+            WebhookEvent.status == SUCCEEDED,
+            WebhookEvent.received_at <= now - timedelta(seconds=grace_seconds),
+            WebhookEvent.received_at >= now - timedelta(seconds=window_seconds),
+        )
+        .order_by(WebhookEvent.id)
+        .limit(limit)
+    )
+    candidates = {pk: _order_id(payload) for pk, payload in session.execute(stmt)}
+    order_ids = {o for o in candidates.values() if o}
+    if not order_ids:
+        return []
+    recorded = set(
+        session.scalars(
+            select(Payment.provider_payment_id).where(
+                Payment.provider == PROVIDER, Payment.provider_payment_id.in_(order_ids)
+            )
+        )
+    )
+    seen: set[str] = set()
+    due = []
+    for pk, order_id in candidates.items():
+        if order_id and order_id not in recorded and order_id not in seen:
+            seen.add(order_id)
+            due.append(pk)
+    return due
+
+
+def capture_approved_order(
+    session_factory: sessionmaker[Session], settings: Settings, event_pk: int, *, clock: Callable[[], datetime]
+) -> str:
+    """Capture the order of an APPROVED event and grant it, unless its payment is recorded already.
+
+    The PayPal call happens outside any transaction; the capture carries the order's one
+    PayPal-Request-Id, so a concurrent capture from the browser return is the same capture, and
+    `grant_capture` grants once whichever records first. Raises PayPalError when retrying may
+    help (the caller tries again later); a refusal that retrying cannot change is recorded as a
+    failed payment, which ends the attempts. Returns the payment's status, or why nothing was done.
+    """
+    with session_factory() as session:
+        event = session.get(WebhookEvent, event_pk)
+        if event is None or event.provider != PROVIDER or event.type != APPROVED_EVENT:
+            return "not_an_approved_order"
+        order = (event.payload or {}).get("resource") or {}
+        order_id = order.get("id")
+        if not order_id:
+            return "not_an_approved_order"
+        if payments.find_payment(session, PROVIDER, order_id) is not None:
+            return "already_recorded"
+        client = PayPalClient.from_store(session, settings)
+    approved = CaptureResult.from_order(order)
+    try:
+        captured = CaptureResult.from_order(client.capture_order(order_id, request_id=capture_request_id(order_id)))
+    except PayPalError as exc:
+        if exc.issue == ALREADY_CAPTURED:
+            captured = CaptureResult.from_order(client.get_order(order_id))
+        elif exc.retryable:
+            raise
+        else:
+            captured = replace(approved, status="FAILED", failure_reason=exc.issue or exc.name or f"HTTP {exc.status}")
+    if not captured.custom_id or captured.amount_cents is None:
+        captured = replace(
+            captured,
+            custom_id=captured.custom_id or approved.custom_id,
+            amount_cents=captured.amount_cents if captured.amount_cents is not None else approved.amount_cents,
+            currency=captured.currency or approved.currency,
+        )
+    with session_factory.begin() as session:
+        outcome = grant_capture(session, captured, at=clock(), source_event_id=event_pk)
+        status = outcome.status
+    log_line(log, "paypal capture", order=order_id, outcome=status)
+    return status
+
+
+def _order_id(payload: dict | None) -> str | None:
+    resource = (payload or {}).get("resource") or {}
+    order_id = resource.get("id")
+    return order_id if isinstance(order_id, str) else None

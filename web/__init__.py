@@ -30,10 +30,11 @@ def create_app(settings: Settings | None = None, *, enqueue: Callable[[int], Non
     app.config["MAX_CONTENT_LENGTH"] = settings.max_webhook_bytes
     app.extensions["billhook"] = Billhook(settings, enqueue)
 
-    from web import errors, webhooks
+    from web import errors, paypal_webhooks, webhooks
 
     errors.register(app)
     app.register_blueprint(webhooks.bp)
+    app.register_blueprint(paypal_webhooks.bp)
 
     from web import billing_api, openapi
 

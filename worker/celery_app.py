@@ -15,6 +15,8 @@ PROCESS_EVENT = "billhook.process_event"
 SWEEP_INBOX = "billhook.sweep_inbox"
 SEND_EMAIL = "billhook.send_email"
 SWEEP_OUTBOX = "billhook.sweep_outbox"
+PAYPAL_CAPTURE_ORDER = "billhook.paypal_capture_order"
+SWEEP_PAYPAL_CAPTURES = "billhook.sweep_paypal_captures"
 
 
 class Runtime:
@@ -38,7 +40,9 @@ class Runtime:
 
 
 def make_celery(settings: Settings) -> Celery:
-    app = Celery("billhook", broker=settings.redis_url, include=["worker.tasks", "worker.email_tasks"])
+    app = Celery(
+        "billhook", broker=settings.redis_url, include=["worker.tasks", "worker.email_tasks", "worker.paypal_tasks"]
+    )
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -60,6 +64,7 @@ def make_celery(settings: Settings) -> Celery:
         beat_schedule={
             SWEEP_INBOX: {"task": SWEEP_INBOX, "schedule": settings.sweep_interval_seconds},
             SWEEP_OUTBOX: {"task": SWEEP_OUTBOX, "schedule": settings.sweep_interval_seconds},
+            SWEEP_PAYPAL_CAPTURES: {"task": SWEEP_PAYPAL_CAPTURES, "schedule": settings.sweep_interval_seconds},
         },
     )
     if settings.retry_backoff_max_seconds >= settings.broker_visibility_timeout_seconds:

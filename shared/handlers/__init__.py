@@ -41,4 +41,4 @@ def handled_types(provider: str) -> list[str]:
 
 def _load() -> None:
     # Importing the provider modules registers their handlers.
-    from shared.handlers import stripe  # noqa: F401
+    from shared.handlers import paypal, stripe  # noqa: F401

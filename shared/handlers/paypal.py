@@ -1,0 +1,308 @@
+"""PayPal event handlers, on the documented webhook shapes: Orders v2 (`resource` is an order or a
+capture/refund), Subscriptions v1 (`resource` is a subscription, or a sale for its payments).
+
+Accounts and items come from billhook's custom_id (shared.paypal_orders). Event order is the
+event's `create_time` (the inbox's `event_created_at`): the subscription high-water mark.
+Handlers never call PayPal: capturing an approved order is the `billhook.paypal_capture_order`
+task's job (shared.paypal_orders.capture_approved_order).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shared import ledger, payments, paypal_orders, subscriptions
+from shared.accounts import ensure_account
+from shared.errors import PermanentError, RetryLater
+from shared.handlers import handles
+from shared.models import Plan, Subscription, WebhookEvent
+from shared.providers.paypal import PROVIDER, parse_amount
+from shared.subscriptions import SubscriptionChange
+
+PAUSED = "paused"
+# A sale this close to the subscription's start pays its first period (granted at activation);
+# later sales are renewals. Half a billing interval tolerates PayPal's payment retries.
+_HALF_INTERVAL = {
+    "day": timedelta(hours=12),
+    "week": timedelta(days=3, hours=12),
+    "month": timedelta(days=14),
+    "year": timedelta(days=182),
+}
+
+
+def _resource(event: WebhookEvent) -> dict:
+    resource = (event.payload or {}).get("resource")
+    if not isinstance(resource, dict):
+        raise PermanentError("event has no resource")
+    return resource
+
+
+def _event_at(event: WebhookEvent) -> datetime:
+    return event.event_created_at or event.received_at
+
+
+def _time(value) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+# -- orders -----------------------------------------------------------------------------------
+
+
+@handles(PROVIDER, "CHECKOUT.ORDER.APPROVED")
+def order_approved(session: Session, event: WebhookEvent, now: datetime) -> None:
+    """Record whose order this is. The handled event is the intent to capture: the capture task
+    captures it if the browser's return has not (the payment row tells) — see
+    paypal_orders.orders_awaiting_capture."""
+    order = _resource(event)
+    if not order.get("id"):
+        raise PermanentError("approved order has no id")
+    unit = (order.get("purchase_units") or [{}])[0] or {}
+    account_id, _ = paypal_orders.parse_custom_id(unit.get("custom_id"))
+    ensure_account(session, account_id)
+    event.account_id = account_id
+
+
+@handles(
+    PROVIDER,
+    "PAYMENT.CAPTURE.COMPLETED",
+    "PAYMENT.CAPTURE.PENDING",
+    "PAYMENT.CAPTURE.DENIED",
+    "PAYMENT.CAPTURE.DECLINED",
+)
+def capture_changed(session: Session, event: WebhookEvent, now: datetime) -> None:
+    """Completed → the order's credits (one grant per order, shared with the capture endpoint),
+    payment and invoice; denied/declined → a failed payment, no credits; pending → wait."""
+    capture = paypal_orders.CaptureResult.from_capture(_resource(event))
+    if capture.status == "UNKNOWN":
+        # Older payloads omit the status; the event type says it.
+        capture = _with_status(capture, event.type.rsplit(".", 1)[-1])
+    outcome = paypal_orders.grant_capture(session, capture, at=now, source_event_id=event.id)
+    event.account_id = outcome.payment.account_id
+
+
+def _with_status(capture: paypal_orders.CaptureResult, status: str) -> paypal_orders.CaptureResult:
+    return replace(capture, status=status)
+
+
+@handles(PROVIDER, "PAYMENT.CAPTURE.REFUNDED")
+def capture_refunded(session: Session, event: WebhookEvent, now: datetime) -> None:
+    """Take back the refunded share of the order's credits. The resource is the refund; its
+    capture is the `up` link, and `seller_payable_breakdown.total_refunded_amount` is cumulative."""
+    refund = _resource(event)
+    capture_id = _refunded_capture_id(refund)
+    if not capture_id:
+        raise PermanentError(f"refund {refund.get('id')} names no capture")
+    payment = payments.find_payment_by_charge_ref(session, PROVIDER, capture_id)
+    if payment is None:
+        raise RetryLater(f"no payment known yet for capture {capture_id}")
+    event.account_id = payment.account_id
+    total = ((refund.get("seller_payable_breakdown") or {}).get("total_refunded_amount")) or {}
+    if total.get("value") is not None:
+        refunded = parse_amount(total["value"], total.get("currency_code") or payment.currency)
+    else:
+        amount = refund.get("amount") or {}
+        this = parse_amount(amount.get("value", "0"), amount.get("currency_code") or payment.currency)
+        refunded = payment.amount_refunded_cents + this
+    payments.apply_refund(
+        session,
+        payment,
+        amount_refunded_cents=refunded,
+        idempotency_key=f"paypal:refund:{refund.get('id') or event.event_id}",
+        at=now,
+        source_event_id=event.id,
+    )
+
+
+def _refunded_capture_id(refund: dict) -> str | None:
+    related = (refund.get("supplementary_data") or {}).get("related_ids") or {}
+    if related.get("capture_id"):
+        return related["capture_id"]
+    for link in refund.get("links") or []:
+        href = link.get("href") or ""
+        if link.get("rel") == "up" and "/captures/" in href:
+            return href.rstrip("/").rsplit("/", 1)[-1]
+    return None
+
+
+# -- subscriptions ----------------------------------------------------------------------------
+
+
+@handles(PROVIDER, "BILLING.SUBSCRIPTION.ACTIVATED")
+def subscription_activated(session: Session, event: WebhookEvent, now: datetime) -> None:
+    """Active for the account in custom_id, on the plan PayPal names; the first period's credits
+    once (the first sale shares the key)."""
+    resource = _resource(event)
+    subscription, plan = _lock_from_resource(session, event, resource)
+    billing = resource.get("billing_info") or {}
+    subscriptions.apply_subscription_state(
+        session,
+        subscription,
+        SubscriptionChange(
+            status=subscriptions.ACTIVE,
+            plan_id=plan.id if plan else None,
+            # For PayPal subscriptions the period start is the subscription's start: the anchor
+            # sales are measured from (see _sale_key).
+            current_period_start=_time(resource.get("start_time")) or _event_at(event),
+            current_period_end=_time(billing.get("next_billing_time")),
+        ),
+        event_at=_event_at(event),
+        event_id=event.event_id,
+    )
+    plan = plan or _plan(session, subscription.plan_id)
+    if plan is None:
+        raise PermanentError(f"PayPal subscription {resource['id']} is on no known plan")
+    _grant_period(session, event, subscription, plan, _initial_key(resource["id"]), now)
+
+
+@handles(PROVIDER, "PAYMENT.SALE.COMPLETED")
+def sale_completed(session: Session, event: WebhookEvent, now: datetime) -> None:
+    """A subscription payment: a payment row, and the period's credits once. Sales of other kinds
+    (no billing_agreement_id) are not billhook's."""
+    sale = _resource(event)
+    subscription_id = sale.get("billing_agreement_id")
+    if not subscription_id:
+        return
+    existing = subscriptions.find_subscription(session, PROVIDER, subscription_id)
+    if existing is None or existing.current_period_start is None:
+        raise RetryLater(f"PayPal subscription {subscription_id} not activated yet")
+    subscription = subscriptions.lock_subscription(
+        session, provider=PROVIDER, provider_subscription_id=subscription_id, account_id=existing.account_id
+    )
+    event.account_id = subscription.account_id
+    plan = _plan(session, subscription.plan_id)
+    if plan is None:
+        raise RetryLater(f"plan of PayPal subscription {subscription_id} not known yet")
+    amount = sale.get("amount") or {}
+    currency = amount.get("currency") or plan.currency
+    payment, _ = payments.record_payment(
+        session,
+        payments.PaymentRecord(
+            account_id=subscription.account_id,
+            provider=PROVIDER,
+            provider_payment_id=sale["id"],
+            provider_charge_ref=sale["id"],
+            kind="subscription",
+            amount_cents=parse_amount(amount["total"], currency) if amount.get("total") else plan.price_cents,
+            currency=currency,
+            plan_id=plan.id,
+            subscription_id=subscription.id,
+            provider_invoice_id=sale["id"],
+            line_items=[{"description": f"{plan.name} plan", "amount_cents": plan.price_cents, "quantity": 1}],
+        ),
+        at=now,
+    )
+    payment.credits_granted = plan.included_credits
+    key = _sale_key(subscription, plan, sale, subscription_id, _event_at(event))
+    _grant_period(session, event, subscription, plan, key, now, payment_id=payment.id)
+
+
+def _sale_key(subscription: Subscription, plan: Plan, sale: dict, subscription_id: str, event_at: datetime) -> str:
+    sold_at = _time(sale.get("create_time")) or event_at
+    half = _HALF_INTERVAL.get(plan.interval, _HALF_INTERVAL["month"])
+    if sold_at < subscription.current_period_start + half:
+        return _initial_key(subscription_id)
+    return f"paypal:subscription:{subscription_id}:sale:{sale['id']}"
+
+
+_STATUS_EVENTS = {
+    "BILLING.SUBSCRIPTION.CANCELLED": subscriptions.CANCELED,
+    "BILLING.SUBSCRIPTION.EXPIRED": subscriptions.CANCELED,
+    "BILLING.SUBSCRIPTION.SUSPENDED": PAUSED,
+}
+
+
+@handles(PROVIDER, *_STATUS_EVENTS)
+def subscription_status_changed(session: Session, event: WebhookEvent, now: datetime) -> None:
+    """Cancelled/expired/suspended, applied only if no newer event was (out-of-order safe)."""
+    resource = _resource(event)
+    subscription, plan = _lock_from_resource(session, event, resource)
+    status = _STATUS_EVENTS[event.type]
+    changed_at = _time(resource.get("status_update_time")) or _event_at(event)
+    subscriptions.apply_subscription_state(
+        session,
+        subscription,
+        SubscriptionChange(
+            status=status,
+            plan_id=plan.id if plan else None,
+            canceled_at=changed_at if status == subscriptions.CANCELED else None,
+        ),
+        event_at=_event_at(event),
+        event_id=event.event_id,
+    )
+
+
+def _lock_from_resource(session: Session, event: WebhookEvent, resource: dict) -> tuple[Subscription, Plan | None]:
+    """The subscription row (created on first sight) for the account billhook put in custom_id;
+    a row already known keeps its account."""
+    subscription_id = resource.get("id")
+    if not subscription_id:
+        raise PermanentError("subscription event has no subscription id")
+    existing = subscriptions.find_subscription(session, PROVIDER, subscription_id)
+    plan = _plan_for(session, resource)
+    if existing is not None:
+        account_id = existing.account_id
+    else:
+        account_id, _ = paypal_orders.parse_custom_id(resource.get("custom_id"))
+        ensure_account(session, account_id)
+    event.account_id = account_id
+    subscription = subscriptions.lock_subscription(
+        session, provider=PROVIDER, provider_subscription_id=subscription_id, account_id=account_id
+    )
+    return subscription, plan
+
+
+def _plan_for(session: Session, resource: dict) -> Plan | None:
+    paypal_plan_id = resource.get("plan_id")
+    if paypal_plan_id:
+        plan = session.scalars(select(Plan).filter_by(paypal_plan_id=paypal_plan_id)).one_or_none()
+        if plan is not None:
+            return plan
+    custom_id = resource.get("custom_id")
+    if isinstance(custom_id, str) and ":" in custom_id:
+        return _plan(session, custom_id.rsplit(":", 1)[1])
+    return None
+
+
+def _plan(session: Session, plan_id: str | None) -> Plan | None:
+    return session.get(Plan, plan_id) if plan_id else None
+
+
+def _initial_key(subscription_id: str) -> str:
+    return f"paypal:subscription:{subscription_id}:initial"
+
+
+def _grant_period(
+    session: Session,
+    event: WebhookEvent,
+    subscription: Subscription,
+    plan: Plan,
+    key: str,
+    now: datetime,
+    payment_id: int | None = None,
+) -> None:
+    granted = ledger.grant_credits(
+        session,
+        account_id=subscription.account_id,
+        credits=plan.included_credits,
+        kind=ledger.GRANT_SUBSCRIPTION,
+        description=f"{plan.name} plan credits",
+        idempotency_key=key,
+        at=now,
+        payment_id=payment_id,
+        source_event_id=event.id,
+    )
+    if not granted and payment_id is not None:
+        # The activation granted first; link its entry to the payment so a refund finds it.
+        entry = ledger.entry_by_key(session, key)
+        if entry is not None and entry.payment_id is None:
+            entry.payment_id = payment_id

@@ -1,0 +1,74 @@
+"""PayPal tasks: capture approved orders the buyer's browser did not come back to capture.
+
+The handled CHECKOUT.ORDER.APPROVED event is the durable intent; a periodic sweep finds the ones
+whose order still has no payment row and queues one capture task per order (ids only). A capture
+that PayPal may accept later (5xx, timeout) is simply found again by the next sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from celery import shared_task
+
+from shared import paypal_orders
+from shared.errors import NotConfigured, ProviderError
+from shared.logs import log_line
+from worker.celery_app import PAYPAL_CAPTURE_ORDER, SWEEP_PAYPAL_CAPTURES, runtime
+
+log = logging.getLogger("billhook.worker")
+
+# The buyer's return normally captures within seconds; only then does the server step in.
+DEFAULT_CAPTURE_GRACE_SECONDS = 60.0
+# PayPal lets an approved, uncaptured order expire; past this nothing is attempted.
+DEFAULT_CAPTURE_WINDOW_SECONDS = 72 * 3600.0
+
+
+@shared_task(bind=True, name=PAYPAL_CAPTURE_ORDER, acks_late=True, ignore_result=True)
+def paypal_capture_order(self, event_pk: int) -> str:
+    rt = runtime(self.app)
+    started = time.perf_counter()
+    try:
+        outcome = paypal_orders.capture_approved_order(rt.session_factory, rt.settings, event_pk, clock=rt.clock)
+    except (ProviderError, NotConfigured) as exc:
+        outcome = "retry_later"
+        log_line(
+            log,
+            "task",
+            level=logging.WARNING,
+            task=PAYPAL_CAPTURE_ORDER,
+            event=event_pk,
+            outcome=outcome,
+            error=f"{type(exc).__name__}: {exc}"[:300],
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+        return outcome
+    log_line(
+        log,
+        "task",
+        task=PAYPAL_CAPTURE_ORDER,
+        event=event_pk,
+        outcome=outcome,
+        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+    )
+    return outcome
+
+
+@shared_task(bind=True, name=SWEEP_PAYPAL_CAPTURES, acks_late=True, ignore_result=True)
+def sweep_paypal_captures(self) -> int:
+    rt = runtime(self.app)
+    extra = rt.settings.extra or {}
+    with rt.session_factory() as session:
+        due = paypal_orders.orders_awaiting_capture(
+            session,
+            now=rt.clock(),
+            grace_seconds=float(extra.get("paypal_capture_grace_seconds", DEFAULT_CAPTURE_GRACE_SECONDS)),
+            window_seconds=float(extra.get("paypal_capture_window_seconds", DEFAULT_CAPTURE_WINDOW_SECONDS)),
+        )
+    queue = rt.settings.queue_name
+    for event_pk in due:
+        self.app.send_task(PAYPAL_CAPTURE_ORDER, args=[event_pk], queue=queue, retry=False)
+    if due:
+        log_line(log, "sweep", task=SWEEP_PAYPAL_CAPTURES, queued=len(due))
+    return len(due)
