@@ -27,7 +27,10 @@ run: install
 	mkdir -p var
 	$(BIN)/billhook db upgrade
 	$(BIN)/billhook seed
-	$(BIN)/honcho start --procfile Procfile --port $(PORT)
+	# Prometheus multiprocess mode: gunicorn and Celery processes write their metrics here and
+	# web's /metrics adds them up; emptied at each start (files of dead processes would linger).
+	rm -rf var/prometheus && mkdir -p var/prometheus
+	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/var/prometheus $(BIN)/honcho start --procfile Procfile --port $(PORT)
 
 test: install-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
