@@ -83,10 +83,20 @@ def replay(ctx: CliContext, event_pk: int | None, failed: bool) -> None:
         pks = list(session.scalars(select(WebhookEvent.id).filter_by(status=FAILED))) if failed else [event_pk]
         now = datetime.now(UTC)
         requeued = [pk for pk in pks if inbox.requeue(session, pk, at=now)]
-    celery = make_celery(ctx.settings)
-    for pk in requeued:
-        enqueue_event(celery, pk)
     click.echo(f"replayed {len(requeued)} event(s)" + (f": {', '.join(map(str, requeued))}" if requeued else ""))
+    if not requeued:
+        return
+    celery = make_celery(ctx.settings)
+    try:
+        for pk in requeued:
+            enqueue_event(celery, pk)
+    except Exception as exc:  # noqa: BLE001 - any broker failure: the store already holds the replay
+        # The events are `received` again (committed above), so the sweeper queues them once the
+        # broker is back; a traceback here would suggest the replay was lost.
+        click.echo(
+            f"the broker is unreachable ({type(exc).__name__}); the sweeper will queue the replayed events",
+            err=True,
+        )
 
 
 @events_group.command("send")
