@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared.db import insert_ignore
@@ -30,3 +31,10 @@ def account_for_stripe_customer(session: Session, customer_id: str | None) -> Ac
     if not customer_id:
         return None
     return session.query(Account).filter_by(stripe_customer_id=customer_id).one_or_none()
+
+
+def lock_account(session: Session, account_id: str) -> Account | None:
+    """The account row locked for this transaction (SELECT ... FOR UPDATE): balance checks and
+    the entries they allow serialise per account, so concurrent debits cannot overdraw it."""
+    stmt = select(Account).filter_by(id=account_id).with_for_update().execution_options(populate_existing=True)
+    return session.scalars(stmt).one_or_none()

@@ -28,7 +28,7 @@ def queue_email(
     session: Session,
     *,
     account_id: str | None,
-    recipient: str,
+    recipient: str | None,
     template: str,
     context: dict,
     idempotency_key: str,
@@ -40,11 +40,11 @@ def queue_email(
     """
     if template not in TEMPLATES:
         raise ValueError(f"unknown email template {template!r}")
-    if not recipient:
-        raise ValueError("an email needs a recipient")
+    if not recipient and not account_id:
+        raise ValueError("an email needs a recipient, or an account whose address is filled in at send time")
     values = {
         "account_id": account_id,
-        "recipient": recipient,
+        "recipient": recipient or "",
         "template": template,
         "context": context,
         "idempotency_key": idempotency_key,
@@ -63,9 +63,10 @@ def queue_email(
 def queue_account_email(
     session: Session, account_id: str, *, template: str, context: dict, idempotency_key: str
 ) -> bool:
-    """Queue an email to an account's address; False (nothing queued) when billhook knows none."""
+    """Queue an email to an account. Events arrive in any order: when billhook does not know the
+    address yet (an invoice before its checkout), the send task reads it from the account later."""
     account = session.get(Account, account_id)
-    if account is None or not account.email:
+    if account is None:
         return False
     context = {"name": account.name, **context}
     return queue_email(

@@ -27,7 +27,7 @@ from shared.credentials import get_provider
 from shared.emails import render
 from shared.errors import ProviderError
 from shared.logs import log_line
-from shared.models import EmailOutbox
+from shared.models import Account, EmailOutbox
 from shared.providers import resend as resend_provider
 from shared.providers.resend import OutgoingEmail, ResendMailer
 from shared.providers.smtp import DEFAULT_SENDER, SmtpMailer
@@ -114,8 +114,7 @@ def send_outbox_email(
             mailer = mailer_factory(session, settings)
             message_id = mailer.send(email)
         except ProviderError as exc:
-            row.last_error = str(exc)[:4000]
-            row.backend = exc.provider
+            row.last_error = str(exc)[:4000]  # names the backend: "resend: 429 rate_limit_exceeded: ..."
             if exc.retryable:
                 return SendResult(RETRY, exc.provider, row.template, row.account_id, error=row.last_error)
             _mark_failed(row, row.last_error)
@@ -156,6 +155,12 @@ def _mark_failed(row: EmailOutbox, error: str) -> None:
 
 
 def _outgoing(session: Session, row: EmailOutbox, settings: Settings) -> OutgoingEmail:
+    if not row.recipient:
+        account = session.get(Account, row.account_id) if row.account_id else None
+        if account is None or not account.email:
+            # The event naming the address may still be on its way: retry, then fail for ops to see.
+            raise ProviderError("outbox", "no email address known for the account yet", retryable=True)
+        row.recipient = account.email
     provider = get_provider(session, resend_provider.PROVIDER)
     product_name = ((provider.config if provider else None) or {}).get("product_name") or "billhook"
     rendered = render(row.template, row.context or {}, product_name=product_name, app_url=settings.frontend_url)

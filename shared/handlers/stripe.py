@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
-from shared import catalog, ledger, payments, subscriptions
-from shared.accounts import account_for_stripe_customer, ensure_account, link_stripe_customer
+from shared import catalog, ledger, notifications, payments, subscriptions
+from shared.accounts import account_for_stripe_customer, ensure_account, link_stripe_customer, lock_account
 from shared.errors import PermanentError, RetryLater
 from shared.handlers import handles
 from shared.models import CreditPackage, Plan, Subscription, WebhookEvent
@@ -70,7 +70,7 @@ def checkout_async_payment_failed(session: Session, event: WebhookEvent, now: da
     checkout = _object(event)
     account = _checkout_account(session, event, checkout)
     package = _package_for_checkout(session, checkout)
-    payments.record_payment(
+    payment, _ = payments.record_payment(
         session,
         payments.PaymentRecord(
             account_id=account.id,
@@ -86,6 +86,17 @@ def checkout_async_payment_failed(session: Session, event: WebhookEvent, now: da
         ),
         at=now,
     )
+    if payment.status == payments.FAILED:  # not when its success was seen first
+        notifications.payment_failed(
+            session,
+            account_id=account.id,
+            provider=PROVIDER,
+            reference=checkout["id"],
+            amount_cents=payment.amount_cents,
+            currency=payment.currency,
+            description=f"{package.name} credit package",
+            reason="The payment could not be completed.",
+        )
 
 
 def _checkout_account(session: Session, event: WebhookEvent, checkout: dict):
@@ -122,6 +133,7 @@ def _activate_from_checkout(
     if plan is None:
         raise RetryLater(f"plan of subscription {subscription_id} not known yet")
     _grant_period_credits(session, event, subscription, plan, _initial_period_key(subscription_id), now)
+    notifications.subscription_activated(session, subscription, plan)
 
 
 def _grant_package_purchase(
@@ -163,6 +175,9 @@ def _grant_package_purchase(
         at=now,
         payment_id=payment.id,
         source_event_id=event.id,
+    )
+    notifications.payment_confirmation(
+        session, payment, description=f"{package.name} credit package", credits=package.credits
     )
 
 
@@ -223,6 +238,7 @@ def invoice_paid(session: Session, event: WebhookEvent, now: datetime) -> None:
         ),
         at=now,
     )
+    _invoice_paid_emails(session, invoice, subscription, plan, payment, period)
     key = _period_key(invoice, subscription_id, period)
     if key is None or plan is None:
         return  # a mid-period change (proration): paid, but no new period of credits
@@ -244,6 +260,44 @@ def invoice_payment_failed(session: Session, event: WebhookEvent, now: datetime)
         event_at=_event_at(event),
         event_id=event.event_id,
     )
+    paid = payments.find_payment(session, PROVIDER, invoice["id"])
+    if paid is None or paid.status == payments.FAILED:  # a late failure of a paid invoice says nothing new
+        _remember_customer(session, subscription.account_id, invoice)
+        plan = _invoice_plan(session, invoice, _subscription_line(invoice), subscription)
+        notifications.payment_failed(
+            session,
+            account_id=subscription.account_id,
+            provider=PROVIDER,
+            reference=invoice["id"],
+            amount_cents=invoice.get("amount_due") or 0,
+            currency=invoice.get("currency") or "usd",
+            description=f"{plan.name} plan" if plan else "Your subscription",
+        )
+
+
+def _invoice_paid_emails(
+    session: Session, invoice: dict, subscription: Subscription, plan: Plan | None, payment, period: dict
+) -> None:
+    """A first invoice activates and confirms; a renewal's email is its receipt; any other paid
+    invoice (a mid-period upgrade) is confirmed."""
+    _remember_customer(session, subscription.account_id, invoice)
+    reason = invoice.get("billing_reason")
+    if plan is not None and reason == "subscription_create":
+        notifications.subscription_activated(session, subscription, plan)
+    if plan is not None and reason == "subscription_cycle":
+        notifications.subscription_renewal(session, subscription, plan, payment, period_end=_ts(period.get("end")))
+        return
+    notifications.payment_confirmation(
+        session,
+        payment,
+        description=f"{plan.name} plan" if plan else "Subscription",
+        credits=plan.included_credits if plan is not None and reason == "subscription_create" else None,
+    )
+
+
+def _remember_customer(session: Session, account_id: str, invoice: dict) -> None:
+    """An invoice may come before its checkout: take the address it carries for the emails."""
+    ensure_account(session, account_id, email=invoice.get("customer_email"), name=invoice.get("customer_name"))
 
 
 def _invoice_subscription_id(invoice: dict) -> str | None:
@@ -405,11 +459,26 @@ def charge_refunded(session: Session, event: WebhookEvent, now: datetime) -> Non
     if payment is None:
         raise RetryLater(f"no payment known yet for charge {charge.get('id')}")
     event.account_id = payment.account_id
-    payments.apply_refund(
+    account = lock_account(session, payment.account_id)  # the balance before and after the reversal
+    balance_before = ledger.balance(session, payment.account_id)
+    refunded_before = payment.amount_refunded_cents
+    key = f"stripe:refund:{charge['id']}:{charge.get('amount_refunded') or 0}"
+    reversed_credits = payments.apply_refund(
         session,
         payment,
         amount_refunded_cents=charge.get("amount_refunded") or 0,
-        idempotency_key=f"stripe:refund:{charge['id']}:{charge.get('amount_refunded') or 0}",
+        idempotency_key=key,
         at=now,
         source_event_id=event.id,
+    )
+    invoice = payments.invoice_for_payment(session, payment.id)
+    notifications.refund_notification(
+        session,
+        payment,
+        refunded_before_cents=refunded_before,
+        credits_reversed=reversed_credits,
+        description=f"Invoice {invoice.number}" if invoice and invoice.number else "Your payment",
+    )
+    notifications.low_credits_if_crossed(
+        session, account, before=balance_before, after=balance_before - reversed_credits, cause_key=key
     )

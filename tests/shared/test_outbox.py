@@ -52,11 +52,15 @@ def test_unknown_template_is_refused(session):
         _queue(session, template="nope", account_id=None)
 
 
-def test_account_without_address_gets_no_email(session):
-    ensure_account(session, "acct_2")
-    assert (
-        outbox.queue_account_email(session, "acct_2", template="low_credits", context={}, idempotency_key="x") is False
-    )
+def test_account_without_address_is_queued_for_the_address_to_be_filled_in_later(session):
+    ensure_account(session, "acct_2", name="Bob")
+    assert outbox.queue_account_email(session, "acct_2", template="low_credits", context={}, idempotency_key="x")
+    row = session.scalars(select(EmailOutbox)).one()
+    assert (row.recipient, row.context) == ("", {"name": "Bob"})
+
+
+def test_unknown_account_gets_no_email(session):
+    assert not outbox.queue_account_email(session, "acct_404", template="low_credits", context={}, idempotency_key="y")
 
 
 def test_sweep_finds_pending_rows_after_grace_and_touch_restarts_the_clock(session, now):

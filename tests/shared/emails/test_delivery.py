@@ -162,3 +162,22 @@ def test_with_neither_the_log_says_so_without_personal_data(seeded, settings, no
     assert "ada@example.com" not in line and "token=sample" not in line
     row = _row(seeded, outbox_id)
     assert (row.status, row.backend, row.provider_message_id) == ("sent", "log", f"log-{outbox_id}")
+
+
+def test_address_unknown_at_queue_time_is_read_from_the_account_when_known(seeded, resend_settings, fake_resend, now):
+    with seeded.begin() as session:
+        ensure_account(session, "acct_9")
+        outbox.queue_account_email(
+            session, "acct_9", template="low_credits", context={"balance": 5, "threshold": 100}, idempotency_key="lc-1"
+        )
+        [outbox_id] = outbox.queued_ids(session)
+
+    assert _send(seeded, outbox_id, resend_settings, now).outcome == delivery.RETRY
+    assert "no email address" in _row(seeded, outbox_id).last_error
+    with seeded.begin() as session:
+        ensure_account(session, "acct_9", email="late@example.com")
+
+    assert _send(seeded, outbox_id, resend_settings, now).outcome == delivery.SENT
+    [email] = fake_resend.emails
+    assert email["to"] == ["late@example.com"]
+    assert _row(seeded, outbox_id).recipient == "late@example.com"
