@@ -6,6 +6,7 @@ boundary); data-access code only takes the session as its first argument.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -63,13 +64,26 @@ def insert_ignore(
     Returns True/False (inserted or not), or with `returning` the column's value for a new row
     and None when the row already existed.
     """
-    dialect = session.get_bind().dialect.name
+    stmt = _insert_ignore_stmt(session.get_bind().dialect.name, model, tuple(conflict), returning)
+    # The values go in as execution parameters, not into the statement: the statement is then the
+    # same object every time, so SQLAlchemy neither rebuilds nor re-keys it (a payload-sized cache
+    # key per insert was a visible share of the intake hot path). A Core statement does not
+    # autoflush, so flush pending ORM changes first, as the ORM statement did.
+    if session.autoflush:
+        session.flush()
+    result = session.connection().execute(stmt, values)
+    if returning is not None:
+        return result.scalar_one_or_none()
+    return result.rowcount == 1
+
+
+@functools.lru_cache(maxsize=256)
+def _insert_ignore_stmt(dialect: str, model: type, conflict: tuple, returning: Any):
     if dialect == "postgresql":
-        stmt = postgresql.insert(model).values(**values).on_conflict_do_nothing(index_elements=conflict)
+        stmt = postgresql.insert(model.__table__)
     elif dialect == "sqlite":
-        stmt = sqlite.insert(model).values(**values).on_conflict_do_nothing(index_elements=conflict)
+        stmt = sqlite.insert(model.__table__)
     else:  # pragma: no cover - only PostgreSQL and SQLite are supported
         raise NotImplementedError(dialect)
-    if returning is not None:
-        return session.execute(stmt.returning(returning)).scalar_one_or_none()
-    return session.execute(stmt).rowcount == 1
+    stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict))
+    return stmt.returning(returning) if returning is not None else stmt
