@@ -112,7 +112,7 @@ def accept_event(
     """Store, commit, then enqueue. A database failure propagates (503: the provider retries); a
     broker failure does not: the row stays `received` and the sweeper enqueues it."""
     ext = billhook()
-    with ext.session_factory.begin() as session:
+    with ext.intake_session_factory.begin() as session:
         stored = inbox.record_event(
             session,
             provider=provider,
