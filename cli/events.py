@@ -2,17 +2,17 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, datetime
+import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
 import requests
-from sqlalchemy import select
 
 from cli.context import CliContext, pass_ctx
-from shared import credentials, inbox
-from shared.models import CreditLedgerEntry, WebhookEvent
-from shared.models.events import FAILED, STATUSES
+from shared import credentials, event_ops
+from shared.models import WebhookEvent
+from shared.models.events import STATUSES
 from shared.signing import stripe_signature_header
 
 
@@ -21,21 +21,42 @@ def events_group() -> None:
     """The inbox of provider events."""
 
 
+_RELATIVE = re.compile(r"^(\d+)\s*([mhd])$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_since(value: str | None, now: datetime | None = None) -> datetime | None:
+    """`--since`: an ISO date or datetime (UTC unless it says otherwise), or an age: 90m, 12h, 7d."""
+    if value is None:
+        return None
+    text = value.strip()
+    match = _RELATIVE.match(text)
+    if match:
+        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[match[2]]: int(match[1])})
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise click.BadParameter(
+            f"{value!r} is neither an ISO date/time nor an age like 90m, 12h, 7d", param_hint="--since"
+        ) from exc
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
 @events_group.command("list")
 @click.option("--status", type=click.Choice(STATUSES))
 @click.option("--provider")
 @click.option("--type", "event_type")
 @click.option("--account")
+@click.option("--since", help="Received at or after: ISO date/time, or an age like 90m, 12h, 7d.")
 @click.option("--limit", default=50, show_default=True)
 @pass_ctx
-def list_events(ctx: CliContext, status, provider, event_type, account, limit) -> None:
+def list_events(ctx: CliContext, status, provider, event_type, account, since, limit) -> None:
     """Recent events, newest first."""
-    stmt = select(WebhookEvent).order_by(WebhookEvent.id.desc()).limit(limit)
-    for column, value in (("status", status), ("provider", provider), ("type", event_type), ("account_id", account)):
-        if value:
-            stmt = stmt.where(getattr(WebhookEvent, column) == value)
+    wanted = event_ops.EventFilter(
+        provider=provider, type=event_type, status=status, account=account, since=parse_since(since), limit=limit
+    )
     with ctx.session_factory() as session:
-        for e in session.scalars(stmt):
+        for e in event_ops.find_events(session, wanted):
             click.echo(
                 f"{e.id:>7}  {e.received_at:%Y-%m-%d %H:%M:%S}  {e.provider:<6} {e.status:<10} "
                 f"{e.attempts:>2}  {e.type:<40} {e.event_id}  {e.account_id or ''}"
@@ -46,12 +67,12 @@ def list_events(ctx: CliContext, status, provider, event_type, account, limit) -
 @click.argument("event_pk", type=int)
 @pass_ctx
 def show(ctx: CliContext, event_pk: int) -> None:
-    """One event: payload, attempts, last error and the ledger entries it produced."""
+    """One event: payload, attempts, last error, and its effects (ledger entries, payments, subscription)."""
     with ctx.session_factory() as session:
         event = session.get(WebhookEvent, event_pk)
         if event is None:
             raise click.ClickException(f"no event {event_pk}")
-        effects = session.scalars(select(CreditLedgerEntry).filter_by(source_event_id=event.id)).all()
+        effects = event_ops.event_effects(session, event)
         shown = {
             "id": event.id,
             "provider": event.provider,
@@ -63,7 +84,7 @@ def show(ctx: CliContext, event_pk: int) -> None:
             "received_at": event.received_at,
             "processed_at": event.processed_at,
             "account": event.account_id,
-            "ledger_entries": [{"amount": e.amount, "kind": e.kind, "key": e.idempotency_key} for e in effects],
+            **effects,
             "payload": event.payload,
         }
     click.echo(json.dumps(shown, indent=2, default=str))
@@ -72,17 +93,23 @@ def show(ctx: CliContext, event_pk: int) -> None:
 @events_group.command("replay")
 @click.argument("event_pk", type=int, required=False)
 @click.option("--failed", is_flag=True, help="Replay every failed event.")
+@click.option("--since", help="Replay events received since: ISO date/time or an age (90m, 12h, 7d).")
+@click.option("--force", is_flag=True, help="Also re-run events already done (e.g. after a handler fix).")
 @pass_ctx
-def replay(ctx: CliContext, event_pk: int | None, failed: bool) -> None:
-    """Queue events again. Effects stay exactly once: each is keyed in the store."""
+def replay(ctx: CliContext, event_pk: int | None, failed: bool, since: str | None, force: bool) -> None:
+    """Queue events again. Effects stay exactly once: each is keyed in the store.
+
+    Without --force only events not done are replayed (failed, or stuck waiting)."""
     from worker.celery_app import enqueue_event, make_celery
 
-    if (event_pk is None) == (not failed):
-        raise click.UsageError("give one EVENT_PK or --failed")
+    if (event_pk is None) == (not (failed or since)):
+        raise click.UsageError("give one EVENT_PK, or --failed and/or --since")
     with ctx.session_factory.begin() as session:
-        pks = list(session.scalars(select(WebhookEvent.id).filter_by(status=FAILED))) if failed else [event_pk]
+        pks = event_ops.replay_candidates(
+            session, event_pk=event_pk, failed=failed, since=parse_since(since), include_done=force
+        )
         now = datetime.now(UTC)
-        requeued = [pk for pk in pks if inbox.requeue(session, pk, at=now)]
+        requeued = [pk for pk in pks if event_ops.reset_for_replay(session, pk, at=now, include_done=force)]
     click.echo(f"replayed {len(requeued)} event(s)" + (f": {', '.join(map(str, requeued))}" if requeued else ""))
     if not requeued:
         return
@@ -97,6 +124,31 @@ def replay(ctx: CliContext, event_pk: int | None, failed: bool) -> None:
             f"the broker is unreachable ({type(exc).__name__}); the sweeper will queue the replayed events",
             err=True,
         )
+
+
+@events_group.command("purge")
+@click.option(
+    "--older-than",
+    "days",
+    type=click.IntRange(min=event_ops.MIN_RETENTION_DAYS),
+    required=True,
+    help=f"Days; at least {event_ops.MIN_RETENTION_DAYS} (providers redeliver for up to 3).",
+)
+@click.option("--dry-run", is_flag=True, help="Count what would go, delete nothing.")
+@pass_ctx
+def purge(ctx: CliContext, days: int, dry_run: bool) -> None:
+    """Retention: delete done (succeeded/ignored) events received more than DAYS ago.
+
+    Failed and waiting events are kept. Ledger entries keep their amounts, keys and payments;
+    only their link to the purged event is cleared."""
+    before = datetime.now(UTC) - timedelta(days=days)
+    with ctx.session_factory.begin() as session:
+        result = event_ops.purge_done_events(session, before=before, dry_run=dry_run)
+    verb = "would purge" if dry_run else "purged"
+    click.echo(
+        f"{verb} {result.events} done event(s) received before {before:%Y-%m-%d %H:%M} UTC;"
+        f" {result.ledger_entries_unlinked} ledger entr(y/ies) unlinked"
+    )
 
 
 @events_group.command("send")
