@@ -1,0 +1,331 @@
+"""PayPal handlers, run the way the worker runs them: stored in the inbox, then
+`processing.process_event` with the session factory and a fixed clock. Duplicates (the same
+event again, or another source of the same effect) and reordered deliveries."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from shared import inbox, ledger, paypal_orders, processing
+from shared.errors import PermanentError, RetryLater
+from shared.models import Account, CreditLedgerEntry, Invoice, Payment, Subscription, WebhookEvent
+from tests.factories import paypal_events as pe
+
+ACCOUNT = "acct_pp"
+STARTER_PRICE, STARTER_CREDITS = 999, 500  # the seed's "starter" credit package
+GROWTH_CREDITS = 12_000  # the seed's "growth" plan, PayPal plan P-BILLHOOK-GROWTH
+
+
+def store(session_factory, evt: dict, now: datetime) -> int:
+    with session_factory.begin() as session:
+        stored = inbox.record_event(
+            session,
+            provider="paypal",
+            event_id=evt["id"],
+            type=evt["event_type"],
+            payload=evt,
+            event_created_at=datetime.fromisoformat(evt["create_time"].replace("Z", "+00:00")),
+            handled=True,
+            at=now,
+        )
+    return stored.id
+
+
+def run(session_factory, evt: dict, now: datetime) -> processing.Result:
+    return processing.process_event(session_factory, store(session_factory, evt, now), clock=lambda: now)
+
+
+def balance(session_factory, account_id: str = ACCOUNT) -> int:
+    with session_factory() as session:
+        return ledger.balance(session, account_id)
+
+
+def count(session_factory, model) -> int:
+    with session_factory() as session:
+        return session.scalar(select(func.count()).select_from(model))
+
+
+def only(session_factory, model):
+    with session_factory() as session:
+        return session.scalars(select(model)).one()
+
+
+def capture_event(order_id: str, *, status: str = "COMPLETED", amount: int = STARTER_PRICE, **kwargs) -> dict:
+    event_type = {"COMPLETED": "PAYMENT.CAPTURE.COMPLETED", "DECLINED": "PAYMENT.CAPTURE.DENIED"}[status]
+    resource = pe.capture(
+        order_id=order_id, account_id=ACCOUNT, package_id="starter", amount_cents=amount, status=status, **kwargs
+    )
+    return pe.event(event_type, resource)
+
+
+# -- orders and captures ----------------------------------------------------------------------
+
+
+def test_completed_capture_grants_package_credits_payment_and_invoice_once(seeded, now):
+    evt = capture_event("ORDER1")
+
+    assert run(seeded, evt, now).outcome == processing.DONE
+    assert run(seeded, evt, now).outcome == processing.ALREADY_DONE  # the same delivery again
+
+    assert balance(seeded) == STARTER_CREDITS
+    payment = only(seeded, Payment)
+    assert (payment.provider, payment.provider_payment_id, payment.status) == ("paypal", "ORDER1", "succeeded")
+    assert (payment.amount_cents, payment.currency, payment.credits_granted) == (999, "usd", STARTER_CREDITS)
+    assert payment.provider_charge_ref == evt["resource"]["id"]
+    assert only(seeded, Invoice).payment_id == payment.id
+    with seeded() as session:
+        assert session.get(WebhookEvent, 1).account_id == ACCOUNT
+
+
+def test_capture_endpoint_then_webhook_grant_once_whichever_first(seeded, now):
+    order = pe.order(account_id=ACCOUNT, package_id="starter", amount_cents=STARTER_PRICE, order_id="ORDER2")
+    capture = pe.capture(order_id="ORDER2", account_id=ACCOUNT, package_id="starter", amount_cents=STARTER_PRICE)
+    with seeded.begin() as session:  # what the capture endpoint does with PayPal's capture answer
+        outcome = paypal_orders.grant_capture(
+            session, paypal_orders.CaptureResult.from_order(pe.captured_order(order, capture)), at=now
+        )
+        assert outcome.credits_granted_now == STARTER_CREDITS
+
+    run(seeded, pe.event("PAYMENT.CAPTURE.COMPLETED", capture), now)
+    with seeded.begin() as session:  # the endpoint called twice
+        again = paypal_orders.grant_capture(
+            session, paypal_orders.CaptureResult.from_order(pe.captured_order(order, capture)), at=now
+        )
+        assert again.credits_granted_now == 0
+
+    assert balance(seeded) == STARTER_CREDITS
+    assert count(seeded, Payment) == 1 and count(seeded, Invoice) == 1
+
+
+def test_denied_capture_records_failed_payment_without_credits(seeded, now):
+    run(seeded, capture_event("ORDER3", status="DECLINED"), now)
+
+    assert balance(seeded) == 0
+    payment = only(seeded, Payment)
+    assert payment.status == "failed"
+    assert "DECLINED_BY_RISK_FRAUD_FILTERS" in payment.failure_message
+    assert count(seeded, Invoice) == 0
+
+
+def test_completed_capture_after_a_denied_one_wins_and_is_invoiced(seeded, now):
+    run(seeded, capture_event("ORDER4", status="DECLINED"), now)
+    run(seeded, capture_event("ORDER4"), now + timedelta(minutes=1))
+
+    assert balance(seeded) == STARTER_CREDITS
+    payment = only(seeded, Payment)
+    assert (payment.status, payment.failure_message) == ("succeeded", None)
+    assert only(seeded, Invoice).payment_id == payment.id
+
+
+def test_denied_capture_arriving_after_completion_changes_nothing(seeded, now):
+    run(seeded, capture_event("ORDER5"), now)
+    run(seeded, capture_event("ORDER5", status="DECLINED"), now)
+
+    assert balance(seeded) == STARTER_CREDITS
+    assert only(seeded, Payment).status == "succeeded"
+
+
+def test_capture_of_less_than_the_package_price_grants_nothing(seeded, now):
+    run(seeded, capture_event("ORDER6", amount=1), now)
+
+    assert balance(seeded) == 0
+    payment = only(seeded, Payment)
+    assert payment.credits_granted == 0 and "does not match" in payment.failure_message
+
+
+def test_capture_with_a_foreign_custom_id_fails_permanently(seeded, now):
+    evt = capture_event("ORDER7")
+    evt["resource"]["custom_id"] = "not-ours"
+    with pytest.raises(PermanentError):
+        run(seeded, evt, now)
+    assert count(seeded, Payment) == 0
+
+
+def test_approved_order_is_attributed_to_its_account_without_calling_paypal(seeded, now):
+    order = pe.order(account_id=ACCOUNT, package_id="starter", amount_cents=STARTER_PRICE)
+    result = run(seeded, pe.event("CHECKOUT.ORDER.APPROVED", order), now)
+
+    assert (result.outcome, result.account_id) == (processing.DONE, ACCOUNT)
+    assert count(seeded, Payment) == 0  # the capture task captures it, not the handler
+    with seeded() as session:
+        assert session.get(Account, ACCOUNT) is not None
+
+
+# -- refunds ----------------------------------------------------------------------------------
+
+
+def test_full_refund_reverses_the_credits_once(seeded, now):
+    completed = capture_event("ORDER8")
+    run(seeded, completed, now)
+    refunded = pe.event("PAYMENT.CAPTURE.REFUNDED", pe.refund(capture_id=completed["resource"]["id"], amount_cents=999))
+
+    run(seeded, refunded, now)
+    run(seeded, refunded, now)
+
+    assert balance(seeded) == 0
+    assert only(seeded, Payment).status == "refunded"
+
+
+def test_partial_refunds_reverse_their_share_in_any_order(seeded, now):
+    completed = capture_event("ORDER9")
+    run(seeded, completed, now)
+    capture_id = completed["resource"]["id"]
+    rest = pe.refund(capture_id=capture_id, amount_cents=499, total_refunded_cents=999)
+    half = pe.refund(capture_id=capture_id, amount_cents=500, total_refunded_cents=500)
+
+    run(seeded, pe.event("PAYMENT.CAPTURE.REFUNDED", rest), now)  # the second refund arrives first
+    run(seeded, pe.event("PAYMENT.CAPTURE.REFUNDED", half), now)
+
+    assert balance(seeded) == 0
+    assert only(seeded, Payment).amount_refunded_cents == 999
+
+
+def test_refund_before_its_capture_waits_then_reverses(seeded, now):
+    completed = capture_event("ORDER10")
+    refunded = pe.event("PAYMENT.CAPTURE.REFUNDED", pe.refund(capture_id=completed["resource"]["id"], amount_cents=999))
+
+    with pytest.raises(RetryLater):
+        run(seeded, refunded, now)
+    run(seeded, completed, now)
+    run(seeded, refunded, now)  # the retry
+
+    assert balance(seeded) == 0
+
+
+# -- subscriptions ----------------------------------------------------------------------------
+
+
+def activated(start: datetime, *, sub_id: str = "I-SUB1", created: datetime | None = None) -> dict:
+    resource = pe.subscription(
+        account_id=ACCOUNT,
+        plan_id="growth",
+        paypal_plan_id="P-BILLHOOK-GROWTH",
+        subscription_id=sub_id,
+        start_time=start,
+        next_billing_time=start + timedelta(days=30),
+    )
+    return pe.event("BILLING.SUBSCRIPTION.ACTIVATED", resource, created=created or start)
+
+
+def status_event(event_type: str, start: datetime, at: datetime, *, sub_id: str = "I-SUB1") -> dict:
+    resource = pe.subscription(
+        account_id=ACCOUNT,
+        plan_id="growth",
+        paypal_plan_id="P-BILLHOOK-GROWTH",
+        subscription_id=sub_id,
+        status=event_type.rsplit(".", 1)[-1],
+        start_time=start,
+        status_update_time=at,
+    )
+    return pe.event(event_type, resource, created=at)
+
+
+def sale_event(at: datetime, *, sub_id: str = "I-SUB1", sale_id: str | None = None) -> dict:
+    return pe.event(
+        "PAYMENT.SALE.COMPLETED",
+        pe.sale(subscription_id=sub_id, amount_cents=19900, created=at, sale_id=sale_id),
+        created=at,
+    )
+
+
+def test_activation_makes_the_subscription_active_and_grants_first_period_once(seeded, now):
+    evt = activated(now)
+    run(seeded, evt, now)
+    run(seeded, activated(now, created=now + timedelta(seconds=5)), now)  # a second activation event
+
+    sub = only(seeded, Subscription)
+    assert (sub.provider, sub.provider_subscription_id, sub.account_id) == ("paypal", "I-SUB1", ACCOUNT)
+    assert (sub.status, sub.plan_id) == ("active", "growth")
+    assert sub.current_period_end == now + timedelta(days=30)
+    assert balance(seeded) == GROWTH_CREDITS
+
+
+def test_first_sale_pays_the_activated_period_and_renewals_grant_each_period_once(seeded, now):
+    run(seeded, activated(now), now)
+    first = sale_event(now + timedelta(seconds=30))
+    renewal = sale_event(now + timedelta(days=30))
+
+    run(seeded, first, now)
+    run(seeded, renewal, now + timedelta(days=30))
+    run(seeded, renewal, now + timedelta(days=30))
+
+    assert balance(seeded) == 2 * GROWTH_CREDITS
+    with seeded() as session:
+        paid = list(session.scalars(select(Payment).order_by(Payment.id)))
+        assert [p.provider_payment_id for p in paid] == [first["resource"]["id"], renewal["resource"]["id"]]
+        assert [p.amount_cents for p in paid] == [19900, 19900]
+        initial = ledger.entry_by_key(session, "paypal:subscription:I-SUB1:initial")
+        assert initial.payment_id == paid[0].id  # so a refund of the first sale finds its credits
+    assert count(seeded, Invoice) == 2
+
+
+def test_sale_before_activation_waits_and_then_grants_nothing_extra(seeded, now):
+    first = sale_event(now + timedelta(seconds=10))
+    with pytest.raises(RetryLater):
+        run(seeded, first, now)
+    run(seeded, activated(now), now)
+    run(seeded, first, now)  # the retry
+
+    assert balance(seeded) == GROWTH_CREDITS
+    assert count(seeded, Payment) == 1
+
+
+def test_cancellation_arriving_before_activation_stays_cancelled(seeded, now):
+    cancelled_at = now + timedelta(days=3)
+    run(seeded, status_event("BILLING.SUBSCRIPTION.CANCELLED", now, cancelled_at), now)
+    run(seeded, activated(now), now)  # older, delivered late
+
+    sub = only(seeded, Subscription)
+    assert sub.status == "canceled" and sub.canceled_at == cancelled_at
+    assert balance(seeded) == GROWTH_CREDITS  # the activated period was paid for
+
+
+@pytest.mark.parametrize(
+    ("event_type", "status"),
+    [
+        ("BILLING.SUBSCRIPTION.CANCELLED", "canceled"),
+        ("BILLING.SUBSCRIPTION.EXPIRED", "canceled"),
+        ("BILLING.SUBSCRIPTION.SUSPENDED", "paused"),
+    ],
+)
+def test_status_events_change_the_status_once(seeded, now, event_type, status):
+    run(seeded, activated(now), now)
+    evt = status_event(event_type, now, now + timedelta(days=2))
+    run(seeded, evt, now)
+    run(seeded, evt, now)
+
+    assert only(seeded, Subscription).status == status
+    assert balance(seeded) == GROWTH_CREDITS
+
+
+def test_reactivation_after_suspension_is_active_and_grants_nothing_new(seeded, now):
+    run(seeded, activated(now), now)
+    run(seeded, status_event("BILLING.SUBSCRIPTION.SUSPENDED", now, now + timedelta(days=2)), now)
+    run(seeded, activated(now, created=now + timedelta(days=3)), now)
+
+    assert only(seeded, Subscription).status == "active"
+    assert balance(seeded) == GROWTH_CREDITS
+
+
+def test_suspension_delivered_after_a_newer_reactivation_is_ignored(seeded, now):
+    run(seeded, activated(now), now)
+    run(seeded, activated(now, created=now + timedelta(days=3)), now)
+    run(seeded, status_event("BILLING.SUBSCRIPTION.SUSPENDED", now, now + timedelta(days=2)), now)
+
+    assert only(seeded, Subscription).status == "active"
+
+
+def test_subscription_event_names_its_account_from_custom_id(seeded, now):
+    run(seeded, activated(now, sub_id="I-OTHER"), now)
+    with seeded() as session:
+        assert session.scalars(select(CreditLedgerEntry.account_id)).all() == [ACCOUNT]
+
+
+def test_sale_that_is_not_a_subscription_payment_is_left_alone(seeded, now):
+    evt = sale_event(now)
+    del evt["resource"]["billing_agreement_id"]
+    assert run(seeded, evt, now).outcome == processing.DONE
+    assert count(seeded, Payment) == 0
