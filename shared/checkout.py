@@ -51,6 +51,10 @@ class SubscriptionConflict(CheckoutRefused):
     code = "subscription_conflict"
 
 
+class OrderNotApproved(CheckoutRefused):
+    code = "order_not_approved"
+
+
 @dataclass(frozen=True)
 class ReturnUrls:
     """Where providers send the user back: always the configured frontend, never the request."""
@@ -58,6 +62,7 @@ class ReturnUrls:
     success: str
     cancel: str
     portal_return: str
+    paypal_return: str
 
     @classmethod
     def for_frontend(cls, frontend_url: str) -> ReturnUrls:
@@ -66,25 +71,26 @@ class ReturnUrls:
             success=f"{base}/billing/success?session_id={{CHECKOUT_SESSION_ID}}",
             cancel=f"{base}/billing/cancel",
             portal_return=f"{base}/billing",
+            paypal_return=f"{base}/billing/paypal/return",
         )
 
 
 @dataclass(frozen=True)
-class _LiveSubscription:
+class LiveSubscription:
     provider: str
     provider_subscription_id: str
     plan_id: str | None
 
 
 @dataclass(frozen=True)
-class _Buyer:
+class Buyer:
     """What the store says about the account, read before any provider call."""
 
     account_id: str
     email: str | None
     name: str | None
     customer_id: str | None
-    live_subscription: _LiveSubscription | None
+    live_subscription: LiveSubscription | None
 
 
 class StripeCheckout:
@@ -99,7 +105,7 @@ class StripeCheckout:
         """A Checkout Session for the plan; on a live Stripe subscription, a plan change instead."""
         with self._session_factory() as session:
             plan = _purchasable_plan(session, plan_id)
-            buyer = _buyer(session, account_id)
+            buyer = load_buyer(session, account_id)
             gateway, config = self._gateway(session)
         live = buyer.live_subscription
         if live is not None:
@@ -124,8 +130,8 @@ class StripeCheckout:
         self,
         gateway: StripeGateway,
         config: dict,
-        buyer: _Buyer,
-        live: _LiveSubscription,
+        buyer: Buyer,
+        live: LiveSubscription,
         plan: Plan,
         request_key: str,
     ) -> dict | None:
@@ -169,7 +175,7 @@ class StripeCheckout:
     def buy_credits(self, account_id: str, package_id: str, request_key: str) -> dict:
         with self._session_factory() as session:
             package = _purchasable_package(session, package_id)
-            buyer = _buyer(session, account_id)
+            buyer = load_buyer(session, account_id)
             gateway, _ = self._gateway(session)
         customer_id = self._customer(gateway, buyer)
         checkout = gateway.create_checkout_session(
@@ -188,7 +194,7 @@ class StripeCheckout:
 
     def billing_portal(self, account_id: str, request_key: str) -> dict:
         with self._session_factory() as session:
-            buyer = _buyer(session, account_id)
+            buyer = load_buyer(session, account_id)
             if not buyer.customer_id:
                 raise NoCustomer("the account has no Stripe customer yet; buy a plan or credits first")
             gateway, _ = self._gateway(session)
@@ -206,7 +212,7 @@ class StripeCheckout:
         gateway = StripeGateway.from_provider(provider, self._settings)
         return gateway, dict(provider.config or {})
 
-    def _customer(self, gateway: StripeGateway, buyer: _Buyer) -> str:
+    def _customer(self, gateway: StripeGateway, buyer: Buyer) -> str:
         """The account's Stripe customer, created once: the idempotency key makes concurrent first
         checkouts get the same customer from Stripe, and the account remembers it."""
         if buyer.customer_id:
@@ -241,15 +247,15 @@ def _purchasable_package(session: Session, package_id: str) -> CreditPackage:
     return package
 
 
-def _buyer(session: Session, account_id: str) -> _Buyer:
+def load_buyer(session: Session, account_id: str) -> Buyer:
     account = session.get(Account, account_id)
     if account is None:
         raise NotFound(f"no account {account_id!r}")
     subscription: Subscription | None = current_subscription(session, account_id)
     live = None
     if subscription is not None and subscription.status in LIVE_STATUSES:
-        live = _LiveSubscription(subscription.provider, subscription.provider_subscription_id, subscription.plan_id)
-    return _Buyer(account.id, account.email, account.name, account.stripe_customer_id, live)
+        live = LiveSubscription(subscription.provider, subscription.provider_subscription_id, subscription.plan_id)
+    return Buyer(account.id, account.email, account.name, account.stripe_customer_id, live)
 
 
 def _proration_behavior(config: dict) -> str:

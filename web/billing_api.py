@@ -14,10 +14,19 @@ import uuid
 from flask import Blueprint, g, jsonify, request
 
 from shared import catalog, ledger
-from shared.checkout import CheckoutRefused, NoCustomer, NotFound, NotPurchasable, StripeCheckout, SubscriptionConflict
+from shared.checkout import (
+    CheckoutRefused,
+    NoCustomer,
+    NotFound,
+    NotPurchasable,
+    OrderNotApproved,
+    StripeCheckout,
+    SubscriptionConflict,
+)
 from shared.errors import NotConfigured, ProviderError
 from shared.logs import log_line
 from shared.models import Account
+from shared.paypal_checkout import PayPalCheckout
 from shared.subscriptions import current_subscription
 from web.auth import current_caller, require_account
 from web.context import billhook
@@ -29,7 +38,13 @@ bp = Blueprint("billing_api", __name__, url_prefix="/api/v1/billing")
 
 LEDGER_ENTRIES_SHOWN = 20
 _REQUEST_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
-_REFUSAL_STATUS = {NotFound: 404, NotPurchasable: 400, NoCustomer: 400, SubscriptionConflict: 409}
+_REFUSAL_STATUS = {
+    NotFound: 404,
+    NotPurchasable: 400,
+    NoCustomer: 400,
+    SubscriptionConflict: 409,
+    OrderNotApproved: 409,
+}
 
 
 # -- catalog (public) -------------------------------------------------------------------------
@@ -141,6 +156,35 @@ def stripe_billing_portal():
 def _stripe() -> StripeCheckout:
     ext = billhook()
     return StripeCheckout(ext.session_factory, ext.settings)
+
+
+# -- PayPal -----------------------------------------------------------------------------------
+
+
+@bp.post("/paypal/create-order")
+@require_account
+def paypal_create_order():
+    package_id = _field(_json_body(), "package_id")
+    return jsonify(_paypal().create_order(current_caller().account_id, package_id, _request_key()))
+
+
+@bp.post("/paypal/capture-order")
+@require_account
+def paypal_capture_order():
+    order_id = _field(_json_body(), "order_id")
+    return jsonify(_paypal().capture_order(current_caller().account_id, order_id))
+
+
+@bp.post("/paypal/create-subscription")
+@require_account
+def paypal_create_subscription():
+    plan_id = _field(_json_body(), "plan_id")
+    return jsonify(_paypal().create_subscription(current_caller().account_id, plan_id, _request_key()))
+
+
+def _paypal() -> PayPalCheckout:
+    ext = billhook()
+    return PayPalCheckout(ext.session_factory, ext.settings)
 
 
 # -- input ------------------------------------------------------------------------------------

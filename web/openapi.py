@@ -26,8 +26,8 @@ def _errors(*statuses: int) -> dict:
     text = {
         400: "Bad input (invalid body or field, item not purchasable through this provider, no customer yet)",
         401: "Missing, invalid or expired bearer token",
-        404: "Unknown or inactive plan or credit package",
-        409: "Conflicts with the account's subscription",
+        404: "Unknown or inactive plan or credit package, or a PayPal order that is not the caller's",
+        409: "Conflicts with the account's subscription, or the PayPal order is not approved yet",
         502: "The payment provider refused or failed the call; `provider` names it",
         503: "The provider is not configured",
     }
@@ -119,6 +119,30 @@ PATHS = {
             "A Stripe billing portal session for the caller's customer",
             _json({"type": "object", "required": ["portal_url"], "properties": {"portal_url": {"type": "string"}}}),
             (400, 401, 502, 503),
+        )
+    },
+    "/api/v1/billing/paypal/create-order": {
+        "post": _authed(
+            "A PayPal order (intent CAPTURE) for a credit package; the buyer approves at approve_url",
+            _json(_ref("PayPalOrderCreated")),
+            (400, 401, 404, 502, 503),
+            _body(package_id=_STRING_ID),
+        )
+    },
+    "/api/v1/billing/paypal/capture-order": {
+        "post": _authed(
+            "Capture the caller's approved PayPal order; on COMPLETED its credits are granted (once per order)",
+            _json(_ref("PayPalOrderCaptured")),
+            (400, 401, 404, 409, 502, 503),
+            _body(order_id=_STRING_ID),
+        )
+    },
+    "/api/v1/billing/paypal/create-subscription": {
+        "post": _authed(
+            "A PayPal subscription for the plan's PayPal plan; the buyer approves at approve_url",
+            _json(_ref("PayPalSubscriptionCreated")),
+            (400, 401, 404, 409, 502, 503),
+            _body(plan_id=_STRING_ID),
         )
     },
 }
@@ -225,6 +249,35 @@ SCHEMAS = {
             "checkout_url": {"type": "string"},
             "session_id": {"type": "string"},
             "credits": {"type": "integer"},
+        },
+    },
+    "PayPalOrderCreated": {
+        "type": "object",
+        "required": ["order_id", "approve_url"],
+        "properties": {
+            "order_id": {"type": "string"},
+            "approve_url": {"type": "string"},
+            "status": {"type": "string"},
+        },
+    },
+    "PayPalOrderCaptured": {
+        "type": "object",
+        "required": ["order_id", "status", "credits_granted", "balance"],
+        "properties": {
+            "order_id": {"type": "string"},
+            "capture_id": {"type": "string", "nullable": True},
+            "status": {"type": "string", "description": "The capture's status: COMPLETED or PENDING"},
+            "credits_granted": {"type": "integer", "description": "Credits granted by this call (0 on a repeat)"},
+            "balance": {"type": "integer"},
+        },
+    },
+    "PayPalSubscriptionCreated": {
+        "type": "object",
+        "required": ["subscription_id", "approve_url"],
+        "properties": {
+            "subscription_id": {"type": "string"},
+            "approve_url": {"type": "string"},
+            "status": {"type": "string"},
         },
     },
 }
