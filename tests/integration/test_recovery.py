@@ -198,3 +198,37 @@ def test_event_that_can_never_succeed_is_marked_failed_with_its_error_without_re
     with pg_session_factory() as session:
         assert ledger.balance(session, "acct_perm") == 0
         assert inbox.counts_by_status(session) == {"failed": 1}
+
+
+def test_retry_lost_with_its_worker_is_requeued_by_the_sweeper_once_and_succeeds(
+    pg_settings, pg_session_factory, worker_factory, publisher
+):
+    first_worker = worker_factory(pg_settings, concurrency=1)
+    payment_intent = se.unique("pi")
+    refund = se.event("charge.refunded", se.charge(payment_intent=payment_intent, amount=999, amount_refunded=999))
+    refund_pk = support.store_event(pg_session_factory, refund)
+    publisher(refund_pk)
+    # The refund's payment is unknown: the worker schedules a retry and holds it until its ETA...
+    support.wait_for(lambda: support.event_row(pg_session_factory, refund["id"]).next_attempt_at is not None)
+    first_worker.kill()  # ...and dies with it: only the sweeper can bring the event back.
+    purchase = _purchase("acct_lost_retry", payment_intent=payment_intent)
+    publisher(support.store_event(pg_session_factory, purchase))
+
+    def sweep() -> list[int]:
+        return processing.sweep(
+            pg_session_factory,
+            publisher,
+            now=datetime.now(UTC),
+            grace_seconds=pg_settings.sweep_grace_seconds,
+            lease_seconds=pg_settings.processing_lease_seconds,
+        )
+
+    support.wait_for(lambda: refund_pk in sweep(), message="the sweeper to re-enqueue the lost retry")
+    assert refund_pk not in sweep()  # re-enqueued once per grace period, not on every sweep
+
+    worker = worker_factory(pg_settings, concurrency=1)
+    support.wait_for(lambda: support.all_succeeded(pg_session_factory, [refund["id"], purchase["id"]]))
+    with pg_session_factory() as session:
+        assert ledger.balance(session, "acct_lost_retry") == 0
+        assert session.get(WebhookEvent, refund_pk).last_error is None
+    assert [e["outcome"] for e in worker.task_logs(refund_pk)] == ["done"]
