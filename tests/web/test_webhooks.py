@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
-from shared import credentials, processing
-from shared.models import WebhookEvent
+from shared import credentials, ledger, processing
+from shared.models import Subscription, WebhookEvent
 from shared.signing import stripe_signature_header
 from tests.conftest import TEST_WEBHOOK_SECRET, Enqueued
 from tests.factories import stripe_events as se
@@ -294,3 +294,16 @@ def test_unreachable_database_answers_503_not_500(app, client, settings, enqueue
 
     assert_json_error(response, 503, "store_unavailable")
     assert enqueued == []
+
+
+def test_an_accepted_checkout_ends_in_an_active_subscription_and_credits_once_processed(client, seeded, enqueued, now):
+    post_signed(client, checkout_event())
+
+    result = processing.process_event(seeded, enqueued[0], clock=lambda: now)
+
+    assert result.outcome == processing.DONE
+    with seeded() as session:
+        assert ledger.balance(session, "acct_web") == 12_000
+        subscription = session.scalars(select(Subscription)).one()
+        assert (subscription.status, subscription.plan_id) == ("active", "growth")
+        assert session.get(WebhookEvent, enqueued[0]).status == "succeeded"
