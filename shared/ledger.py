@@ -3,12 +3,15 @@ constraint: inserting the same key twice is a no-op decided by the database."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from shared.accounts import lock_account
 from shared.db import insert_ignore
+from shared.errors import PermanentError
 from shared.models import CreditLedgerEntry
 
 GRANT_SUBSCRIPTION = "subscription_grant"
@@ -102,3 +105,59 @@ def reversed_for_payment(session: Session, payment_id: int) -> int:
         select(func.sum(CreditLedgerEntry.amount)).filter_by(payment_id=payment_id, kind=REFUND_REVERSAL)
     )
     return -int(total or 0)
+
+
+class InsufficientCredits(PermanentError):
+    def __init__(self, balance: int, amount: int):
+        super().__init__(f"the balance ({balance}) does not cover {amount} credits")
+        self.balance = balance
+        self.amount = amount
+
+
+class KeyReused(PermanentError):
+    """An idempotency key already used for a different entry."""
+
+
+class UnknownAccount(PermanentError):
+    pass
+
+
+@dataclass(frozen=True)
+class Debit:
+    entry_id: int
+    amount: int
+    balance_before: int
+    balance_after: int
+    replayed: bool
+
+
+def debit_credits(
+    session: Session, *, account_id: str, amount: int, description: str, idempotency_key: str, at: datetime
+) -> Debit:
+    """Take credits once per key, never below zero. The account row is locked first, so two
+    concurrent debits see each other's entries and cannot both spend the last credits; a replay
+    of a key returns the first debit."""
+    if amount <= 0:
+        raise ValueError("a debit takes a positive number of credits")
+    if lock_account(session, account_id) is None:
+        raise UnknownAccount(f"no account {account_id!r}")
+    existing = entry_by_key(session, idempotency_key)
+    if existing is not None:
+        if existing.account_id != account_id or existing.amount != -amount or existing.kind != DEBIT:
+            raise KeyReused(f"idempotency key {idempotency_key!r} was used for a different entry")
+        after = balance(session, account_id)
+        return Debit(existing.id, amount, after + amount, after, replayed=True)
+    before = balance(session, account_id)
+    if before < amount:
+        raise InsufficientCredits(before, amount)
+    add_entry(
+        session,
+        account_id=account_id,
+        amount=-amount,
+        kind=DEBIT,
+        description=description,
+        idempotency_key=idempotency_key,
+        at=at,
+    )
+    entry = entry_by_key(session, idempotency_key)
+    return Debit(entry.id, amount, before, before - amount, replayed=False)

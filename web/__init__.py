@@ -14,7 +14,12 @@ from shared.db import make_engine, make_sessionmaker
 class Billhook:
     """What the views need, kept on `app.extensions['billhook']`."""
 
-    def __init__(self, settings: Settings, enqueue: Callable[[int], None]):
+    def __init__(
+        self,
+        settings: Settings,
+        enqueue: Callable[[int], None],
+        enqueue_email: Callable[[int], None] | None = None,
+    ):
         self.settings = settings
         self.engine = make_engine(settings)
         self.session_factory = make_sessionmaker(self.engine)
@@ -28,20 +33,30 @@ class Billhook:
         )
         self.webhook_secrets = WebhookSecretCache(self.session_factory, ttl=settings.provider_cache_seconds)
         self.enqueue = enqueue
+        self.enqueue_email = _celery_enqueue_email(settings) if enqueue_email is None else enqueue_email
 
 
-def create_app(settings: Settings | None = None, *, enqueue: Callable[[int], None] | None = None) -> Flask:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    enqueue: Callable[[int], None] | None = None,
+    enqueue_email: Callable[[int], None] | None = None,
+) -> Flask:
     settings = settings or Settings.from_env()
     if enqueue is None:
         enqueue = _celery_enqueue(settings)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_webhook_bytes
-    app.extensions["billhook"] = Billhook(settings, enqueue)
+    app.extensions["billhook"] = Billhook(settings, enqueue, enqueue_email)
 
     from web import errors, paypal_webhooks, webhooks
 
     errors.register(app)
     app.register_blueprint(webhooks.bp)
+
+    from web import internal_api
+
+    app.register_blueprint(internal_api.bp)
     app.register_blueprint(paypal_webhooks.bp)
 
     from web import billing_api, openapi
@@ -61,3 +76,18 @@ def _celery_enqueue(settings: Settings) -> Callable[[int], None]:
 
     celery = make_celery(settings)
     return lambda event_pk: enqueue_event(celery, event_pk)
+
+
+def _celery_enqueue_email(settings: Settings) -> Callable[[int], None]:
+    """Publishes send_email tasks; the Celery app is made on first use (most requests send none)."""
+    celery = None
+
+    def enqueue(outbox_id: int) -> None:
+        nonlocal celery
+        from worker.celery_app import enqueue_email, make_celery
+
+        if celery is None:
+            celery = make_celery(settings)
+        enqueue_email(celery, outbox_id)
+
+    return enqueue

@@ -1,0 +1,229 @@
+"""The internal API the main app calls, under /api/v1/internal/, authenticated by billhook's
+service token (`Authorization: Bearer <BILLHOOK_SERVICE_TOKEN>`).
+
+- `POST /emails`: queue an account email (welcome, password_reset, email_verification) once per
+  idempotency key; the send task is published after the commit.
+- `POST /credits/debit`: take credits once per idempotency key, never below zero (409); a debit
+  that takes the balance below the account's threshold queues the low_credits email.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+import time
+from datetime import UTC, datetime
+
+from flask import Blueprint, g, jsonify, request
+from jinja2 import TemplateError
+from sqlalchemy import select
+
+from shared import emails, ledger, notifications, outbox
+from shared.accounts import ensure_account
+from shared.logs import log_line
+from shared.models import Account, EmailOutbox
+from web.context import billhook
+from web.errors import ApiError
+
+log = logging.getLogger("billhook.web")
+
+bp = Blueprint("internal_api", __name__, url_prefix="/api/v1/internal")
+
+_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,150}$")
+_EMAIL = re.compile(r"^[^@\s<>,;]{1,64}@[^@\s<>,;]{1,255}$")
+MAX_CONTEXT_BYTES = 16 * 1024
+MAX_ACCOUNT_ID = 64
+MAX_DEBIT = 1_000_000_000
+
+
+@bp.before_request
+def _authenticate():
+    g.internal_started = time.perf_counter()
+    token = billhook().settings.service_token
+    if not token:
+        raise ApiError(503, "not_configured", "no service token is configured (BILLHOOK_SERVICE_TOKEN)")
+    header = request.headers.get("Authorization", "")
+    scheme, _, presented = header.partition(" ")
+    if scheme.lower() != "bearer" or not presented:
+        raise ApiError(401, "missing_token", "an Authorization: Bearer <service token> header is required")
+    if not hmac.compare_digest(presented.strip().encode(), token.encode()):
+        raise ApiError(401, "invalid_token", "the service token is not valid")
+
+
+@bp.after_request
+def _log_request(response):
+    if response.status_code == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="billhook-internal"'
+    started = g.get("internal_started")
+    log_line(
+        log,
+        "internal_api",
+        method=request.method,
+        endpoint=request.endpoint,
+        account=g.get("internal_account"),
+        status=response.status_code,
+        duration_ms=round((time.perf_counter() - started) * 1000, 2) if started else None,
+    )
+    return response
+
+
+# -- emails -----------------------------------------------------------------------------------
+
+
+@bp.post("/emails")
+def queue_email():
+    body = _json_body()
+    template = body.get("template")
+    if template not in emails.ACCOUNT:
+        raise ApiError(
+            400,
+            "template_not_allowed",
+            f"template must be one of {', '.join(emails.ACCOUNT)} (billing emails are sent by billhook)",
+        )
+    key = _idempotency_key(body)
+    context = _context(body, template)
+    account_id = _optional_account_id(body)
+    recipient = body.get("to")
+    if recipient is not None and (not isinstance(recipient, str) or not _EMAIL.match(recipient.strip())):
+        raise ApiError(400, "invalid_field", "to must be an email address")
+    if recipient is None and account_id is None:
+        raise ApiError(400, "invalid_field", "give `to` (an email address) or `account_id` (an account with one)")
+    g.internal_account = account_id
+    ext = billhook()
+    full_key = f"api:{key}"
+    with ext.session_factory.begin() as session:
+        if account_id is not None:
+            account = ensure_account(session, account_id)
+            recipient = recipient or account.email
+            if not recipient:
+                raise ApiError(422, "no_address", f"account {account_id} has no email address; give `to`")
+            context = {"name": account.name, **context}
+        queued = outbox.queue_email(
+            session,
+            account_id=account_id,
+            recipient=recipient.strip(),
+            template=template,
+            context=context,
+            idempotency_key=full_key,
+        )
+        row = session.scalars(select(EmailOutbox).filter_by(idempotency_key=full_key)).one()
+        if not queued and (row.template != template or row.recipient != recipient.strip()):
+            raise ApiError(409, "idempotency_key_reused", "this idempotency key was used for a different email")
+        answer = {"id": row.id, "status": row.status, "duplicate": not queued}
+        new_ids = outbox.queued_ids(session)
+    _enqueue_emails(new_ids)
+    return jsonify(answer), 200 if answer["duplicate"] else 202
+
+
+def _context(body: dict, template: str) -> dict:
+    context = body.get("context", {})
+    if not isinstance(context, dict):
+        raise ApiError(400, "invalid_context", "context must be a JSON object")
+    if len(json.dumps(context)) > MAX_CONTEXT_BYTES:
+        raise ApiError(400, "invalid_context", f"context must be at most {MAX_CONTEXT_BYTES} bytes of JSON")
+    missing = [
+        name for name in emails.REQUIRED[template] if not isinstance(context.get(name), str) or not context[name]
+    ]
+    if missing:
+        raise ApiError(400, "invalid_context", f"{template} needs context {', '.join(missing)} (strings)")
+    try:
+        emails.render(template, context)  # refuse now what the send task could never render
+    except TemplateError as exc:
+        raise ApiError(400, "invalid_context", f"{template} cannot be rendered with this context: {exc}") from exc
+    return context
+
+
+# -- credits ----------------------------------------------------------------------------------
+
+
+@bp.post("/credits/debit")
+def debit_credits():
+    body = _json_body()
+    account_id = _optional_account_id(body)
+    if account_id is None:
+        raise ApiError(400, "invalid_field", "account_id is required")
+    amount = body.get("amount")
+    if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= MAX_DEBIT:
+        raise ApiError(400, "invalid_field", f"amount must be an integer from 1 to {MAX_DEBIT}")
+    description = body.get("description") or "Usage"
+    if not isinstance(description, str) or len(description) > 300:
+        raise ApiError(400, "invalid_field", "description must be a string of at most 300 chars")
+    key = _idempotency_key(body)
+    g.internal_account = account_id
+    ext = billhook()
+    with ext.session_factory.begin() as session:
+        try:
+            debit = ledger.debit_credits(
+                session,
+                account_id=account_id,
+                amount=amount,
+                description=description,
+                idempotency_key=f"api:debit:{key}",
+                at=datetime.now(UTC),
+            )
+        except ledger.UnknownAccount as exc:
+            raise ApiError(404, "account_not_found", f"no account {account_id}") from exc
+        except ledger.InsufficientCredits as exc:
+            raise ApiError(
+                409, "insufficient_credits", f"the balance ({exc.balance}) does not cover {exc.amount} credits"
+            ) from exc
+        except ledger.KeyReused as exc:
+            raise ApiError(
+                409, "idempotency_key_reused", "this idempotency key was used for a different debit"
+            ) from exc
+        if not debit.replayed:
+            notifications.low_credits_if_crossed(
+                session,
+                session.get(Account, account_id),
+                before=debit.balance_before,
+                after=debit.balance_after,
+                cause_key=f"api:debit:{key}",
+            )
+        new_ids = outbox.queued_ids(session)
+    _enqueue_emails(new_ids)
+    answer = {"entry_id": debit.entry_id, "amount": amount, "balance": debit.balance_after, "replayed": debit.replayed}
+    return jsonify(answer), 200 if debit.replayed else 201
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _enqueue_emails(outbox_ids: list[int]) -> None:
+    """After the commit: a broker failure leaves the rows for the outbox sweep."""
+    for outbox_id in outbox_ids:
+        try:
+            billhook().enqueue_email(outbox_id)
+        except Exception as exc:
+            log_line(
+                log,
+                "email enqueue failed; the sweep will retry",
+                level=logging.WARNING,
+                outbox=outbox_id,
+                error=type(exc).__name__,
+            )
+            return
+
+
+def _json_body() -> dict:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_body", "the body must be a JSON object")
+    return body
+
+
+def _idempotency_key(body: dict) -> str:
+    key = body.get("idempotency_key", request.headers.get("Idempotency-Key"))
+    if not isinstance(key, str) or not _KEY.match(key):
+        raise ApiError(400, "invalid_idempotency_key", "idempotency_key is required: 1 to 150 of A-Z a-z 0-9 _ . : -")
+    return key
+
+
+def _optional_account_id(body: dict) -> str | None:
+    account_id = body.get("account_id")
+    if account_id is None:
+        return None
+    if not isinstance(account_id, str) or not account_id.strip() or len(account_id) > MAX_ACCOUNT_ID:
+        raise ApiError(400, "invalid_field", f"account_id must be a string of 1 to {MAX_ACCOUNT_ID} chars")
+    return account_id.strip()
