@@ -8,8 +8,10 @@ from datetime import timedelta
 
 import pytest
 
-from shared import credentials, ledger
+from shared import credentials, ledger, processing
 from shared.models import Account, Plan, Subscription
+from tests.conftest import TEST_WEBHOOK_SECRET
+from tests.factories import stripe_events as se
 from tests.fakes.stripe_api import API_ERROR, CARD_DECLINED, FakeStripe
 from web.auth import issue_token
 
@@ -437,3 +439,30 @@ def test_openapi_references_resolve(client):
     text = str(document)
     for name in re.findall(r"#/components/schemas/(\w+)", text):
         assert name in document["components"]["schemas"], name
+
+
+# -- the README's flow ------------------------------------------------------------------------
+
+
+def test_readme_flow_token_then_checkout_then_signed_webhook_then_balance(
+    client, seeded, fake_stripe, stripe_config, auth, enqueued, now
+):
+    headers = auth("acct_demo", email="ada@example.com")
+    started = client.post("/api/v1/billing/stripe/checkout", json={"plan_id": "starter"}, headers=headers)
+    assert started.status_code == 200
+    form = _form(fake_stripe, "/v1/checkout/sessions")
+    # The buyer pays on Stripe's page; Stripe then delivers checkout.session.completed for that session.
+    completed = se.checkout_session(
+        account_id=form["metadata[account_id]"],
+        mode="subscription",
+        plan_id=form["metadata[plan_id]"],
+        customer=form["customer"],
+        session_id=started.json["session_id"],
+    )
+    body, signed_headers = se.signed(se.event("checkout.session.completed", completed), TEST_WEBHOOK_SECRET)
+    assert client.post("/webhooks/stripe", data=body, headers=signed_headers).status_code == 200
+    assert processing.process_event(seeded, enqueued[0], clock=lambda: now).outcome == processing.DONE
+    account = client.get("/api/v1/billing/account", headers=headers).json
+    assert account["balance"] == 5_000
+    assert (account["subscription"]["plan_id"], account["subscription"]["status"]) == ("starter", "active")
+    assert account["has_stripe_customer"] is True
