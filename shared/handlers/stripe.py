@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared import catalog, ledger, notifications, payments, subscriptions
 from shared.accounts import account_for_stripe_customer, ensure_account, link_stripe_customer, lock_account
 from shared.errors import PermanentError, RetryLater
 from shared.handlers import handles
-from shared.models import CreditPackage, Plan, Subscription, WebhookEvent
+from shared.models import CreditPackage, Invoice, Plan, Subscription, WebhookEvent
 from shared.subscriptions import SubscriptionChange
 
 PROVIDER = "stripe"
@@ -298,6 +299,26 @@ def _invoice_paid_emails(
 def _remember_customer(session: Session, account_id: str, invoice: dict) -> None:
     """An invoice may come before its checkout: take the address it carries for the emails."""
     ensure_account(session, account_id, email=invoice.get("customer_email"), name=invoice.get("customer_name"))
+
+
+@handles(PROVIDER, "invoice_payment.paid")
+def invoice_payment_paid(session: Session, event: WebhookEvent, now: datetime) -> None:
+    """Link an invoice's payment to its PaymentIntent. Since API 2025-03-31 an invoice no longer
+    names its PaymentIntent (and `invoice.payments` is not in webhook payloads), and a refund names
+    only the PaymentIntent: without this link a subscription payment's refund would never be matched."""
+    invoice_payment = _object(event)
+    intent = _id((invoice_payment.get("payment") or {}).get("payment_intent"))
+    invoice_id = _id(invoice_payment.get("invoice"))
+    if not intent or not invoice_id:
+        return  # paid out of band or by another kind of payment: there is nothing a refund could name
+    payment = payments.find_payment(session, PROVIDER, invoice_id, lock=True)
+    if payment is None:
+        if session.scalars(select(Invoice.id).filter_by(provider=PROVIDER, provider_invoice_id=invoice_id)).first():
+            return  # a checkout's invoice: its payment already names the checkout's PaymentIntent
+        raise RetryLater(f"invoice {invoice_id} not recorded yet")
+    event.account_id = payment.account_id
+    if payment.provider_charge_ref is None:
+        payment.provider_charge_ref = intent
 
 
 def _invoice_subscription_id(invoice: dict) -> str | None:

@@ -193,6 +193,23 @@ def invoice(
     return obj
 
 
+def invoice_payment(
+    *, invoice_id: str, payment_intent: str, amount: int, invoice_payment_id: str | None = None
+) -> dict:
+    """The InvoicePayment that links an invoice to its PaymentIntent (`invoice_payment.paid`)."""
+    obj = fixture("invoice_payment")
+    obj.update(
+        id=invoice_payment_id or unique("inpay"),
+        invoice=invoice_id,
+        amount_paid=amount,
+        amount_requested=amount,
+        currency="usd",
+        status="paid",
+        payment={"type": "payment_intent", "payment_intent": payment_intent},
+    )
+    return obj
+
+
 def charge(
     *, payment_intent: str, amount: int, amount_refunded: int, charge_id: str | None = None, customer: str | None = None
 ) -> dict:

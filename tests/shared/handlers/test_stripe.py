@@ -449,6 +449,46 @@ def test_refund_of_a_subscription_invoice_reverses_the_plan_credits_the_checkout
     assert balance(seeded) == 0
 
 
+@pytest.mark.parametrize("link_first", [False, True], ids=["invoice-first", "link-first"])
+def test_refund_of_a_renewal_is_matched_through_invoice_payment_paid(seeded, now, t0, link_first):
+    # Webhook invoices do not name their PaymentIntent; invoice_payment.paid links the two.
+    sub = StripeSubscription(t0)
+    run(seeded, sub.checkout_completed(), now)
+    renewal = sub.invoice(reason="subscription_cycle", period=1)
+    invoice_id = renewal["data"]["object"]["id"]
+    intent = se.unique("pi")
+    link = se.event(
+        "invoice_payment.paid",
+        se.invoice_payment(invoice_id=invoice_id, payment_intent=intent, amount=19900),
+        created=renewal["created"],
+    )
+    if link_first:
+        with pytest.raises(RetryLater):
+            run(seeded, link, now)
+    run(seeded, renewal, now)
+    if link_first:
+        processing.process_event(seeded, store(seeded, link, now), clock=lambda: now)
+    else:
+        run(seeded, link, now)
+    assert balance(seeded) == 2 * 12_000
+
+    run(seeded, se.event("charge.refunded", se.charge(payment_intent=intent, amount=19900, amount_refunded=19900)), now)
+
+    assert balance(seeded) == 12_000
+
+
+def test_invoice_payment_paid_for_a_checkout_invoice_needs_no_link(seeded, now, t0):
+    intent, obj = package_checkout(at=t0)
+    obj["invoice"] = se.unique("in")
+    run(seeded, se.event("checkout.session.completed", obj, created=t0), now)
+
+    link = se.invoice_payment(invoice_id=obj["invoice"], payment_intent=intent, amount=2999)
+    result = run(seeded, se.event("invoice_payment.paid", link, created=t0), now)
+
+    assert result.outcome == processing.DONE
+    assert only(seeded, Payment).provider_charge_ref == intent
+
+
 def test_refund_before_its_payment_is_known_retries_later_then_succeeds(seeded, now, t0):
     intent, obj = package_checkout(at=t0)
     refund = se.event(
