@@ -13,6 +13,7 @@ from shared.db import make_engine, make_sessionmaker
 
 PROCESS_EVENT = "billhook.process_event"
 SWEEP_INBOX = "billhook.sweep_inbox"
+RECONCILE_STRIPE = "billhook.reconcile_stripe"
 SEND_EMAIL = "billhook.send_email"
 SWEEP_OUTBOX = "billhook.sweep_outbox"
 PAYPAL_CAPTURE_ORDER = "billhook.paypal_capture_order"
@@ -63,6 +64,7 @@ def make_celery(settings: Settings) -> Celery:
         enable_utc=True,
         beat_schedule={
             SWEEP_INBOX: {"task": SWEEP_INBOX, "schedule": settings.sweep_interval_seconds},
+            RECONCILE_STRIPE: {"task": RECONCILE_STRIPE, "schedule": settings.reconcile_interval_seconds},
             SWEEP_OUTBOX: {"task": SWEEP_OUTBOX, "schedule": settings.sweep_interval_seconds},
             SWEEP_PAYPAL_CAPTURES: {"task": SWEEP_PAYPAL_CAPTURES, "schedule": settings.sweep_interval_seconds},
         },

@@ -11,9 +11,10 @@ from celery.exceptions import Retry
 from celery.signals import task_postrun
 from celery.utils.time import get_exponential_backoff_interval
 
-from shared import metrics, processing
+from shared import metrics, processing, reconcile
+from shared.errors import NotConfigured
 from shared.logs import log_line
-from worker.celery_app import PROCESS_EVENT, SWEEP_INBOX, enqueue_event, runtime
+from worker.celery_app import PROCESS_EVENT, RECONCILE_STRIPE, SWEEP_INBOX, enqueue_event, runtime
 from worker.email_tasks import enqueue_emails
 
 log = logging.getLogger("billhook.worker")
@@ -91,6 +92,26 @@ def sweep_inbox(self) -> int:
     if queued:
         log_line(log, "sweep", task=SWEEP_INBOX, requeued=len(queued))
     return len(queued)
+
+
+@shared_task(bind=True, name=RECONCILE_STRIPE, acks_late=True, ignore_result=True)
+def reconcile_stripe(self) -> int:
+    """Store and queue the Stripe events of the lookback window the inbox lacks. Skipped, not
+    failed, while Stripe has no API key configured."""
+    rt = runtime(self.app)
+    now = rt.clock()
+    try:
+        result = reconcile.reconcile_stripe(
+            rt.session_factory,
+            rt.settings,
+            since=now - timedelta(seconds=rt.settings.reconcile_lookback_seconds),
+            now=now,
+            enqueue=lambda pk: enqueue_event(self.app, pk),
+        )
+    except NotConfigured:
+        log_line(log, "reconcile skipped: Stripe has no API key", task=RECONCILE_STRIPE)
+        return 0
+    return len(result.inserted)
 
 
 @task_postrun.connect

@@ -109,6 +109,23 @@ class StripeGateway:
         except stripe.StripeError as exc:
             raise provider_error(exc) from exc
 
+    def list_events(
+        self, *, types: list[str], created_gte: int, starting_after: str | None = None, limit: int = 100
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """One page of GET /v1/events (newest first): (events, has_more). Page on with the last
+        event's id as `starting_after`."""
+        params: dict[str, Any] = {"types": types, "created": {"gte": created_gte}, "limit": limit}
+        if starting_after:
+            params["starting_after"] = starting_after
+        try:
+            page = self._client.v1.events.list(params)
+        except stripe.StripeError as exc:
+            raise provider_error(exc) from exc
+        # The events as Stripe sent them (the SDK's objects turn decimal strings into Decimal):
+        # the same JSON a webhook delivery carries, so the inbox stores one shape.
+        raw = page.last_response.data if page.last_response is not None else {"data": [e.to_dict() for e in page.data]}
+        return [dict(event) for event in raw["data"]], bool(page.has_more)
+
     def change_subscription_price(
         self,
         subscription_id: str,
