@@ -35,6 +35,13 @@ run: install
 test: install-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Benchmarks and the chaos run start their own servers (see README, "Benchmarks" and "Chaos").
+bench: install-dev
+	$(BIN)/python -m bench
+
+chaos: install-dev
+	$(BIN)/python -m bench.chaos
+
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
