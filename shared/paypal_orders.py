@@ -45,6 +45,7 @@ PENDING = "PENDING"
 FAILED_CAPTURE_STATUSES = ("DECLINED", "DENIED", "FAILED")
 # The payment row's status while PayPal holds a capture as PENDING.
 PAYMENT_PENDING = "pending"
+NOT_CAPTURED = "NOT_CAPTURED"
 
 
 # -- custom_id --------------------------------------------------------------------------------
@@ -114,7 +115,8 @@ class CaptureResult:
         captures = (unit.get("payments") or {}).get("captures") or []
         capture = captures[0] if captures else {}
         amount = capture.get("amount") or unit.get("amount") or {}
-        status = capture.get("status") or ("PENDING" if order.get("status") == COMPLETED else order.get("status"))
+        # Without a capture the order was not captured (yet): nothing to grant or record.
+        status = capture.get("status") or NOT_CAPTURED
         return cls(
             order_id=order.get("id"),
             capture_id=capture.get("id"),
@@ -144,7 +146,7 @@ class CaptureResult:
 
 @dataclass(frozen=True)
 class GrantOutcome:
-    payment: Payment
+    payment: Payment | None  # None when there was no capture to record
     credits_granted_now: int  # 0 when another caller already granted (or nothing is owed)
     status: str  # the payment's status: succeeded | failed | pending (| refunded, ... if it was)
 
@@ -154,7 +156,8 @@ def grant_capture(
 ) -> GrantOutcome:
     """Record the order's payment (and invoice) and grant its package's credits, once per order,
     whoever calls first. A completed capture after a denied one wins; a denial after completion
-    changes nothing. A pending capture waits for PAYMENT.CAPTURE.COMPLETED."""
+    changes nothing. A pending capture is recorded as pending and waits for
+    PAYMENT.CAPTURE.COMPLETED. An order without a capture changes nothing (payment None)."""
     if not capture.order_id:
         raise PermanentError("PayPal capture names no order")
     account_id, package_id = parse_custom_id(capture.custom_id)
@@ -169,9 +172,11 @@ def grant_capture(
             payment.status = payments.FAILED
             payment.failure_message = _failure_message(capture)
         return GrantOutcome(payment, 0, payment.status)
-    # PENDING (e.g. an eCheck or a review): kept so nothing captures it again; COMPLETED follows.
-    payment = _record(session, capture, account_id, package, at, status=PAYMENT_PENDING)
-    return GrantOutcome(payment, 0, payment.status)
+    if capture.status == PENDING:
+        # e.g. an eCheck or a review: kept so nothing captures it again; COMPLETED follows.
+        payment = _record(session, capture, account_id, package, at, status=PAYMENT_PENDING)
+        return GrantOutcome(payment, 0, payment.status)
+    return GrantOutcome(None, 0, "not_captured")
 
 
 def _grant_completed(

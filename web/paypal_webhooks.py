@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from flask import Blueprint, Flask, current_app, jsonify, request
 
 from shared.credentials import active_provider
+from shared.errors import NotConfigured
 from shared.logs import log_line
 from shared.providers import paypal_webhooks as verify
 from shared.providers.paypal import PayPalClient
@@ -66,7 +67,10 @@ def _verify(raw: bytes) -> None:
         raise ApiError(503, "not_configured", "no PayPal webhook id is configured")
     config = provider.config or {}
     method = config.get("verification", verify.POSTBACK)
-    tolerance = int(config.get("tolerance_seconds", ext.settings.webhook_tolerance_seconds))
+    try:
+        tolerance = int(config.get("tolerance_seconds", ext.settings.webhook_tolerance_seconds))
+    except (TypeError, ValueError) as exc:
+        raise ApiError(503, "not_configured", "the PayPal tolerance_seconds setting is not a number") from exc
     now = datetime.now(UTC)
     try:
         if method == verify.OFFLINE:
@@ -92,6 +96,8 @@ def _verify(raw: bytes) -> None:
     except verify.SignatureError as exc:
         log_line(log, "webhook refused", level=logging.WARNING, provider="paypal", reason=exc.code)
         raise ApiError(400, exc.code, exc.message) from exc
+    except NotConfigured as exc:
+        raise ApiError(503, "not_configured", "PayPal client credentials are not configured") from exc
     except verify.VerifierUnavailable as exc:
         log_line(log, "webhook verifier unavailable", level=logging.WARNING, provider="paypal", error=str(exc))
         raise ApiError(503, "verifier_unavailable", "the signature could not be checked now; retry later") from exc

@@ -84,14 +84,10 @@ def capture_changed(session: Session, event: WebhookEvent, now: datetime) -> Non
     payment and invoice; denied/declined → a failed payment, no credits; pending → wait."""
     capture = paypal_orders.CaptureResult.from_capture(_resource(event))
     if capture.status == "UNKNOWN":
-        # Older payloads omit the status; the event type says it.
-        capture = _with_status(capture, event.type.rsplit(".", 1)[-1])
-    outcome = paypal_orders.grant_capture(session, capture, at=now, source_event_id=event.id)
-    event.account_id = outcome.payment.account_id
-
-
-def _with_status(capture: paypal_orders.CaptureResult, status: str) -> paypal_orders.CaptureResult:
-    return replace(capture, status=status)
+        # A payload without a status: the event type says it.
+        capture = replace(capture, status=event.type.rsplit(".", 1)[-1])
+    paypal_orders.grant_capture(session, capture, at=now, source_event_id=event.id)
+    event.account_id = paypal_orders.parse_custom_id(capture.custom_id)[0]
 
 
 @handles(PROVIDER, "PAYMENT.CAPTURE.REFUNDED")

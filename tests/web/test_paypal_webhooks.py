@@ -231,3 +231,11 @@ def test_postback_with_paypal_down_answers_503_so_paypal_retries(postback_client
     assert _stored(seeded) == []
     retried = postback_client.post("/webhooks/paypal", data=body, headers=headers)
     assert retried.status_code == 200
+
+
+def test_postback_without_client_credentials_answers_503(client, seeded):
+    with seeded.begin() as session:
+        credentials.set_provider(session, "paypal", webhook_id=pe.WEBHOOK_ID, config={"verification": "postback"})
+    body, headers = pe.signed(_capture_event())
+    response = client.post("/webhooks/paypal", data=body, headers=headers)
+    assert response.status_code == 503 and response.json["error"]["code"] == "not_configured"

@@ -128,6 +128,25 @@ def test_denied_capture_arriving_after_completion_changes_nothing(seeded, now):
     assert only(seeded, Payment).status == "succeeded"
 
 
+def test_pending_capture_is_recorded_without_credits_until_it_completes(seeded, now):
+    pending = pe.capture(
+        order_id="ORDER11", account_id=ACCOUNT, package_id="starter", amount_cents=STARTER_PRICE, status="PENDING"
+    )
+    run(seeded, pe.event("PAYMENT.CAPTURE.PENDING", pending), now)
+    assert (only(seeded, Payment).status, balance(seeded), count(seeded, Invoice)) == ("pending", 0, 0)
+
+    run(seeded, capture_event("ORDER11", capture_id=pending["id"]), now)
+    assert (only(seeded, Payment).status, balance(seeded), count(seeded, Invoice)) == ("succeeded", STARTER_CREDITS, 1)
+
+
+def test_an_order_without_a_capture_grants_and_records_nothing(seeded, now):
+    order = pe.order(account_id=ACCOUNT, package_id="starter", amount_cents=STARTER_PRICE)
+    with seeded.begin() as session:
+        outcome = paypal_orders.grant_capture(session, paypal_orders.CaptureResult.from_order(order), at=now)
+    assert (outcome.payment, outcome.credits_granted_now) == (None, 0)
+    assert count(seeded, Payment) == 0
+
+
 def test_capture_of_less_than_the_package_price_grants_nothing(seeded, now):
     run(seeded, capture_event("ORDER6", amount=1), now)
 
