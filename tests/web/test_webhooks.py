@@ -307,3 +307,15 @@ def test_an_accepted_checkout_ends_in_an_active_subscription_and_credits_once_pr
         subscription = session.scalars(select(Subscription)).one()
         assert (subscription.status, subscription.plan_id) == ("active", "growth")
         assert session.get(WebhookEvent, enqueued[0]).status == "succeeded"
+
+
+def test_unreachable_postgresql_answers_503_not_500(settings, enqueued):
+    from web import create_app
+
+    nowhere = settings.with_overrides(database_url="postgresql+psycopg://postgres@127.0.0.1:1/billhook")
+    app = create_app(nowhere, enqueue=enqueued)
+
+    response = post_signed(app.test_client(), checkout_event())
+
+    assert_json_error(response, 503, "store_unavailable")
+    app.extensions["billhook"].engine.dispose()
