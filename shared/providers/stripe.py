@@ -9,6 +9,7 @@ a local stand-in). Every create call carries an idempotency key.
 from __future__ import annotations
 
 import re
+import threading
 from typing import Any
 
 import stripe
@@ -22,6 +23,9 @@ from shared.models import IntegrationProvider
 PROVIDER = "stripe"
 DEFAULT_TIMEOUT_SECONDS = 20.0
 DEFAULT_MAX_NETWORK_RETRIES = 1
+_MAX_GATEWAYS = 8
+_gateways: dict[tuple, StripeGateway] = {}
+_gateways_lock = threading.Lock()
 _SECRET_PATTERN = re.compile(r"\b(sk|rk|pk)_(test|live)_[A-Za-z0-9*]+")
 
 
@@ -44,15 +48,27 @@ class StripeGateway:
 
     @classmethod
     def from_provider(cls, provider: IntegrationProvider | None, settings: Settings) -> StripeGateway:
+        """The gateway for these credentials, reused across requests so its connections are kept
+        alive (a fresh TLS handshake per checkout costs more than the call)."""
         if provider is None or not provider.api_key:
             raise NotConfigured("Stripe has no API key in the providers table (billhook providers set stripe)")
         config = provider.config or {}
-        return cls(
+        options = (
             provider.api_key,
-            api_base=settings.stripe_api_base or provider.endpoint,
-            timeout=float(config.get("timeout_seconds", DEFAULT_TIMEOUT_SECONDS)),
-            max_network_retries=int(config.get("max_network_retries", DEFAULT_MAX_NETWORK_RETRIES)),
+            settings.stripe_api_base or provider.endpoint,
+            float(config.get("timeout_seconds", DEFAULT_TIMEOUT_SECONDS)),
+            int(config.get("max_network_retries", DEFAULT_MAX_NETWORK_RETRIES)),
         )
+        with _gateways_lock:
+            gateway = _gateways.get(options)
+            if gateway is None:
+                if len(_gateways) >= _MAX_GATEWAYS:
+                    _gateways.clear()  # keys rotated many times: start over rather than grow
+                api_key, api_base, timeout, retries = options
+                gateway = _gateways[options] = cls(
+                    api_key, api_base=api_base, timeout=timeout, max_network_retries=retries
+                )
+        return gateway
 
     @classmethod
     def from_store(cls, session: Session, settings: Settings) -> StripeGateway:

@@ -3,8 +3,10 @@ request it receives, for standing in for a provider's API in tests."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -53,6 +55,7 @@ class FakeServer:
     _overrides: list[_Override] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
+    _connections: set = field(default_factory=set)
 
     def route(self, method: str, pattern: str) -> Callable[[Route], Route]:
         def register(fn: Route) -> Route:
@@ -81,6 +84,16 @@ class FakeServer:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            def setup(self):
+                super().setup()
+                with fake._lock:
+                    fake._connections.add(self.connection)
+
+            def finish(self):
+                super().finish()
+                with fake._lock:
+                    fake._connections.discard(self.connection)
+
             def _handle(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 parts = urlsplit(self.path)
@@ -119,9 +132,16 @@ class FakeServer:
         return self
 
     def stop(self) -> None:
+        """Stop listening and drop kept-alive connections, so no client pool can reach this
+        server's routes after a test (a later server may get the same port)."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+        with self._lock:
+            connections, self._connections = list(self._connections), set()
+        for connection in connections:
+            with contextlib.suppress(OSError):  # already gone
+                connection.shutdown(socket.SHUT_RDWR)
 
     def _answer(self, recorded: Recorded, override: _Override | None) -> Reply:
         if override is not None and override.delay:
