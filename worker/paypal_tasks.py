@@ -3,6 +3,9 @@
 The handled CHECKOUT.ORDER.APPROVED event is the durable intent; a periodic sweep finds the ones
 whose order still has no payment row and queues one capture task per order (ids only). A capture
 that PayPal may accept later (5xx, timeout) is simply found again by the next sweep.
+
+The paypal provider's config may set `capture_grace_seconds` (default 60) and
+`capture_window_seconds` (default 72 h).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import time
 from celery import shared_task
 
 from shared import paypal_orders
+from shared.credentials import active_provider
 from shared.errors import NotConfigured, ProviderError
 from shared.logs import log_line
 from worker.celery_app import PAYPAL_CAPTURE_ORDER, SWEEP_PAYPAL_CAPTURES, runtime
@@ -58,13 +62,16 @@ def paypal_capture_order(self, event_pk: int) -> str:
 @shared_task(bind=True, name=SWEEP_PAYPAL_CAPTURES, acks_late=True, ignore_result=True)
 def sweep_paypal_captures(self) -> int:
     rt = runtime(self.app)
-    extra = rt.settings.extra or {}
     with rt.session_factory() as session:
+        provider = active_provider(session, "paypal")
+        if provider is None:
+            return 0
+        config = provider.config or {}
         due = paypal_orders.orders_awaiting_capture(
             session,
             now=rt.clock(),
-            grace_seconds=float(extra.get("paypal_capture_grace_seconds", DEFAULT_CAPTURE_GRACE_SECONDS)),
-            window_seconds=float(extra.get("paypal_capture_window_seconds", DEFAULT_CAPTURE_WINDOW_SECONDS)),
+            grace_seconds=float(config.get("capture_grace_seconds", DEFAULT_CAPTURE_GRACE_SECONDS)),
+            window_seconds=float(config.get("capture_window_seconds", DEFAULT_CAPTURE_WINDOW_SECONDS)),
         )
     queue = rt.settings.queue_name
     for event_pk in due:
