@@ -64,10 +64,11 @@ def create_app(
     app.register_blueprint(billing_api.bp)
     app.register_blueprint(openapi.bp)
 
-    from web import health, metrics
+    from web import health, metrics, ops
 
     app.register_blueprint(health.bp)
     metrics.init_app(app)
+    app.register_blueprint(ops.bp)
     return app
 
 

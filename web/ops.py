@@ -1,0 +1,125 @@
+"""The ops page: recent inbox events with status, attempts and error, and a replay button.
+
+Server-rendered HTML behind the same basic auth as Flower (`FLOWER_BASIC_AUTH`, user:password,
+several comma-separated). Unset, the page is off (503): it never runs unauthenticated.
+
+A browser re-sends basic-auth credentials on any request to this origin, even one a foreign page
+triggers, so the replay form carries a token (an HMAC of the user under billhook's JWT secret)
+and a POST whose Origin is another site is refused.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import logging
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Response, g, redirect, render_template, request, url_for
+
+from shared import event_ops, inbox
+from shared.logs import log_line
+from shared.models.events import STATUSES
+from web.context import billhook
+
+log = logging.getLogger("billhook.web.ops")
+
+bp = Blueprint("ops", __name__, url_prefix="/ops")
+
+REALM = "billhook ops"
+PAGE_SIZE = 100
+
+
+def _credentials() -> dict[str, str]:
+    configured = billhook().settings.flower_basic_auth or ""
+    pairs = (item.split(":", 1) for item in configured.split(",") if ":" in item)
+    return {user.strip(): password for user, password in pairs if user.strip() and password}
+
+
+def require_ops_auth(view):
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        allowed = _credentials()
+        if not allowed:
+            return Response("the ops page is off: set FLOWER_BASIC_AUTH=user:password\n", 503, mimetype="text/plain")
+        auth = request.authorization
+        password = allowed.get(auth.username) if auth and auth.type == "basic" and auth.username else None
+        if password is None or not hmac.compare_digest((auth.password or "").encode(), password.encode()):
+            return Response(
+                "authentication required\n",
+                401,
+                {"WWW-Authenticate": f'Basic realm="{REALM}", charset="UTF-8"'},
+                mimetype="text/plain",
+            )
+        g.ops_user = auth.username
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def csrf_token(user: str) -> str:
+    key = billhook().settings.jwt_secret.encode() or billhook().settings.service_token.encode()
+    return hmac.new(key, f"ops-replay:{user}".encode(), hashlib.sha256).hexdigest()
+
+
+def _refusal() -> Response | None:
+    """Why this form POST is refused (cross-site, or without the page's token), or None."""
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        parts = urlsplit(origin)
+        if origin == "null" or f"{parts.scheme}://{parts.netloc}" != request.host_url.rstrip("/"):
+            return Response("cross-site request refused\n", 403, mimetype="text/plain")
+    token = request.form.get("csrf_token", "")
+    if not hmac.compare_digest(token.encode(), csrf_token(g.ops_user).encode()):
+        return Response("missing or wrong form token; reload the page\n", 403, mimetype="text/plain")
+    return None
+
+
+@bp.get("")
+@require_ops_auth
+def index():
+    status = request.args.get("status") or None
+    if status is not None and status not in STATUSES:
+        status = None
+    with billhook().session_factory() as session:
+        events = event_ops.find_events(session, event_ops.EventFilter(status=status, limit=PAGE_SIZE))
+        counts = inbox.counts_by_status(session)
+    response = Response(
+        render_template(
+            "ops.html",
+            events=events,
+            counts=counts,
+            statuses=STATUSES,
+            status=status,
+            token=csrf_token(g.ops_user),
+            replayed=request.args.get("replayed"),
+            notice=request.args.get("notice"),
+            now=datetime.now(UTC),
+        )
+    )
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"
+    return response
+
+
+@bp.post("/events/<int:event_pk>/replay")
+@require_ops_auth
+def replay(event_pk: int):
+    refused = _refusal()
+    if refused is not None:
+        return refused
+    ext = billhook()
+    with ext.session_factory.begin() as session:
+        requeued = event_ops.reset_for_replay(session, event_pk, at=datetime.now(UTC))
+    notice = "replayed" if requeued else "not_replayable"
+    if requeued:
+        try:
+            ext.enqueue(event_pk)
+        except Exception as exc:  # noqa: BLE001 - the store holds the replay: the sweeper queues it
+            notice = "queued_for_sweeper"
+            log_line(log, "ops replay enqueue failed", level=logging.WARNING, event=event_pk, error=type(exc).__name__)
+    log_line(log, "ops replay", user=g.ops_user, event=event_pk, outcome=notice)
+    return redirect(url_for("ops.index", replayed=event_pk, notice=notice), code=303)
