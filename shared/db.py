@@ -86,4 +86,8 @@ def _insert_ignore_stmt(dialect: str, model: type, conflict: tuple, returning: A
     else:  # pragma: no cover - only PostgreSQL and SQLite are supported
         raise NotImplementedError(dialect)
     stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict))
-    return stmt.returning(returning) if returning is not None else stmt
+    if returning is not None:
+        return stmt.returning(returning)
+    # SQLAlchemy 2.1 reports an INSERT's rowcount only when asked to (psycopg closes the cursor
+    # first): without this, PostgreSQL answers -1 and every new row reads as "already there".
+    return stmt.execution_options(preserve_rowcount=True)
