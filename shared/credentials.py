@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.models import IntegrationProvider
 
 PROVIDERS = ("stripe", "paypal", "resend")
+MASK_HIDDEN_MIN = 12
 
 
 def get_provider(session: Session, name: str) -> IntegrationProvider | None:
@@ -53,10 +54,13 @@ def mask(value: str | None) -> str | None:
     """Enough of a secret to recognise it, never enough to use it."""
     if not value:
         return value
-    if len(value) <= 8:
-        return "****"
     prefix = value[: value.index("_") + 1] if "_" in value[:10] else ""
-    return f"{prefix}****{value[-4:]}"
+    # Show the prefix, then the last four, only while at least 12 characters stay hidden: on a
+    # short value they would give most of it away.
+    if len(value) - len(prefix) < MASK_HIDDEN_MIN:
+        return "****"
+    tail = value[-4:] if len(value) - len(prefix) - 4 >= MASK_HIDDEN_MIN else ""
+    return f"{prefix}****{tail}"
 
 
 def masked_provider(provider: IntegrationProvider) -> dict:

@@ -17,13 +17,25 @@ from shared.credentials import WebhookSecretCache, mask
         ("whsec_0123456789abcdef0123456789abcdef", "whsec_****cdef"),
         ("re_AbCdEfGh12345678", "re_****5678"),
         ("plainsecretvalue", "****alue"),
+        ("sk_test_1234567890", "sk_****"),
+        ("sk_live_1234", "****"),
+        ("whsec_abc", "****"),
+        ("abcdefgh_", "****"),
         ("short", "****"),
-        ("12345678", "****"),
     ],
 )
 def test_mask_shows_a_prefix_and_the_last_four_characters_at_most(secret, shown):
     assert mask(secret) == shown
     assert secret not in mask(secret)
+
+
+@pytest.mark.parametrize("length", range(1, 40))
+def test_mask_always_hides_at_least_twelve_characters(length):
+    secret = ("sk_" + "x" * 40)[:length]
+
+    shown = mask(secret).replace("****", "")
+
+    assert len(secret) - len(shown) >= min(12, len(secret))
 
 
 def test_mask_passes_empty_values_through():
