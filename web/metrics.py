@@ -81,4 +81,5 @@ def _count_webhook(status: int, seconds: float) -> None:
         return
     parts = request.path.strip("/").split("/")
     if len(parts) == 2 and parts[0] == "webhooks" and parts[1] in WEBHOOK_PROVIDERS and request.method == "POST":
-        record_webhook(parts[1], noted[1] if noted else None, "rejected" if status < 500 else "error", seconds)
+        outcome = "accepted" if status < 300 else "rejected" if status < 500 else "error"
+        record_webhook(parts[1], noted[1] if noted else None, outcome, seconds)

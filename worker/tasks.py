@@ -12,7 +12,7 @@ from celery.signals import task_postrun
 from celery.utils.time import get_exponential_backoff_interval
 
 from shared import metrics, processing, reconcile
-from shared.errors import NotConfigured
+from shared.errors import NotConfigured, ProviderError
 from shared.logs import log_line
 from worker.celery_app import PROCESS_EVENT, RECONCILE_STRIPE, SWEEP_INBOX, enqueue_event, runtime
 from worker.email_tasks import enqueue_emails
@@ -110,6 +110,9 @@ def reconcile_stripe(self) -> int:
         )
     except NotConfigured:
         log_line(log, "reconcile skipped: Stripe has no API key", task=RECONCILE_STRIPE)
+        return 0
+    except ProviderError as exc:  # Stripe unreachable or refusing: the next run looks back as far
+        log_line(log, "reconcile failed", level=logging.WARNING, task=RECONCILE_STRIPE, error=exc.message)
         return 0
     return len(result.inserted)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
@@ -82,8 +83,21 @@ def test_events_list_refuses_a_since_it_cannot_read(billhook):
 def test_events_show_lists_the_ledger_entries_payment_and_subscription_an_event_produced(billhook):
     billhook("seed")
     customer, subscription_id = se.unique("cus"), se.unique("sub")
-    start = int(NOW.timestamp())
-    completed = store(billhook, checkout("acct_show", customer=customer, subscription=subscription_id))
+    start = int(time.time())
+    completed = store(
+        billhook,
+        se.event(
+            "checkout.session.completed",
+            se.checkout_session(
+                account_id="acct_show",
+                mode="subscription",
+                plan_id="growth",
+                customer=customer,
+                subscription=subscription_id,
+            ),
+            created=start,
+        ),
+    )
     paid = store(
         billhook,
         se.event(
