@@ -23,6 +23,15 @@ def json_error(status: int, code: str, message: str):
     return jsonify({"error": {"code": code, "message": message}}), status
 
 
+# PostgreSQL's undefined_table: the store is up but not migrated (or being restored). SQLite
+# reports the same as an OperationalError; both answer 503, so the provider retries.
+UNDEFINED_TABLE = "42P01"
+
+
+def _schema_missing(exc: DBAPIError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) == UNDEFINED_TABLE
+
+
 def register(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
@@ -40,7 +49,8 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(DBAPIError)
     def _database_error(exc: DBAPIError):
-        if exc.connection_invalidated:
+        if exc.connection_invalidated or _schema_missing(exc):
+            log.error("database unavailable: %s", type(exc.orig).__name__ if exc.orig else exc)
             return json_error(503, "store_unavailable", "the store is unavailable; retry later")
         log.exception("database error")
         return json_error(500, "internal_error", "internal error")
