@@ -131,3 +131,17 @@ def pg_url() -> str:
         )
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
     admin.dispose()
+
+
+@pytest.fixture
+def pg_database(pg_url) -> str:
+    """A fresh, empty database of the test's own on the test PostgreSQL server (pg_url's server),
+    for tests that change the schema; dropped afterwards."""
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    name = f"billhook_unit_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield make_url(pg_url).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import create_engine, inspect
 
 from cli.db import alembic_config
 from shared.models import Base
@@ -58,19 +55,6 @@ def test_downgrade_to_base_and_upgrade_again_on_sqlite(tmp_path):
 
     command.upgrade(config, "head")
     assert schema_differences(url) == []
-
-
-@pytest.fixture
-def pg_database(pg_url):
-    """A fresh, empty database of this test's own on the test PostgreSQL server."""
-    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
-    name = f"billhook_migrations_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield make_url(pg_url).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 @pytest.mark.postgres

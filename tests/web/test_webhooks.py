@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import select, text
 
 from shared import credentials, ledger, processing
-from shared.models import Subscription, WebhookEvent
+from shared.db import make_engine, make_sessionmaker
+from shared.models import Base, Subscription, WebhookEvent
 from shared.signing import stripe_signature_header
 from tests.conftest import TEST_WEBHOOK_SECRET, Enqueued
 from tests.factories import stripe_events as se
@@ -314,6 +315,26 @@ def test_unreachable_postgresql_answers_503_not_500(settings, enqueued):
 
     nowhere = settings.with_overrides(database_url="postgresql+psycopg://postgres@127.0.0.1:1/billhook")
     app = create_app(nowhere, enqueue=enqueued)
+
+    response = post_signed(app.test_client(), checkout_event())
+
+    assert_json_error(response, 503, "store_unavailable")
+    app.extensions["billhook"].engine.dispose()
+
+
+@pytest.mark.postgres
+def test_postgresql_without_the_events_table_answers_503_not_500(settings, pg_database, enqueued):
+    from web import create_app
+
+    pg_settings = settings.with_overrides(database_url=pg_database)
+    engine = make_engine(pg_settings)
+    Base.metadata.create_all(engine)
+    with make_sessionmaker(engine).begin() as session:
+        credentials.set_provider(session, "stripe", webhook_secrets=[TEST_WEBHOOK_SECRET])
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE webhook_events CASCADE"))
+    engine.dispose()
+    app = create_app(pg_settings, enqueue=enqueued)
 
     response = post_signed(app.test_client(), checkout_event())
 
