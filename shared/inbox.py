@@ -63,16 +63,20 @@ def lock_event(session: Session, event_pk: int) -> WebhookEvent | None:
     return session.scalars(stmt).one_or_none()
 
 
-def mark_processing(session: Session, event_pk: int, *, at: datetime) -> WebhookEvent | None:
-    """Count an attempt; None when the event is missing or already done."""
-    event = lock_event(session, event_pk)
-    if event is None or event.status in DONE_STATUSES:
-        return None
-    event.status = PROCESSING
-    event.attempts += 1
-    event.next_attempt_at = None
-    event.updated_at = at
-    return event
+def mark_processing(session: Session, event_pk: int, *, at: datetime) -> bool:
+    """Count an attempt; False when the event is missing or already done.
+
+    One conditional UPDATE (it takes the row lock itself) rather than SELECT ... FOR UPDATE and
+    an UPDATE: one round trip, and the payload is not loaded and decoded just to count.
+    """
+    stmt = (
+        update(WebhookEvent)
+        .where(WebhookEvent.id == event_pk, WebhookEvent.status.not_in(DONE_STATUSES))
+        .values(status=PROCESSING, attempts=WebhookEvent.attempts + 1, next_attempt_at=None, updated_at=at)
+        .returning(WebhookEvent.id)
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(stmt).scalar_one_or_none() is not None
 
 
 def mark_succeeded(event: WebhookEvent, *, at: datetime) -> None:

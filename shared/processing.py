@@ -47,8 +47,7 @@ def process_event(session_factory: sessionmaker[Session], event_pk: int, *, cloc
     """Run the event's handler exactly once. Raises the handler's error after rolling back its
     effects; the caller decides between retry and failure (see `record_failure`)."""
     with session_factory.begin() as session:
-        event = inbox.mark_processing(session, event_pk, at=clock())
-        if event is None:
+        if not inbox.mark_processing(session, event_pk, at=clock()):
             return Result(ALREADY_DONE if session.get(WebhookEvent, event_pk) else MISSING)
     with session_factory.begin() as session:
         event = inbox.lock_event(session, event_pk)
