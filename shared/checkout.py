@@ -4,7 +4,8 @@ on a live subscription, and the billing portal.
 Unlike the domain functions that take a session, these open short transactions of their own:
 a provider call may take seconds, and no transaction (on SQLite: no write lock) is held across
 one. Reads happen first, then the provider call, then a short write to remember what it created.
-Credits are never granted here: the signed webhook does that, exactly once.
+Credits are never granted here: the signed webhook does that, exactly once. PayPal's side is in
+shared/paypal_checkout.py and shares the refusals and return URLs defined here.
 """
 
 from __future__ import annotations

@@ -55,11 +55,13 @@ _IDEMPOTENCY = {
 }
 
 
-def _authed(summary: str, ok: dict, errors: tuple[int, ...], body: dict | None = None) -> dict:
+def _authed(
+    summary: str, ok: dict, errors: tuple[int, ...], body: dict | None = None, *, idempotent: bool = True
+) -> dict:
     operation = {
         "summary": summary,
         "security": _BEARER,
-        "parameters": [_IDEMPOTENCY],
+        "parameters": [_IDEMPOTENCY] if idempotent else [],
         "responses": {"200": ok, **_errors(*errors)},
     }
     if body is not None:
@@ -135,6 +137,7 @@ PATHS = {
             _json(_ref("PayPalOrderCaptured")),
             (400, 401, 404, 409, 502, 503),
             _body(order_id=_STRING_ID),
+            idempotent=False,  # every capture of an order is the same capture
         )
     },
     "/api/v1/billing/paypal/create-subscription": {

@@ -4,6 +4,8 @@ records what billhook sent."""
 from __future__ import annotations
 
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -466,3 +468,21 @@ def test_readme_flow_token_then_checkout_then_signed_webhook_then_balance(
     assert account["balance"] == 5_000
     assert (account["subscription"]["plan_id"], account["subscription"]["status"]) == ("starter", "active")
     assert account["has_stripe_customer"] is True
+
+
+def test_concurrent_first_checkouts_share_one_stripe_customer(app, seeded, fake_stripe, stripe_config, auth):
+    headers = auth("acct_race", email="race@example.com")
+    barrier = threading.Barrier(4)
+
+    def checkout(_):
+        barrier.wait()
+        return app.test_client().post(
+            "/api/v1/billing/stripe/credit-checkout", json={"package_id": "value"}, headers=headers
+        )
+
+    with ThreadPoolExecutor(4) as pool:
+        responses = list(pool.map(checkout, range(4)))
+    assert [r.status_code for r in responses] == [200] * 4
+    customers = {c.form["customer"] for c in fake_stripe.calls("POST", "/v1/checkout/sessions")}
+    with seeded() as session:
+        assert customers == {session.get(Account, "acct_race").stripe_customer_id}
