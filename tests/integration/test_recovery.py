@@ -232,3 +232,40 @@ def test_retry_lost_with_its_worker_is_requeued_by_the_sweeper_once_and_succeeds
         assert ledger.balance(session, "acct_lost_retry") == 0
         assert session.get(WebhookEvent, refund_pk).last_error is None
     assert [e["outcome"] for e in worker.task_logs(refund_pk)] == ["done"]
+
+
+def test_database_connection_lost_mid_task_is_retried_and_the_effects_land_once(
+    pg_settings, pg_session_factory, worker_factory, publisher
+):
+    worker = worker_factory(pg_settings, concurrency=1)
+    t0 = int(time.time()) - 40 * 24 * 3600
+    checkout, first_invoice, ids = support.subscription_start("acct_db_drop", created=t0)
+    for evt in (checkout, first_invoice):
+        publisher(support.store_event(pg_session_factory, evt))
+    support.wait_for(lambda: support.all_succeeded(pg_session_factory, [checkout["id"], first_invoice["id"]]))
+
+    renewal = support.renewal(ids, "acct_db_drop", period_start=t0 + support.MONTH, created=t0 + support.MONTH + 5)
+    renewal_pk = support.store_event(pg_session_factory, renewal)
+    with pg_session_factory.begin() as blocker:
+        blocker.execute(
+            select(Subscription).filter_by(provider_subscription_id=ids["subscription"]).with_for_update()
+        ).one()
+        publisher(renewal_pk)
+        support.wait_for(lambda: _lock_waiters(pg_session_factory) >= 1, message="the worker blocked on the row lock")
+        # The database drops the worker's connection in the middle of its transaction.
+        with pg_session_factory() as admin:
+            ended = admin.scalar(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
+        assert ended == 1
+        blocker.rollback()
+
+    support.wait_for(lambda: support.event_status(pg_session_factory, renewal["id"]) == "succeeded")
+    with pg_session_factory() as session:
+        assert ledger.balance(session, "acct_db_drop") == 2 * 12_000
+        assert _count(session, CreditLedgerEntry, account_id="acct_db_drop") == 2
+        assert session.get(WebhookEvent, renewal_pk).attempts == 2
+    assert [e["outcome"] for e in worker.task_logs(renewal_pk)] == ["retry", "done"]
