@@ -58,17 +58,11 @@ def test_downgrade_to_base_and_upgrade_again_on_sqlite(tmp_path):
 
 
 @pytest.mark.postgres
-def test_upgrade_head_on_postgresql_matches_the_models(pg_database):
-    command.upgrade(alembic_config(pg_database), "head")
+def test_upgrade_head_on_postgresql_matches_the_models_and_downgrade_removes_it(pg_database):
+    config = alembic_config(pg_database)
 
+    command.upgrade(config, "head")
     assert schema_differences(pg_database) == []
 
-
-@pytest.mark.postgres
-def test_downgrade_to_base_on_postgresql_leaves_no_tables(pg_database):
-    config = alembic_config(pg_database)
-    command.upgrade(config, "head")
-
     command.downgrade(config, "base")
-
     assert table_names(pg_database) <= {"alembic_version"}
