@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from shared import inbox, processing
+from shared import inbox, ledger, processing
 from shared.errors import PermanentError, RetryLater
 from shared.models import Account, CreditLedgerEntry, Subscription, WebhookEvent
 from tests.conftest import Enqueued
@@ -223,3 +224,62 @@ def test_sweep_with_the_broker_down_queues_nothing_and_tries_again_next_time(see
     queue = Enqueued()
     later = now + timedelta(seconds=30)
     assert processing.sweep(seeded, queue, now=later, grace_seconds=GRACE, lease_seconds=LEASE) == [pk]
+
+
+# -- concurrency on the embedded store (make run's default: SQLite and a prefork worker) -------
+
+
+def run_at_once(*calls) -> list:
+    """Start the calls together on threads; their results (or raised errors) in call order."""
+    barrier = threading.Barrier(len(calls))
+    results: list = [None] * len(calls)
+
+    def runner(i, call):
+        barrier.wait()
+        try:
+            results[i] = call()
+        except Exception as exc:  # noqa: BLE001 - reported to the test as a result
+            results[i] = exc
+
+    threads = [threading.Thread(target=runner, args=(i, call)) for i, call in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results
+
+
+def test_two_workers_on_the_same_event_at_once_grant_once(seeded, now):
+    pk = store(seeded, checkout(), now)
+
+    results = run_at_once(*[lambda: processing.process_event(seeded, pk, clock=lambda: now)] * 4)
+
+    assert sorted(r.outcome for r in results) == ["already_done"] * 3 + ["done"]
+    with seeded() as session:
+        assert ledger.balance(session, "acct_p") == 5_000
+
+
+def test_a_checkout_and_its_first_invoice_processed_at_once_grant_once(seeded, now):
+    t0 = int(now.timestamp())
+    obj = se.checkout_session(account_id="acct_p", mode="subscription", plan_id="growth")
+    first_invoice = se.invoice(
+        subscription_id=obj["subscription"],
+        customer=obj["customer"],
+        price_id="price_billhook_growth_monthly",
+        amount=19900,
+        period_start=t0,
+        period_end=t0 + 30 * 86400,
+        billing_reason="subscription_create",
+        metadata={"account_id": "acct_p", "plan_id": "growth"},
+    )
+    pks = [
+        store(seeded, se.event("checkout.session.completed", obj, created=t0), now),
+        store(seeded, se.event("invoice.paid", first_invoice, created=t0 + 1), now),
+    ]
+
+    results = run_at_once(*[lambda pk=pk: processing.process_event(seeded, pk, clock=lambda: now) for pk in pks])
+
+    assert [r.outcome for r in results] == ["done", "done"]
+    with seeded() as session:
+        assert ledger.balance(session, "acct_p") == 12_000
+        assert session.scalars(select(Subscription)).one().status == "active"
