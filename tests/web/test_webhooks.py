@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -340,3 +341,24 @@ def test_postgresql_without_the_events_table_answers_503_not_500(settings, pg_da
 
     assert_json_error(response, 503, "store_unavailable")
     app.extensions["billhook"].engine.dispose()
+
+
+def test_the_same_event_delivered_concurrently_is_stored_and_enqueued_once(app, seeded, enqueued):
+    body, headers = se.signed(checkout_event(), TEST_WEBHOOK_SECRET)
+    barrier = threading.Barrier(4)
+    statuses: list[int] = []
+
+    def deliver():
+        client = app.test_client()
+        barrier.wait()
+        statuses.append(client.post(URL, data=body, headers=headers).status_code)
+
+    threads = [threading.Thread(target=deliver) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert statuses == [200] * 4
+    assert len(stored_events(seeded)) == 1
+    assert len(enqueued) == 1
