@@ -21,6 +21,7 @@ from sqlalchemy import func, insert, select
 from bench import loadgen, scenario, services
 from bench.measure import PeakRss, drain_window
 from bench.worker_app import NOOP
+from shared import inbox
 from shared.config import Settings
 from shared.handlers import is_handled
 from shared.models import WebhookEvent
@@ -164,6 +165,12 @@ def bench_processing(store, broker, tmp, rss, seed, events, q_proc, q_noop, proc
                 WebhookEvent.status == SUCCEEDED
             )
         ).one()
+        statuses = inbox.counts_by_status(session)
+        failures = session.execute(
+            select(WebhookEvent.type, WebhookEvent.last_error).where(WebhookEvent.status != SUCCEEDED).limit(5)
+        ).all()
+    for event_type, error in failures:
+        say(f"not succeeded: {event_type}: {error}")
     effect_seconds = (last - first).total_seconds() if first and last else 0.0
     noop_rate = len(messages) / noop_seconds
     proc_rate = len(messages) / proc_seconds
@@ -171,6 +178,7 @@ def bench_processing(store, broker, tmp, rss, seed, events, q_proc, q_noop, proc
         "messages": len(messages),
         "distinct": len(backlog.events),
         "succeeded": done,
+        "statuses": statuses,
         "noop_per_s": noop_rate,
         "billhook_per_s": proc_rate,
         "effects_per_s": done / effect_seconds if effect_seconds else 0.0,
@@ -235,7 +243,7 @@ def print_table(r: dict) -> None:
         "| | | worker ≤ 150 |",
         "",
         f"errors: intake {c['billhook']['errors']} billhook / {c['bare']['errors']} bare, "
-        f"fixed rate {f['billhook']['errors']}; events succeeded {p['succeeded']} of {p['distinct']}",
+        f"fixed rate {f['billhook']['errors']}; inbox after processing {p['statuses']}",
     ]
     print("\n".join(lines), flush=True)
 

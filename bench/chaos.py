@@ -50,9 +50,13 @@ class Config:
     posters: int = 16
     kill_at: float = 0.3  # share of deliveries posted when a worker instance is SIGKILLed
     redis_restart_at: float = 0.6
-    sweep_every: float = 2.0
-    grace_seconds: int = 5
-    lease_seconds: int = 15
+    # The sweeper re-queues every event older than the grace that is not done, including ones
+    # still waiting in a deep queue: a short grace under a backlog floods the queue with duplicate
+    # tasks, so the grace stays long and each sweep is bounded, as in production.
+    sweep_every: float = 5.0
+    sweep_limit: int = 100
+    grace_seconds: int = 60
+    lease_seconds: int = 20
     visibility_timeout: int = 30
     backoff_max: int = 5
     timeout: float = 900.0
@@ -286,6 +290,7 @@ def _sweep_loop(store, settings: Settings, config: Config, stop: threading.Event
                 now=datetime.now(UTC),
                 grace_seconds=config.grace_seconds,
                 lease_seconds=config.lease_seconds,
+                limit=config.sweep_limit,
             )
         except Exception:  # noqa: BLE001,S112 - the broker may be down right now: sweep again later
             continue
