@@ -49,18 +49,19 @@ def test_metrics_page_adds_up_the_workers_metrics_and_reads_queue_depth_from_red
     support.wait_for(lambda: support.event_status(pg_session_factory, evt["id"]) == "succeeded", message="processed")
 
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(multiproc))  # web reads every process's files
-    found = support.wait_for(
-        lambda: (
-            (s := samples(requests.get(live_web.url + "/metrics", timeout=10).text)).get(
-                ("billhook_events_processed_total", (("outcome", "done"), ("type", "checkout.session.completed")))
-            )
-            and s
-        )
-    )
+    processed = ("billhook_events_processed_total", (("outcome", "done"), ("type", "checkout.session.completed")))
+    email_sent = ("billhook_emails_total", (("outcome", "sent"),))  # the activation email, sent by the worker
+
+    def scraped():
+        found = samples(requests.get(live_web.url + "/metrics", timeout=10).text)
+        return found if found.get(processed) == 1 and found.get(email_sent) == 1 else None
+
+    found = support.wait_for(scraped, message="the worker's metrics on web's page")
 
     key = (("type", "checkout.session.completed"),)
     assert found[("billhook_event_handler_seconds_count", key)] >= 1
     assert found[("billhook_inbox_events", (("status", "succeeded"),))] == 1
+    assert found[("billhook_email_outbox", (("status", "sent"),))] == 1
     assert found[("billhook_scrape_source_up", (("source", "broker"),))] == 1
     assert found[("billhook_queue_depth", (("queue", pg_settings.queue_name),))] == 0
 

@@ -207,3 +207,25 @@ def test_sync_of_a_subscription_stripe_does_not_know_changes_nothing(seeded, str
     with seeded() as session:
         assert session.scalars(select(Subscription)).all() == []
         assert session.scalars(select(WebhookEvent)).all() == []
+
+
+def test_beat_runs_reconciliation_at_the_configured_interval(settings):
+    from worker.celery_app import RECONCILE_STRIPE, make_celery
+
+    app = make_celery(settings.with_overrides(reconcile_interval_seconds=900.0))
+    try:
+        assert app.conf.beat_schedule[RECONCILE_STRIPE] == {"task": RECONCILE_STRIPE, "schedule": 900.0}
+    finally:
+        app.close()
+
+
+def test_reconcile_timings_come_from_the_environment(tmp_path):
+    from shared.config import Settings
+
+    env = {
+        "BILLHOOK_VAR_DIR": str(tmp_path),
+        "BILLHOOK_RECONCILE_INTERVAL_SECONDS": "600",
+        "BILLHOOK_RECONCILE_LOOKBACK_SECONDS": "7200",
+    }
+    settings = Settings.from_env(env)
+    assert (settings.reconcile_interval_seconds, settings.reconcile_lookback_seconds) == (600.0, 7200)
