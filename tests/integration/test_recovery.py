@@ -17,7 +17,7 @@ from tests.factories import stripe_events as se
 from tests.integration import support
 from worker.celery_app import SWEEP_INBOX
 
-pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+pytestmark = pytest.mark.redis  # on PostgreSQL; on SQLite where it is missing (not in CI)
 
 
 def _count(session, model, **filters) -> int:
@@ -58,9 +58,9 @@ def own_redis(tmp_path):
 
 
 def test_event_accepted_while_the_broker_is_down_is_swept_and_processed_once_it_is_back(
-    pg_settings, pg_session_factory, worker_factory, live_web_factory, own_redis
+    store_settings, store_session_factory, worker_factory, live_web_factory, own_redis
 ):
-    settings = pg_settings.with_overrides(redis_url=own_redis.url)
+    settings = store_settings.with_overrides(redis_url=own_redis.url)
     web = live_web_factory(settings)
     own_redis.stop()
 
@@ -70,7 +70,7 @@ def test_event_accepted_while_the_broker_is_down_is_swept_and_processed_once_it_
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "received"
     assert time.monotonic() - started < 10  # a dead broker never stalls intake
-    assert support.event_status(pg_session_factory, purchase["id"]) == "received"
+    assert support.event_status(store_session_factory, purchase["id"]) == "received"
 
     own_redis.start()  # the broker is back: the queue is empty, the row is the only record
     with redis.Redis.from_url(own_redis.url) as client:
@@ -78,18 +78,18 @@ def test_event_accepted_while_the_broker_is_down_is_swept_and_processed_once_it_
     worker = worker_factory(settings, concurrency=1)
     support.wait_for(
         lambda: (
-            support.event_row(pg_session_factory, purchase["id"]).updated_at
+            support.event_row(store_session_factory, purchase["id"]).updated_at
             < datetime.now(UTC) - timedelta(seconds=settings.sweep_grace_seconds)
         ),
         message="the sweep grace period to pass",
     )
     web.celery.send_task(SWEEP_INBOX, queue=settings.queue_name)  # what beat does every interval
-    support.wait_for(lambda: support.event_status(pg_session_factory, purchase["id"]) == "succeeded")
+    support.wait_for(lambda: support.event_status(store_session_factory, purchase["id"]) == "succeeded")
 
     later = _purchase("acct_broker_down", package_id="value")  # web's own publishing works again
     assert web.post_event(later).status_code == 200
-    support.wait_for(lambda: support.event_status(pg_session_factory, later["id"]) == "succeeded")
-    with pg_session_factory() as session:
+    support.wait_for(lambda: support.event_status(store_session_factory, later["id"]) == "succeeded")
+    with store_session_factory() as session:
         assert ledger.balance(session, "acct_broker_down") == 500 + 2_000
         assert _count(session, Payment, account_id="acct_broker_down") == 2
     assert [e["outcome"] for e in worker.task_logs()] == ["done", "done"]
@@ -104,6 +104,7 @@ def _lock_waiters(session_factory) -> int:
         )
 
 
+@pytest.mark.postgres  # holds PostgreSQL row locks and ends backends
 def test_worker_killed_mid_task_leaves_no_effect_and_the_sweeper_finishes_the_event_once(
     pg_settings, pg_session_factory, worker_factory, publisher
 ):
@@ -153,9 +154,9 @@ def test_worker_killed_mid_task_leaves_no_effect_and_the_sweeper_finishes_the_ev
 
 
 def test_refund_before_its_payment_retries_with_backoff_and_succeeds_after_the_payment(
-    pg_settings, pg_session_factory, worker_factory, live_web
+    store_settings, store_session_factory, worker_factory, live_web
 ):
-    worker = worker_factory(pg_settings, concurrency=1)
+    worker = worker_factory(store_settings, concurrency=1)
     payment_intent = se.unique("pi")
     purchase = _purchase("acct_refund", payment_intent=payment_intent)
     refund = se.event("charge.refunded", se.charge(payment_intent=payment_intent, amount=999, amount_refunded=999))
@@ -163,16 +164,16 @@ def test_refund_before_its_payment_retries_with_backoff_and_succeeds_after_the_p
     assert live_web.post_event(refund).status_code == 200
 
     def retrying():
-        row = support.event_row(pg_session_factory, refund["id"])
+        row = support.event_row(store_session_factory, refund["id"])
         return row.attempts >= 2 and row.status == "received" and "RetryLater" in (row.last_error or "")
 
     support.wait_for(retrying, message="the refund to be retried")
-    row = support.event_row(pg_session_factory, refund["id"])
+    row = support.event_row(store_session_factory, refund["id"])
     assert row.next_attempt_at is not None
 
     assert live_web.post_event(purchase).status_code == 200
-    support.wait_for(lambda: support.all_succeeded(pg_session_factory, [refund["id"], purchase["id"]]))
-    with pg_session_factory() as session:
+    support.wait_for(lambda: support.all_succeeded(store_session_factory, [refund["id"], purchase["id"]]))
+    with store_session_factory() as session:
         assert ledger.balance(session, "acct_refund") == 0
         amounts = sorted(session.scalars(select(CreditLedgerEntry.amount).filter_by(account_id="acct_refund")))
         assert amounts == [-500, 500]
@@ -184,56 +185,57 @@ def test_refund_before_its_payment_retries_with_backoff_and_succeeds_after_the_p
 
 
 def test_event_that_can_never_succeed_is_marked_failed_with_its_error_without_retries(
-    pg_settings, pg_session_factory, worker_factory, live_web
+    store_settings, store_session_factory, worker_factory, live_web
 ):
-    worker = worker_factory(pg_settings, concurrency=1)
+    worker = worker_factory(store_settings, concurrency=1)
     unknown_package = _purchase("acct_perm", package_id="no_such_package")
 
     assert live_web.post_event(unknown_package).status_code == 200
-    support.wait_for(lambda: support.event_status(pg_session_factory, unknown_package["id"]) == "failed")
-    row = support.event_row(pg_session_factory, unknown_package["id"])
+    support.wait_for(lambda: support.event_status(store_session_factory, unknown_package["id"]) == "failed")
+    row = support.event_row(store_session_factory, unknown_package["id"])
     assert row.attempts == 1
     assert row.last_error.startswith("PermanentError:") and "no known credit package" in row.last_error
     assert [e["outcome"] for e in worker.task_logs(row.id)] == ["failed"]
-    with pg_session_factory() as session:
+    with store_session_factory() as session:
         assert ledger.balance(session, "acct_perm") == 0
         assert inbox.counts_by_status(session) == {"failed": 1}
 
 
 def test_retry_lost_with_its_worker_is_requeued_by_the_sweeper_once_and_succeeds(
-    pg_settings, pg_session_factory, worker_factory, publisher
+    store_settings, store_session_factory, worker_factory, publisher
 ):
-    first_worker = worker_factory(pg_settings, concurrency=1)
+    first_worker = worker_factory(store_settings, concurrency=1)
     payment_intent = se.unique("pi")
     refund = se.event("charge.refunded", se.charge(payment_intent=payment_intent, amount=999, amount_refunded=999))
-    refund_pk = support.store_event(pg_session_factory, refund)
+    refund_pk = support.store_event(store_session_factory, refund)
     publisher(refund_pk)
     # The refund's payment is unknown: the worker schedules a retry and holds it until its ETA...
-    support.wait_for(lambda: support.event_row(pg_session_factory, refund["id"]).next_attempt_at is not None)
+    support.wait_for(lambda: support.event_row(store_session_factory, refund["id"]).next_attempt_at is not None)
     first_worker.kill()  # ...and dies with it: only the sweeper can bring the event back.
     purchase = _purchase("acct_lost_retry", payment_intent=payment_intent)
-    publisher(support.store_event(pg_session_factory, purchase))
+    publisher(support.store_event(store_session_factory, purchase))
 
     def sweep() -> list[int]:
         return processing.sweep(
-            pg_session_factory,
+            store_session_factory,
             publisher,
             now=datetime.now(UTC),
-            grace_seconds=pg_settings.sweep_grace_seconds,
-            lease_seconds=pg_settings.processing_lease_seconds,
+            grace_seconds=store_settings.sweep_grace_seconds,
+            lease_seconds=store_settings.processing_lease_seconds,
         )
 
     support.wait_for(lambda: refund_pk in sweep(), message="the sweeper to re-enqueue the lost retry")
     assert refund_pk not in sweep()  # re-enqueued once per grace period, not on every sweep
 
-    worker = worker_factory(pg_settings, concurrency=1)
-    support.wait_for(lambda: support.all_succeeded(pg_session_factory, [refund["id"], purchase["id"]]))
-    with pg_session_factory() as session:
+    worker = worker_factory(store_settings, concurrency=1)
+    support.wait_for(lambda: support.all_succeeded(store_session_factory, [refund["id"], purchase["id"]]))
+    with store_session_factory() as session:
         assert ledger.balance(session, "acct_lost_retry") == 0
         assert session.get(WebhookEvent, refund_pk).last_error is None
     assert [e["outcome"] for e in worker.task_logs(refund_pk)] == ["done"]
 
 
+@pytest.mark.postgres  # holds PostgreSQL row locks and ends backends
 def test_database_connection_lost_mid_task_is_retried_and_the_effects_land_once(
     pg_settings, pg_session_factory, worker_factory, publisher
 ):
