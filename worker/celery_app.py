@@ -31,7 +31,10 @@ class Runtime:
     @property
     def session_factory(self) -> sessionmaker[Session]:
         if self._session_factory is None or self._pid != os.getpid():
-            self._session_factory = make_sessionmaker(make_engine(self.settings))
+            # No pre-ping: it costs a round trip on each of a task's two transactions. A connection
+            # that died meanwhile fails the task with an invalidated-connection error, which is
+            # transient (retried with backoff), and SQLAlchemy then recycles the whole pool.
+            self._session_factory = make_sessionmaker(make_engine(self.settings, pool_pre_ping=False))
             self._pid = os.getpid()
         return self._session_factory
 
