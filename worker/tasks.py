@@ -10,10 +10,12 @@ from celery import shared_task
 from celery.exceptions import Retry
 from celery.signals import task_postrun
 from celery.utils.time import get_exponential_backoff_interval
+from sqlalchemy import select
 
 from shared import metrics, processing, reconcile
 from shared.errors import NotConfigured, ProviderError
 from shared.logs import log_line
+from shared.models import WebhookEvent
 from worker.celery_app import PROCESS_EVENT, RECONCILE_STRIPE, SWEEP_INBOX, enqueue_event, runtime
 from worker.email_tasks import enqueue_emails
 
@@ -71,11 +73,20 @@ def _handle_failure(task, rt, event_pk: int, exc: Exception, started: float) -> 
         error=processing.describe(exc),
         duration_ms=round((time.perf_counter() - started) * 1000, 2),
     )
-    metrics.record_event_run(None, "failed" if final else "retry", time.perf_counter() - started)
+    metrics.record_event_run(_event_type(rt, event_pk), "failed" if final else "retry", time.perf_counter() - started)
     if final:
         return "failed"
     metrics.record_retry(exc)
     raise task.retry(exc=exc, countdown=countdown)
+
+
+def _event_type(rt, event_pk: int) -> str | None:
+    """The event's type for the failure metric; None when the store cannot say (it may be down)."""
+    try:
+        with rt.session_factory() as session:
+            return session.scalar(select(WebhookEvent.type).filter_by(id=event_pk))
+    except Exception:  # noqa: BLE001 - a metric label is not worth a second failure
+        return None
 
 
 @shared_task(bind=True, name=SWEEP_INBOX, acks_late=True, ignore_result=True)

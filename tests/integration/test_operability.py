@@ -45,8 +45,14 @@ def test_metrics_page_adds_up_the_workers_metrics_and_reads_queue_depth_from_red
     multiproc.mkdir()
     worker_factory(pg_settings, extra_env={"PROMETHEUS_MULTIPROC_DIR": str(multiproc)})
     evt = checkout_event("acct_metrics")
+    unknown_package = se.event(
+        "checkout.session.completed",
+        se.checkout_session(account_id="acct_metrics", mode="payment", package_id="no_such_package"),
+    )
     assert live_web.post_event(evt).status_code == 200
+    assert live_web.post_event(unknown_package).status_code == 200
     support.wait_for(lambda: support.event_status(pg_session_factory, evt["id"]) == "succeeded", message="processed")
+    support.wait_for(lambda: support.event_status(pg_session_factory, unknown_package["id"]) == "failed")
 
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(multiproc))  # web reads every process's files
     processed = ("billhook_events_processed_total", (("outcome", "done"), ("type", "checkout.session.completed")))
@@ -60,7 +66,11 @@ def test_metrics_page_adds_up_the_workers_metrics_and_reads_queue_depth_from_red
 
     key = (("type", "checkout.session.completed"),)
     assert found[("billhook_event_handler_seconds_count", key)] >= 1
+    assert (
+        found[("billhook_events_processed_total", (("outcome", "failed"), ("type", "checkout.session.completed")))] == 1
+    )
     assert found[("billhook_inbox_events", (("status", "succeeded"),))] == 1
+    assert found[("billhook_inbox_events", (("status", "failed"),))] == 1
     assert found[("billhook_email_outbox", (("status", "sent"),))] == 1
     assert found[("billhook_scrape_source_up", (("source", "broker"),))] == 1
     assert found[("billhook_queue_depth", (("queue", pg_settings.queue_name),))] == 0
