@@ -17,7 +17,7 @@ from shared.config import Settings
 from shared.db import make_engine, make_sessionmaker
 
 
-class Billhook:
+class BillhookCli:
     def __init__(self, tmp_path):
         self.env = {
             "DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
@@ -53,7 +53,7 @@ class Billhook:
 @pytest.fixture
 def billhook(tmp_path):
     """`billhook ...` with DATABASE_URL on a migrated, empty store."""
-    cli = Billhook(tmp_path)
+    cli = BillhookCli(tmp_path)
     cli("db", "upgrade")
     yield cli
     cli.close()

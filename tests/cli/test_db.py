@@ -5,11 +5,11 @@ from __future__ import annotations
 from sqlalchemy import inspect, select
 
 from shared.models import CreditPackage, IntegrationProvider, Plan
-from tests.cli.conftest import Billhook
+from tests.cli.conftest import BillhookCli
 
 
 def test_db_upgrade_creates_the_schema_and_can_run_again(tmp_path):
-    cli = Billhook(tmp_path)
+    cli = BillhookCli(tmp_path)
 
     first = cli("db", "upgrade")
     again = cli("db", "upgrade")
