@@ -332,7 +332,29 @@ def test_invoice_for_a_subscription_nobody_is_known_for_retries_later(seeded, no
     assert count(seeded, Subscription) == 0
 
 
+def test_an_invoice_outside_any_subscription_changes_nothing(seeded, now, t0):
+    sub = StripeSubscription(t0)
+    evt = sub.invoice(reason="manual")
+    evt["data"]["object"]["parent"] = None
+
+    assert run(seeded, evt, now).outcome == processing.DONE
+    assert count(seeded, Payment) == count(seeded, Subscription) == 0
+
+
 # -- subscription changes ---------------------------------------------------------------------
+
+
+def test_a_subscription_naming_only_a_known_customer_belongs_to_that_customers_account(seeded, now, t0):
+    first = StripeSubscription(t0)
+    run(seeded, first.checkout_completed(), now)
+    second = StripeSubscription(t0, plan_id="scale", price_id="price_billhook_scale_monthly")
+    second.customer, second.metadata = first.customer, {}
+
+    run(seeded, second.updated(at=t0 + DAY, event_type="customer.subscription.created"), now)
+
+    with seeded() as session:
+        created = session.scalars(select(Subscription).filter_by(provider_subscription_id=second.id)).one()
+    assert (created.account_id, created.plan_id) == (ACCOUNT, "scale")
 
 
 def test_subscription_update_changes_plan_by_price_cancel_flag_and_periods(seeded, now, t0):
