@@ -3,9 +3,12 @@ whose dependency arrives later, an event that can never succeed."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import redis
@@ -271,3 +274,80 @@ def test_database_connection_lost_mid_task_is_retried_and_the_effects_land_once(
         assert _count(session, CreditLedgerEntry, account_id="acct_db_drop") == 2
         assert session.get(WebhookEvent, renewal_pk).attempts == 2
     assert [e["outcome"] for e in worker.task_logs(renewal_pk)] == ["retry", "done"]
+
+
+def _renewal_blocked_on_its_subscription(settings, session_factory, publisher, account_id):
+    """A started subscription and the renewal event for it; returns (ids, renewal_evt, pk)."""
+    t0 = int(time.time()) - 40 * 24 * 3600
+    checkout, first_invoice, ids = support.subscription_start(account_id, created=t0)
+    for evt in (checkout, first_invoice):
+        publisher(support.store_event(session_factory, evt))
+    support.wait_for(lambda: support.all_succeeded(session_factory, [checkout["id"], first_invoice["id"]]))
+    renewal = support.renewal(ids, account_id, period_start=t0 + support.MONTH, created=t0 + support.MONTH + 5)
+    return ids, renewal, support.store_event(session_factory, renewal)
+
+
+def _children(pid: int) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+@pytest.mark.postgres  # holds a PostgreSQL row lock
+def test_pool_process_killed_mid_task_is_redelivered_and_the_event_succeeds_once(
+    pg_settings, pg_session_factory, worker_factory, publisher
+):
+    worker = worker_factory(pg_settings, concurrency=1)
+    ids, renewal, renewal_pk = _renewal_blocked_on_its_subscription(
+        pg_settings, pg_session_factory, publisher, "acct_child"
+    )
+    with pg_session_factory.begin() as blocker:
+        blocker.execute(
+            select(Subscription).filter_by(provider_subscription_id=ids["subscription"]).with_for_update()
+        ).one()
+        publisher(renewal_pk)
+        support.wait_for(lambda: _lock_waiters(pg_session_factory) >= 1, message="the worker blocked on the row lock")
+        (child,) = _children(worker.pid)
+        os.kill(child, signal.SIGKILL)  # the OOM killer takes the pool process, not the worker
+        support.wait_for(lambda: _children(worker.pid) not in ([], [child]), message="a new pool process")
+        blocker.rollback()
+
+    # acks_late + reject_on_worker_lost: the message goes back to the queue, no sweep needed.
+    support.wait_for(lambda: support.event_status(pg_session_factory, renewal["id"]) == "succeeded")
+    with pg_session_factory() as session:
+        assert ledger.balance(session, "acct_child") == 2 * 12_000
+        assert _count(session, CreditLedgerEntry, account_id="acct_child") == 2
+        assert session.get(WebhookEvent, renewal_pk).attempts == 2
+    assert worker.alive()
+
+
+@pytest.mark.postgres  # holds a PostgreSQL row lock
+def test_warm_shutdown_mid_task_finishes_the_task_before_the_worker_exits(
+    pg_settings, pg_session_factory, worker_factory, publisher
+):
+    worker = worker_factory(pg_settings, concurrency=1)
+    ids, renewal, renewal_pk = _renewal_blocked_on_its_subscription(
+        pg_settings, pg_session_factory, publisher, "acct_deploy"
+    )
+    with pg_session_factory.begin() as blocker:
+        blocker.execute(
+            select(Subscription).filter_by(provider_subscription_id=ids["subscription"]).with_for_update()
+        ).one()
+        publisher(renewal_pk)
+        support.wait_for(lambda: _lock_waiters(pg_session_factory) >= 1, message="the worker blocked on the row lock")
+        worker.request_stop()  # a deploy: SIGTERM while the task is running
+        time.sleep(0.5)
+        assert worker.alive()  # waiting for its task
+        blocker.rollback()
+
+    worker.process.wait(20)
+    assert worker.process.returncode == 0
+    assert support.event_status(pg_session_factory, renewal["id"]) == "succeeded"
+    with pg_session_factory() as session:
+        assert ledger.balance(session, "acct_deploy") == 2 * 12_000
