@@ -195,6 +195,8 @@ def worker_env(settings: Settings, ready_file: Path, extra_env: dict[str, str] |
         BILLHOOK_SWEEP_INTERVAL_SECONDS=str(settings.sweep_interval_seconds),
         BILLHOOK_SWEEP_GRACE_SECONDS=str(settings.sweep_grace_seconds),
         BILLHOOK_PROCESSING_LEASE_SECONDS=str(settings.processing_lease_seconds),
+        BILLHOOK_RECONCILE_INTERVAL_SECONDS=str(settings.reconcile_interval_seconds),
+        BILLHOOK_RECONCILE_LOOKBACK_SECONDS=str(settings.reconcile_lookback_seconds),
         BILLHOOK_TEST_READY_FILE=str(ready_file),
         PYTHONUNBUFFERED="1",
     )
@@ -214,7 +216,9 @@ def worker_env(settings: Settings, ready_file: Path, extra_env: dict[str, str] |
 class WorkerProcess:
     """A real `celery worker` subprocess in a process group of its own."""
 
-    def __init__(self, settings: Settings, *, concurrency: int, workdir: Path, name: str, extra_env=None):
+    def __init__(
+        self, settings: Settings, *, concurrency: int, workdir: Path, name: str, extra_env=None, beat: bool = False
+    ):
         self.settings = settings
         self.name = name
         self.log_path = workdir / f"{name}.log"
@@ -242,6 +246,8 @@ class WorkerProcess:
             "--without-mingle",
             "--without-heartbeat",
         ]
+        if beat:  # beat inside the worker: the schedule runs every settings.sweep_interval_seconds
+            args += ["--beat", "--schedule", str(workdir / f"{name}-beat-schedule")]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 args,
@@ -307,17 +313,28 @@ class WorkerProcess:
 
 @pytest.fixture
 def worker_factory(tmp_path) -> Iterator[Callable[..., WorkerProcess]]:
-    """`worker_factory(settings, concurrency=2, wait=True, extra_env=None)` starts a worker and
-    waits until it consumes; every worker still running is killed after the test."""
+    """`worker_factory(settings, concurrency=2, wait=True, extra_env=None, beat=False)` starts a
+    worker (with beat embedded when asked) and waits until it consumes; every worker still running
+    is killed after the test."""
     workers: list[WorkerProcess] = []
     workdir = tmp_path / "workers"
     workdir.mkdir(exist_ok=True)
 
     def start(
-        settings: Settings, *, concurrency: int = 2, wait: bool = True, extra_env: dict[str, str] | None = None
+        settings: Settings,
+        *,
+        concurrency: int = 2,
+        wait: bool = True,
+        extra_env: dict[str, str] | None = None,
+        beat: bool = False,
     ) -> WorkerProcess:
         worker = WorkerProcess(
-            settings, concurrency=concurrency, workdir=workdir, name=f"w{len(workers) + 1}", extra_env=extra_env
+            settings,
+            concurrency=concurrency,
+            workdir=workdir,
+            name=f"w{len(workers) + 1}",
+            extra_env=extra_env,
+            beat=beat,
         )
         workers.append(worker)
         return worker.wait_ready() if wait else worker

@@ -351,3 +351,17 @@ def test_warm_shutdown_mid_task_finishes_the_task_before_the_worker_exits(
     assert support.event_status(pg_session_factory, renewal["id"]) == "succeeded"
     with pg_session_factory() as session:
         assert ledger.balance(session, "acct_deploy") == 2 * 12_000
+
+
+def test_beat_sweeps_an_event_the_broker_missed_without_anyone_asking(
+    store_settings, store_session_factory, worker_factory, live_web_factory
+):
+    dead_broker = store_settings.with_overrides(redis_url=f"redis://127.0.0.1:{embedded_redis.free_port()}/0")
+    purchase = _purchase("acct_beat")
+    assert live_web_factory(dead_broker).post_event(purchase).status_code == 200
+    assert support.event_status(store_session_factory, purchase["id"]) == "received"
+
+    worker_factory(store_settings.with_overrides(sweep_interval_seconds=0.5), concurrency=1, beat=True)
+    support.wait_for(lambda: support.event_status(store_session_factory, purchase["id"]) == "succeeded")
+    with store_session_factory() as session:
+        assert ledger.balance(session, "acct_beat") == 500
