@@ -16,7 +16,7 @@ import sys
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import delete, func, insert, select
 
 from bench import loadgen, scenario, services
 from bench.measure import PeakRss, drain_window
@@ -65,6 +65,8 @@ def main() -> int:
         for p in (web, bare):
             p.stop()
         broker.delete_queue(q_intake)
+        with store.session_factory.begin() as session:  # the processing phase starts on an empty inbox
+            session.execute(delete(WebhookEvent))
 
         # 2. processing --------------------------------------------------------------------
         processing = bench_processing(store, broker, tmp, rss, seed, events, q_proc, q_noop, procs)
