@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -365,3 +366,45 @@ def test_beat_sweeps_an_event_the_broker_missed_without_anyone_asking(
     support.wait_for(lambda: support.event_status(store_session_factory, purchase["id"]) == "succeeded")
     with store_session_factory() as session:
         assert ledger.balance(session, "acct_beat") == 500
+
+
+@pytest.mark.postgres  # holds a PostgreSQL row lock
+def test_sweeper_requeueing_an_event_a_slow_worker_still_holds_does_not_handle_it_twice(
+    pg_settings, pg_session_factory, worker_factory, publisher
+):
+    worker = worker_factory(pg_settings, concurrency=2)
+    ids, renewal, renewal_pk = _renewal_blocked_on_its_subscription(
+        pg_settings, pg_session_factory, publisher, "acct_slow"
+    )
+
+    def sweep() -> list[int]:
+        return processing.sweep(
+            pg_session_factory,
+            publisher,
+            now=datetime.now(UTC),
+            grace_seconds=pg_settings.sweep_grace_seconds,
+            lease_seconds=pg_settings.processing_lease_seconds,
+        )
+
+    with pg_session_factory.begin() as blocker:
+        blocker.execute(
+            select(Subscription).filter_by(provider_subscription_id=ids["subscription"]).with_for_update()
+        ).one()
+        publisher(renewal_pk)
+        support.wait_for(lambda: _lock_waiters(pg_session_factory) >= 1, message="the worker blocked on the row lock")
+        # Slower than its processing lease: the sweeper takes the worker for dead and re-enqueues.
+        # (Its bookkeeping UPDATE then waits for the slow worker's row lock: hence the thread.)
+        time.sleep(pg_settings.processing_lease_seconds + 0.5)
+        with ThreadPoolExecutor(1) as pool:
+            swept = pool.submit(sweep)
+            # The sweeper's UPDATE and the second task both wait on the event row.
+            support.wait_for(lambda: _lock_waiters(pg_session_factory) >= 3, message="the second task waiting")
+            blocker.rollback()
+            assert renewal_pk in swept.result(timeout=20)
+
+    support.wait_for(lambda: len(worker.task_logs(renewal_pk)) == 2, message="both tasks to finish")
+    assert sorted(e["outcome"] for e in worker.task_logs(renewal_pk)) == ["already_done", "done"]
+    with pg_session_factory() as session:
+        assert ledger.balance(session, "acct_slow") == 2 * 12_000
+        assert _count(session, CreditLedgerEntry, account_id="acct_slow") == 2
+        assert session.get(WebhookEvent, renewal_pk).attempts == 1

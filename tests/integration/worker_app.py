@@ -4,7 +4,10 @@ The same app as production (`worker.main`), plus one signal that tells the test 
 consuming, by writing the file named in BILLHOOK_TEST_READY_FILE.
 """
 
+import ctypes
 import os
+import signal
+import sys
 from pathlib import Path
 
 from celery.signals import worker_ready
@@ -13,6 +16,16 @@ from shared.config import Settings
 from shared.logs import configure_logging
 from worker.celery_app import make_celery
 
+
+def _die_with_the_test_run() -> None:
+    """A test worker lives in a session of its own (so it can be SIGKILLed as a group): have the
+    kernel kill it if the pytest process that started it dies without its teardown."""
+    if sys.platform.startswith("linux") and os.environ.get("BILLHOOK_TEST_READY_FILE"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+_die_with_the_test_run()
 configure_logging()
 celery = make_celery(Settings.from_env())
 
