@@ -236,7 +236,10 @@ def test_retry_lost_with_its_worker_is_requeued_by_the_sweeper_once_and_succeeds
     with store_session_factory() as session:
         assert ledger.balance(session, "acct_lost_retry") == 0
         assert session.get(WebhookEvent, refund_pk).last_error is None
-    assert [e["outcome"] for e in worker.task_logs(refund_pk)] == ["done"]
+    # (The retry message itself may have reached the queue before its worker died, and run
+    # before the payment once more: only the one "done" matters.)
+    outcomes = [e["outcome"] for e in worker.task_logs(refund_pk)]
+    assert outcomes.count("done") == 1 and set(outcomes) <= {"retry", "done", "already_done"}
 
 
 @pytest.mark.postgres  # holds PostgreSQL row locks and ends backends
