@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import func, inspect, select, text
+from sqlalchemy.exc import OperationalError
 
 from bench import scenario, services
 from shared import processing
@@ -392,7 +393,11 @@ def main() -> int:
         seed=int(os.environ.get("CHAOS_SEED") or 7), deliveries=int(os.environ.get("CHAOS_EVENTS") or 10_000)
     )
     base = os.environ.get("DATABASE_URL") or DEFAULT_PG
-    report = run(config, base, say=lambda m: print(m, file=sys.stderr, flush=True))
+    try:
+        report = run(config, base, say=lambda m: print(m, file=sys.stderr, flush=True))
+    except OperationalError as exc:
+        print(f"chaos needs PostgreSQL (DATABASE_URL): {type(exc.orig).__name__}: {exc.orig}", file=sys.stderr)
+        return 2
     print(report.table(), flush=True)
     return 1 if report.violations else 0
 
