@@ -8,9 +8,15 @@ from shared.models import Account
 
 
 def ensure_account(session: Session, account_id: str, *, email: str | None = None, name: str | None = None) -> Account:
-    """The account, created on first sight; known fields are filled in, never blanked."""
+    """The account, created on first sight and locked for this transaction; known fields are
+    filled in, never blanked.
+
+    Lock order: whatever touches an account's billing locks the account first, then its
+    subscription, then its payment. Taking the strongest lock up front also keeps a later
+    update of the unique `stripe_customer_id` from waiting on another event's foreign-key lock.
+    """
     insert_ignore(session, Account, {"id": account_id, "email": email, "name": name}, ["id"])
-    account = session.get(Account, account_id, populate_existing=True)
+    account = lock_account(session, account_id)
     if email and account.email != email:
         account.email = email
     if name and account.name != name:

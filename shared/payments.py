@@ -100,13 +100,12 @@ def find_payment(session: Session, provider: str, provider_payment_id: str, *, l
     return session.scalars(stmt).one_or_none()
 
 
-def find_payment_by_charge_ref(session: Session, provider: str, charge_ref: str) -> Payment | None:
-    stmt = (
-        select(Payment)
-        .filter_by(provider=provider, provider_charge_ref=charge_ref)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+def find_payment_by_charge_ref(
+    session: Session, provider: str, charge_ref: str, *, lock: bool = True
+) -> Payment | None:
+    stmt = select(Payment).filter_by(provider=provider, provider_charge_ref=charge_ref)
+    if lock:
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
     return session.scalars(stmt).first()
 
 

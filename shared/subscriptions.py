@@ -8,8 +8,9 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from shared import ledger
 from shared.db import insert_ignore
-from shared.models import Subscription
+from shared.models import Plan, Subscription
 
 ACTIVE = "active"
 PAST_DUE = "past_due"
@@ -115,3 +116,35 @@ def current_subscription(session: Session, account_id: str) -> Subscription | No
     )
     live = [s for s in rows if s.status in LIVE_STATUSES]
     return (live or rows or [None])[0]
+
+
+def grant_period_credits(
+    session: Session,
+    subscription: Subscription,
+    plan: Plan,
+    *,
+    idempotency_key: str,
+    at: datetime,
+    payment_id: int | None = None,
+    source_event_id: int | None = None,
+) -> bool:
+    """Grant a billing period's plan credits once per key. Two events may name the same period
+    (a checkout completion and its first invoice): whichever comes first grants; when the other
+    carries the payment, the existing entry is linked to it so a refund of that payment finds it.
+    Returns True when this call granted."""
+    granted = ledger.grant_credits(
+        session,
+        account_id=subscription.account_id,
+        credits=plan.included_credits,
+        kind=ledger.GRANT_SUBSCRIPTION,
+        description=f"{plan.name} plan credits",
+        idempotency_key=idempotency_key,
+        at=at,
+        payment_id=payment_id,
+        source_event_id=source_event_id,
+    )
+    if not granted and payment_id is not None:
+        entry = ledger.entry_by_key(session, idempotency_key)
+        if entry is not None and entry.payment_id is None:
+            entry.payment_id = payment_id
+    return granted

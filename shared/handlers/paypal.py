@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared import ledger, payments, paypal_orders, subscriptions
+from shared import payments, paypal_orders, subscriptions
 from shared.accounts import ensure_account
 from shared.errors import PermanentError, RetryLater
 from shared.handlers import handles
@@ -157,7 +157,9 @@ def subscription_activated(session: Session, event: WebhookEvent, now: datetime)
     plan = plan or _plan(session, subscription.plan_id)
     if plan is None:
         raise PermanentError(f"PayPal subscription {resource['id']} is on no known plan")
-    _grant_period(session, event, subscription, plan, _initial_key(resource["id"]), now)
+    subscriptions.grant_period_credits(
+        session, subscription, plan, idempotency_key=_initial_key(resource["id"]), at=now, source_event_id=event.id
+    )
 
 
 @handles(PROVIDER, "PAYMENT.SALE.COMPLETED")
@@ -199,7 +201,9 @@ def sale_completed(session: Session, event: WebhookEvent, now: datetime) -> None
     )
     payment.credits_granted = plan.included_credits
     key = _sale_key(subscription, plan, sale, subscription_id, _event_at(event))
-    _grant_period(session, event, subscription, plan, key, now, payment_id=payment.id)
+    subscriptions.grant_period_credits(
+        session, subscription, plan, idempotency_key=key, at=now, payment_id=payment.id, source_event_id=event.id
+    )
 
 
 def _sale_key(subscription: Subscription, plan: Plan, sale: dict, subscription_id: str, event_at: datetime) -> str:
@@ -275,30 +279,3 @@ def _plan(session: Session, plan_id: str | None) -> Plan | None:
 
 def _initial_key(subscription_id: str) -> str:
     return f"paypal:subscription:{subscription_id}:initial"
-
-
-def _grant_period(
-    session: Session,
-    event: WebhookEvent,
-    subscription: Subscription,
-    plan: Plan,
-    key: str,
-    now: datetime,
-    payment_id: int | None = None,
-) -> None:
-    granted = ledger.grant_credits(
-        session,
-        account_id=subscription.account_id,
-        credits=plan.included_credits,
-        kind=ledger.GRANT_SUBSCRIPTION,
-        description=f"{plan.name} plan credits",
-        idempotency_key=key,
-        at=now,
-        payment_id=payment_id,
-        source_event_id=event.id,
-    )
-    if not granted and payment_id is not None:
-        # The activation granted first; link its entry to the payment so a refund finds it.
-        entry = ledger.entry_by_key(session, key)
-        if entry is not None and entry.payment_id is None:
-            entry.payment_id = payment_id

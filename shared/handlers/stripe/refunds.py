@@ -1,0 +1,52 @@
+"""Refunds: take back the credits the refunded share of a payment granted, once."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from shared import ledger, notifications, payments
+from shared.accounts import lock_account
+from shared.errors import RetryLater
+from shared.handlers import handles
+from shared.handlers.stripe.common import PROVIDER, data_object, expandable_id
+from shared.models import WebhookEvent
+
+
+@handles(PROVIDER, "charge.refunded")
+def charge_refunded(session: Session, event: WebhookEvent, now: datetime) -> None:
+    charge = data_object(event)
+    refs = [r for r in (expandable_id(charge.get("payment_intent")), charge.get("id")) if r]
+    found = next(
+        (p for r in refs if (p := payments.find_payment_by_charge_ref(session, PROVIDER, r, lock=False))), None
+    )
+    if found is None:
+        raise RetryLater(f"no payment known yet for charge {charge.get('id')}")
+    event.account_id = found.account_id
+    # Lock order: the account (its balance before and after the reversal), then the payment.
+    account = lock_account(session, found.account_id)
+    payment = payments.find_payment(session, PROVIDER, found.provider_payment_id, lock=True)
+    balance_before = ledger.balance(session, payment.account_id)
+    refunded_before = payment.amount_refunded_cents
+    amount_refunded = charge.get("amount_refunded") or 0
+    key = f"stripe:refund:{charge['id']}:{amount_refunded}"
+    reversed_credits = payments.apply_refund(
+        session,
+        payment,
+        amount_refunded_cents=amount_refunded,
+        idempotency_key=key,
+        at=now,
+        source_event_id=event.id,
+    )
+    invoice = payments.invoice_for_payment(session, payment.id)
+    notifications.refund_notification(
+        session,
+        payment,
+        refunded_before_cents=refunded_before,
+        credits_reversed=reversed_credits,
+        description=f"Invoice {invoice.number}" if invoice and invoice.number else "Your payment",
+    )
+    notifications.low_credits_if_crossed(
+        session, account, before=balance_before, after=balance_before - reversed_credits, cause_key=key
+    )
