@@ -14,6 +14,7 @@ from shared.models import Invoice, Payment
 
 SUCCEEDED = "succeeded"
 FAILED = "failed"
+PENDING = "pending"  # e.g. a PayPal capture under review; a completion or a denial follows
 REFUNDED = "refunded"
 PARTIALLY_REFUNDED = "partially_refunded"
 
@@ -63,11 +64,12 @@ def record_payment(session: Session, record: PaymentRecord, *, at: datetime) -> 
     if not created and payment.provider_charge_ref is None and record.provider_charge_ref:
         payment.provider_charge_ref = record.provider_charge_ref
     succeeded_now = created and record.status == SUCCEEDED
-    if not created and payment.status == FAILED and record.status == SUCCEEDED:
-        # A failure was recorded first (events arrive in any order, or the payment was retried):
-        # the success wins, and only now is there something to invoice.
+    if not created and payment.status in (FAILED, PENDING) and record.status == SUCCEEDED:
+        # A failure or a pending state was recorded first (events arrive in any order, or the
+        # payment was retried): the success wins, and only now is there something to invoice.
         payment.status = SUCCEEDED
         payment.failure_message = None
+        payment.provider_charge_ref = record.provider_charge_ref or payment.provider_charge_ref
         payment.updated_at = at
         succeeded_now = invoice_for_payment(session, payment.id) is None
     if succeeded_now:

@@ -44,7 +44,6 @@ PENDING = "PENDING"
 # Capture statuses that end the payment without money (Orders v2 capture.status).
 FAILED_CAPTURE_STATUSES = ("DECLINED", "DENIED", "FAILED")
 # The payment row's status while PayPal holds a capture as PENDING.
-PAYMENT_PENDING = "pending"
 NOT_CAPTURED = "NOT_CAPTURED"
 
 
@@ -168,13 +167,13 @@ def grant_capture(
         return _grant_completed(session, capture, account_id, package, at, source_event_id)
     if capture.status in FAILED_CAPTURE_STATUSES:
         payment = _record(session, capture, account_id, package, at, status=payments.FAILED)
-        if payment.status == PAYMENT_PENDING:
+        if payment.status == payments.PENDING:
             payment.status = payments.FAILED
             payment.failure_message = _failure_message(capture)
         return GrantOutcome(payment, 0, payment.status)
     if capture.status == PENDING:
         # e.g. an eCheck or a review: kept so nothing captures it again; COMPLETED follows.
-        payment = _record(session, capture, account_id, package, at, status=PAYMENT_PENDING)
+        payment = _record(session, capture, account_id, package, at, status=payments.PENDING)
         return GrantOutcome(payment, 0, payment.status)
     return GrantOutcome(None, 0, "not_captured")
 
@@ -187,15 +186,8 @@ def _grant_completed(
     at: datetime,
     source_event_id: int | None,
 ) -> GrantOutcome:
+    # A denied or pending capture recorded first is overtaken by this completed one (record_payment).
     payment = _record(session, capture, account_id, package, at, status=payments.SUCCEEDED)
-    if payment.status in (payments.FAILED, PAYMENT_PENDING):
-        # A denied or pending capture recorded first; this completed capture of the order wins.
-        payment.status = payments.SUCCEEDED
-        payment.failure_message = None
-        payment.provider_charge_ref = capture.capture_id or payment.provider_charge_ref
-        if payments.invoice_for_payment(session, payment.id) is None:
-            # record_payment invoices only payments created as succeeded.
-            payments._issue_invoice(session, payment, _payment_record(capture, account_id, package, payment.status), at)
     if not _pays_for(capture, package):
         # Money arrived, but not the package's price: keep the payment for ops, grant nothing.
         payment.failure_message = "captured amount does not match the package price; no credits granted"
