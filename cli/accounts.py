@@ -5,10 +5,9 @@ import json
 import click
 
 from cli.context import CliContext, pass_ctx
-from shared import ledger
+from shared.account_summary import account_summary
 from shared.accounts import ensure_account
 from shared.models import Account
-from shared.subscriptions import current_subscription
 
 
 @click.group("accounts")
@@ -26,38 +25,6 @@ def create(ctx: CliContext, account_id: str, email: str, name: str | None) -> No
     with ctx.session_factory.begin() as session:
         ensure_account(session, account_id, email=email, name=name)
     click.echo(f"account {account_id} ready")
-
-
-def account_summary(session, account: Account, ledger_limit: int = 20) -> dict:
-    subscription = current_subscription(session, account.id)
-    return {
-        "id": account.id,
-        "email": account.email,
-        "name": account.name,
-        "stripe_customer_id": account.stripe_customer_id,
-        "balance": ledger.balance(session, account.id),
-        "subscription": None
-        if subscription is None
-        else {
-            "provider": subscription.provider,
-            "id": subscription.provider_subscription_id,
-            "plan": subscription.plan_id,
-            "status": subscription.status,
-            "current_period_start": subscription.current_period_start,
-            "current_period_end": subscription.current_period_end,
-            "cancel_at_period_end": subscription.cancel_at_period_end,
-        },
-        "ledger": [
-            {
-                "at": e.created_at,
-                "amount": e.amount,
-                "kind": e.kind,
-                "description": e.description,
-                "key": e.idempotency_key,
-            }
-            for e in ledger.recent_entries(session, account.id, ledger_limit)
-        ],
-    }
 
 
 @accounts_group.command("show")
@@ -79,7 +46,7 @@ def show(ctx: CliContext, account_id: str, as_json: bool) -> None:
     sub = summary["subscription"]
     if sub:
         click.echo(
-            f"plan      {sub['plan']} ({sub['status']}) via {sub['provider']} {sub['id']}"
+            f"plan      {sub['plan_id']} ({sub['status']}) via {sub['provider']} {sub['id']}"
             f"{', cancels at period end' if sub['cancel_at_period_end'] else ''}"
         )
         if sub["current_period_end"]:

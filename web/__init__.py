@@ -9,6 +9,7 @@ from flask import Flask
 from shared.config import Settings
 from shared.credentials import WebhookSecretCache
 from shared.db import make_engine, make_sessionmaker
+from web.json import IsoJSONProvider
 
 
 class Billhook:
@@ -46,6 +47,7 @@ def create_app(
     if enqueue is None:
         enqueue = _celery_enqueue(settings)
     app = Flask(__name__)
+    app.json = IsoJSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_webhook_bytes
     app.extensions["billhook"] = Billhook(settings, enqueue, enqueue_email)
 

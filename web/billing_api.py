@@ -13,7 +13,8 @@ import uuid
 
 from flask import Blueprint, g, jsonify, request
 
-from shared import catalog, ledger
+from shared import catalog
+from shared.account_summary import account_summary
 from shared.checkout import (
     CheckoutRefused,
     NoCustomer,
@@ -27,7 +28,6 @@ from shared.errors import NotConfigured, ProviderError
 from shared.logs import log_line
 from shared.models import Account
 from shared.paypal_checkout import PayPalCheckout
-from shared.subscriptions import current_subscription
 from web.auth import current_caller, require_account
 from web.context import billhook
 from web.errors import ApiError, json_error
@@ -98,35 +98,15 @@ def _providers(**available) -> list[str]:
 def get_account():
     account_id = current_caller().account_id
     with billhook().session_factory() as session:
-        account = session.get(Account, account_id)
-        subscription = current_subscription(session, account_id)
-        body = {
-            "id": account.id,
-            "email": account.email,
-            "name": account.name,
-            "has_stripe_customer": bool(account.stripe_customer_id),
-            "balance": ledger.balance(session, account_id),
-            "subscription": None
-            if subscription is None
-            else {
-                "provider": subscription.provider,
-                "id": subscription.provider_subscription_id,
-                "plan_id": subscription.plan_id,
-                "status": subscription.status,
-                "current_period_start": _iso(subscription.current_period_start),
-                "current_period_end": _iso(subscription.current_period_end),
-                "cancel_at_period_end": subscription.cancel_at_period_end,
-            },
-            "ledger": [
-                {"at": _iso(e.created_at), "amount": e.amount, "kind": e.kind, "description": e.description}
-                for e in ledger.recent_entries(session, account_id, LEDGER_ENTRIES_SHOWN)
-            ],
-        }
+        summary = account_summary(session, session.get(Account, account_id), ledger_limit=LEDGER_ENTRIES_SHOWN)
+    # The frontend sees whether a Stripe customer exists, not its id, nor the ledger's internal keys.
+    customer_id = summary.pop("stripe_customer_id")
+    body = {
+        **summary,
+        "has_stripe_customer": bool(customer_id),
+        "ledger": [{k: v for k, v in entry.items() if k != "key"} for entry in summary["ledger"]],
+    }
     return jsonify(body)
-
-
-def _iso(value):
-    return value.isoformat() if value is not None else None
 
 
 # -- Stripe -----------------------------------------------------------------------------------

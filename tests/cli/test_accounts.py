@@ -55,7 +55,7 @@ def test_accounts_show_json_has_the_balance_subscription_and_ledger(billhook):
     shown = json.loads(billhook("accounts", "show", "acct_sub", "--json").output)
 
     assert shown["balance"] == 12_000
-    assert shown["subscription"]["plan"] == "growth"
+    assert shown["subscription"]["plan_id"] == "growth"
     assert shown["subscription"]["status"] == "active"
     assert shown["subscription"]["provider"] == "stripe"
     assert [(e["amount"], e["kind"]) for e in shown["ledger"]] == [(12_000, "subscription_grant")]
