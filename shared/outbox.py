@@ -8,6 +8,8 @@ sweep finds any whose enqueue was lost (`due_for_sweep`).
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select, update
@@ -15,7 +17,10 @@ from sqlalchemy.orm import Session
 
 from shared.db import insert_ignore
 from shared.emails import TEMPLATES
+from shared.logs import log_line
 from shared.models import Account, EmailOutbox
+
+log = logging.getLogger("billhook.outbox")
 
 PENDING = "pending"
 SENT = "sent"
@@ -82,6 +87,23 @@ def queue_account_email(
 def queued_ids(session: Session) -> list[int]:
     """Outbox rows queued in this session's transaction: enqueue them only after it commits."""
     return list(session.info.get(_QUEUED, ()))
+
+
+def enqueue_committed(enqueue: Callable[[int], None], outbox_ids: Iterable[int]) -> None:
+    """Hand committed rows to `enqueue` (web's and the worker's after-commit path alike). A failure
+    is logged and stops the rest: the rows are committed, and the outbox sweep publishes them."""
+    for outbox_id in outbox_ids:
+        try:
+            enqueue(outbox_id)
+        except Exception as exc:  # noqa: BLE001 - the broker is down: the sweep has the rows
+            log_line(
+                log,
+                "email enqueue failed; the sweep will retry",
+                level=logging.WARNING,
+                outbox=outbox_id,
+                error=type(exc).__name__,
+            )
+            return
 
 
 def forget_queued(session: Session) -> None:

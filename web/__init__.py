@@ -19,7 +19,7 @@ class Billhook:
         self,
         settings: Settings,
         enqueue: Callable[[int], None],
-        enqueue_email: Callable[[int], None] | None = None,
+        enqueue_email: Callable[[int], None],
     ):
         self.settings = settings
         self.engine = make_engine(settings)
@@ -34,7 +34,7 @@ class Billhook:
         )
         self.webhook_secrets = WebhookSecretCache(self.session_factory, ttl=settings.provider_cache_seconds)
         self.enqueue = enqueue
-        self.enqueue_email = _celery_enqueue_email(settings) if enqueue_email is None else enqueue_email
+        self.enqueue_email = enqueue_email
 
 
 def create_app(
@@ -44,8 +44,10 @@ def create_app(
     enqueue_email: Callable[[int], None] | None = None,
 ) -> Flask:
     settings = settings or Settings.from_env()
-    if enqueue is None:
-        enqueue = _celery_enqueue(settings)
+    if enqueue is None or enqueue_email is None:
+        publisher = _celery_publisher(settings)
+        enqueue = publisher.event if enqueue is None else enqueue
+        enqueue_email = publisher.email if enqueue_email is None else enqueue_email
     app = Flask(__name__)
     app.json = IsoJSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_webhook_bytes
@@ -74,23 +76,9 @@ def create_app(
     return app
 
 
-def _celery_enqueue(settings: Settings) -> Callable[[int], None]:
-    from worker.celery_app import enqueue_event, make_celery
+def _celery_publisher(settings: Settings):
+    """Publishes ids from a thread of its own, so no request waits on the broker (see
+    worker/publisher.py); the Celery app is built there, in the serving process."""
+    from worker.publisher import Publisher, publishing_celery
 
-    celery = make_celery(settings)
-    return lambda event_pk: enqueue_event(celery, event_pk)
-
-
-def _celery_enqueue_email(settings: Settings) -> Callable[[int], None]:
-    """Publishes send_email tasks; the Celery app is made on first use (most requests send none)."""
-    celery = None
-
-    def enqueue(outbox_id: int) -> None:
-        nonlocal celery
-        from worker.celery_app import enqueue_email, make_celery
-
-        if celery is None:
-            celery = make_celery(settings)
-        enqueue_email(celery, outbox_id)
-
-    return enqueue
+    return Publisher(lambda: publishing_celery(settings))

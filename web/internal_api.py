@@ -113,7 +113,7 @@ def queue_email():
             raise ApiError(409, "idempotency_key_reused", "this idempotency key was used for a different email")
         answer = {"id": row.id, "status": row.status, "duplicate": not queued}
         new_ids = outbox.queued_ids(session)
-    _enqueue_emails(new_ids)
+    outbox.enqueue_committed(billhook().enqueue_email, new_ids)  # after the commit
     return jsonify(answer), 200 if answer["duplicate"] else 202
 
 
@@ -182,28 +182,12 @@ def debit_credits():
                 cause_key=f"api:debit:{key}",
             )
         new_ids = outbox.queued_ids(session)
-    _enqueue_emails(new_ids)
+    outbox.enqueue_committed(billhook().enqueue_email, new_ids)  # after the commit
     answer = {"entry_id": debit.entry_id, "amount": amount, "balance": debit.balance_after, "replayed": debit.replayed}
     return jsonify(answer), 200 if debit.replayed else 201
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def _enqueue_emails(outbox_ids: list[int]) -> None:
-    """After the commit: a broker failure leaves the rows for the outbox sweep."""
-    for outbox_id in outbox_ids:
-        try:
-            billhook().enqueue_email(outbox_id)
-        except Exception as exc:
-            log_line(
-                log,
-                "email enqueue failed; the sweep will retry",
-                level=logging.WARNING,
-                outbox=outbox_id,
-                error=type(exc).__name__,
-            )
-            return
 
 
 def _json_body() -> dict:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.config import Settings
 from shared.db import make_engine, make_sessionmaker
+
+if TYPE_CHECKING:
+    from worker.publisher import Publisher
 
 PROCESS_EVENT = "billhook.process_event"
 SWEEP_INBOX = "billhook.sweep_inbox"
@@ -27,6 +31,7 @@ class Runtime:
         self.settings = settings
         self._pid: int | None = None
         self._session_factory: sessionmaker[Session] | None = None
+        self.publisher: Publisher | None = None  # set by make_celery: after-commit publishing in tasks
 
     @property
     def session_factory(self) -> sessionmaker[Session]:
@@ -75,6 +80,9 @@ def make_celery(settings: Settings) -> Celery:
     if settings.retry_backoff_max_seconds >= settings.broker_visibility_timeout_seconds:
         raise ValueError("retry backoff cap must stay below the broker visibility timeout")
     app.billhook = Runtime(settings)
+    from worker.publisher import Publisher  # it imports the task names above
+
+    app.billhook.publisher = Publisher(app)
     return app
 
 

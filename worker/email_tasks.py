@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
 from datetime import timedelta
 
-from celery import Celery, shared_task
+from celery import shared_task
 from celery.utils.time import get_exponential_backoff_interval
 
 from shared import outbox
@@ -17,23 +16,6 @@ from shared.processing import describe
 from worker.celery_app import SEND_EMAIL, SWEEP_OUTBOX, enqueue_email, runtime
 
 log = logging.getLogger("billhook.worker")
-
-
-def enqueue_emails(app: Celery, outbox_ids: Iterable[int]) -> None:
-    """Publish send tasks for rows a committed transaction queued. A broker failure is only
-    logged: the rows are committed, and the outbox sweep publishes them later."""
-    for outbox_id in outbox_ids:
-        try:
-            enqueue_email(app, outbox_id)
-        except Exception as exc:
-            log_line(
-                log,
-                "email enqueue failed; the sweep will retry",
-                level=logging.WARNING,
-                outbox=outbox_id,
-                error=type(exc).__name__,
-            )
-            return
 
 
 @shared_task(bind=True, name=SEND_EMAIL, acks_late=True, max_retries=None)

@@ -12,12 +12,11 @@ from celery.signals import task_postrun
 from celery.utils.time import get_exponential_backoff_interval
 from sqlalchemy import select
 
-from shared import metrics, processing, reconcile
+from shared import metrics, outbox, processing, reconcile
 from shared.errors import NotConfigured, ProviderError
 from shared.logs import log_line
 from shared.models import WebhookEvent
 from worker.celery_app import PROCESS_EVENT, RECONCILE_STRIPE, SWEEP_INBOX, enqueue_event, runtime
-from worker.email_tasks import enqueue_emails
 
 log = logging.getLogger("billhook.worker")
 
@@ -30,7 +29,7 @@ def process_event(self, event_pk: int) -> str:
         result = processing.process_event(rt.session_factory, event_pk, clock=rt.clock)
     except Exception as exc:
         return _handle_failure(self, rt, event_pk, exc, started)
-    enqueue_emails(self.app, result.emails)  # the event's transaction has committed
+    outbox.enqueue_committed(rt.publisher.email, result.emails)  # the event's transaction has committed
     metrics.record_event_run(result.event_type, result.outcome, time.perf_counter() - started)
     log_line(
         log,

@@ -1,0 +1,106 @@
+"""worker/publisher.py: ids are published off the request path, to a real Redis; a dead or hung
+broker costs a request nothing, and what could not be published is left to the sweeper."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis
+
+from shared import processing
+from tests.conftest import TEST_WEBHOOK_SECRET
+from tests.factories import stripe_events as se
+from worker.celery_app import PROCESS_EVENT, SEND_EMAIL
+from worker.publisher import Publisher, publishing_celery
+
+# Before the publisher, one webhook waited ~2 s on a dead broker; this bound is far above what a
+# request costs without waiting (milliseconds) and far below that wait times the requests sent.
+REQUESTS = 10
+BOUND_SECONDS = 1.0
+
+
+@pytest.fixture
+def hung_broker():
+    """A port that accepts connections (the kernel's backlog) and never answers a command."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+    listener.close()
+
+
+def _queued(client: redis.Redis, queue: str) -> list[tuple[str, int]]:
+    """(task name, id) of each message waiting in a Celery queue on Redis."""
+    out = []
+    for raw in client.lrange(queue, 0, -1):
+        message = json.loads(raw)
+        args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+        out.append((message["headers"]["task"], args[0]))
+    return out
+
+
+def test_published_ids_arrive_in_the_real_redis_queue_in_batches(settings, redis_url):
+    queue = f"test_publisher_{uuid.uuid4().hex[:8]}"
+    publisher = Publisher(lambda: publishing_celery(settings.with_overrides(redis_url=redis_url, queue_name=queue)))
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for pk in range(1, 301):
+            publisher.event(pk)
+        publisher.email(7)
+
+        assert publisher.flush(20)
+        queued = _queued(client, queue)
+        assert sorted(pk for task, pk in queued if task == PROCESS_EVENT) == list(range(1, 301))
+        assert [pk for task, pk in queued if task == SEND_EMAIL] == [7]
+        assert (publisher.published, publisher.dropped) == (301, 0)
+    finally:
+        client.delete(queue)
+        client.close()
+
+
+def test_a_hung_broker_never_holds_a_caller_and_the_failure_drops_ids_for_a_while(settings, hung_broker):
+    publisher = Publisher(lambda: publishing_celery(settings.with_overrides(redis_url=hung_broker)), pause_seconds=60)
+
+    started = time.monotonic()
+    for pk in range(1, 1001):
+        publisher.event(pk)
+    assert time.monotonic() - started < BOUND_SECONDS
+
+    # The thread gives up on the broker (socket timeout), drops what was pending and pauses.
+    assert publisher.flush(30)
+    assert publisher.paused
+    assert (publisher.published, publisher.dropped) == (0, 1000)
+    publisher.event(1001)  # while paused: dropped at once, no broker round trip tried
+    assert publisher.dropped == 1001
+
+
+def test_with_the_broker_hung_webhooks_are_answered_at_once_and_the_sweeper_queues_them(settings, seeded, hung_broker):
+    from web import create_app
+
+    client = create_app(settings.with_overrides(redis_url=hung_broker)).test_client()
+    timings = []
+    for _ in range(REQUESTS):
+        body, headers = se.signed(
+            se.event(
+                "checkout.session.completed",
+                se.checkout_session(account_id="acct_web", mode="subscription", plan_id="growth"),
+            ),
+            TEST_WEBHOOK_SECRET,
+        )
+        started = time.monotonic()
+        assert client.post("/webhooks/stripe", data=body, headers=headers).status_code == 200
+        timings.append(time.monotonic() - started)
+
+    assert max(timings) < BOUND_SECONDS, timings
+    # Nothing reached the broker, and nothing is lost: the rows are committed `received`, and the
+    # sweeper queues every one of them once the grace has passed.
+    after_grace = datetime.now(UTC) + timedelta(seconds=61)
+    swept: list[int] = []
+    assert len(processing.sweep(seeded, swept.append, now=after_grace, grace_seconds=60, lease_seconds=300)) == REQUESTS
+    assert len(set(swept)) == REQUESTS
