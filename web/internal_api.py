@@ -13,19 +13,18 @@ import hmac
 import json
 import logging
 import re
-import time
 from datetime import UTC, datetime
 
-from flask import Blueprint, g, jsonify, request
+from flask import Blueprint, jsonify, request
 from jinja2 import TemplateError
 from sqlalchemy import select
 
 from shared import emails, ledger, notifications, outbox
 from shared.accounts import ensure_account
-from shared.logs import log_line
 from shared.models import Account, EmailOutbox
 from web.context import billhook
 from web.errors import ApiError
+from web.metrics import note_request
 
 log = logging.getLogger("billhook.web")
 
@@ -40,7 +39,6 @@ MAX_DEBIT = 1_000_000_000
 
 @bp.before_request
 def _authenticate():
-    g.internal_started = time.perf_counter()
     token = billhook().settings.service_token
     if not token:
         raise ApiError(503, "not_configured", "no service token is configured (BILLHOOK_SERVICE_TOKEN)")
@@ -53,19 +51,9 @@ def _authenticate():
 
 
 @bp.after_request
-def _log_request(response):
+def _challenge(response):
     if response.status_code == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="billhook-internal"'
-    started = g.get("internal_started")
-    log_line(
-        log,
-        "internal_api",
-        method=request.method,
-        endpoint=request.endpoint,
-        account=g.get("internal_account"),
-        status=response.status_code,
-        duration_ms=round((time.perf_counter() - started) * 1000, 2) if started else None,
-    )
     return response
 
 
@@ -90,7 +78,7 @@ def queue_email():
         raise ApiError(400, "invalid_field", "to must be an email address")
     if recipient is None and account_id is None:
         raise ApiError(400, "invalid_field", "give `to` (an email address) or `account_id` (an account with one)")
-    g.internal_account = account_id
+    note_request(account=account_id)  # on the request's one log line
     ext = billhook()
     full_key = f"api:{key}"
     with ext.session_factory.begin() as session:
@@ -151,7 +139,7 @@ def debit_credits():
     if not isinstance(description, str) or len(description) > 300:
         raise ApiError(400, "invalid_field", "description must be a string of at most 300 chars")
     key = _idempotency_key(body)
-    g.internal_account = account_id
+    note_request(account=account_id)  # on the request's one log line
     ext = billhook()
     with ext.session_factory.begin() as session:
         try:

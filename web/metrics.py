@@ -1,7 +1,8 @@
 """`GET /metrics` (Prometheus text format) and the one structured log line per request.
 
 The request line carries method, path, status and duration: the path without its query string
-(a token can travel there) and never a header or a body.
+(a token can travel there) and never a header or a body; views add ids and outcomes to it with
+`note_request` (a webhook's event id, type and outcome; an internal call's account).
 """
 
 from __future__ import annotations
@@ -54,9 +55,15 @@ def _start_clock() -> None:
     g.request_started = time.perf_counter()
 
 
-def note_webhook(provider: str, event_type: str, outcome: str) -> None:
-    """Intake says what became of a verified delivery; it is counted when the answer is sent."""
+def note_request(**fields) -> None:
+    """Fields for this request's one log line (ids, types, outcomes: never a payload or a secret)."""
+    g.setdefault("log_fields", {}).update(fields)
+
+
+def note_webhook(provider: str, event_type: str, outcome: str, event_id: str | None = None) -> None:
+    """Intake says what became of a verified delivery; it is counted and logged when the answer is sent."""
     g.webhook = (provider, event_type, outcome)
+    note_request(provider=provider, event=event_id, type=event_type, outcome=outcome)
 
 
 def _log_request(response):
@@ -70,6 +77,7 @@ def _log_request(response):
         endpoint=request.endpoint,
         status=response.status_code,
         duration_ms=round((time.perf_counter() - started) * 1000, 2) if started else None,
+        **g.get("log_fields", {}),
     )
     return response
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from datetime import UTC, datetime
 
 from flask import Blueprint, Flask, current_app, jsonify, request
@@ -33,7 +32,6 @@ def certificate_cache(app: Flask) -> verify.CertificateCache:
 
 @bp.post("/webhooks/paypal")
 def paypal_webhook():
-    started = time.perf_counter()
     raw = request.get_data(cache=False)
     _verify(raw)
     event = _parse_event(raw)
@@ -43,15 +41,6 @@ def paypal_webhook():
         event_type=event["event_type"],
         payload=event,
         event_created_at=_created_at(event.get("create_time")),
-    )
-    log_line(
-        log,
-        "webhook",
-        provider="paypal",
-        event=event["id"],
-        type=event["event_type"],
-        outcome="duplicate" if response["duplicate"] else "accepted",
-        duration_ms=round((time.perf_counter() - started) * 1000, 2),
     )
     return jsonify(response), 200
 

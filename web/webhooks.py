@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from datetime import UTC, datetime
 
 import stripe
@@ -25,7 +24,6 @@ bp = Blueprint("webhooks", __name__)
 
 @bp.post("/webhooks/stripe")
 def stripe_webhook():
-    started = time.perf_counter()
     raw = request.get_data(cache=False)
     event = _verified_stripe_event(raw, request.headers.get("Stripe-Signature"))
     response = accept_event(
@@ -34,15 +32,6 @@ def stripe_webhook():
         event_type=event["type"],
         payload=event,
         event_created_at=_created_at(event),
-    )
-    log_line(
-        log,
-        "webhook",
-        provider="stripe",
-        event=event["id"],
-        type=event["type"],
-        outcome="duplicate" if response["duplicate"] else "accepted",
-        duration_ms=round((time.perf_counter() - started) * 1000, 2),
     )
     return jsonify(response), 200
 
@@ -135,5 +124,6 @@ def accept_event(
                 event=event_id,
                 error=type(exc).__name__,
             )
-    note_webhook(provider, event_type, "accepted" if stored.new else "duplicate")
+    # Counted, and logged on the request's one line (web/metrics.py), when the answer is sent.
+    note_webhook(provider, event_type, "accepted" if stored.new else "duplicate", event_id)
     return {"received": True, "duplicate": not stored.new, "status": stored.status}

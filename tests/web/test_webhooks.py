@@ -103,13 +103,18 @@ def test_either_of_two_rotated_secrets_verifies(client, seeded, enqueued):
     assert len(enqueued) == 2
 
 
-def test_intake_log_line_names_the_event_but_not_the_payload(client, seeded, caplog):
+def test_intake_logs_one_line_naming_the_event_but_not_the_payload(client, seeded, caplog):
     evt = checkout_event()
     with caplog.at_level(logging.INFO, logger="billhook.web"):
         post_signed(client, evt)
+        post_signed(client, evt)
 
     logged = "\n".join(r.getMessage() for r in caplog.records)
-    assert evt["id"] in logged
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name.startswith("billhook.web")]
+    assert [(line["msg"], line["event"], line["type"], line["outcome"], line["status"]) for line in lines] == [
+        ("request", evt["id"], "checkout.session.completed", "accepted", 200),
+        ("request", evt["id"], "checkout.session.completed", "duplicate", 200),
+    ]
     assert "web@example.com" not in logged
     assert TEST_WEBHOOK_SECRET not in logged
 
