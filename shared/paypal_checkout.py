@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import ledger, paypal_orders
+from shared import ledger, outbox, paypal_orders
 from shared.checkout import (
     NotFound,
     NotPurchasable,
@@ -39,11 +39,18 @@ def _utcnow() -> datetime:
 
 class PayPalCheckout:
     def __init__(
-        self, session_factory: sessionmaker[Session], settings: Settings, *, clock: Callable[[], datetime] = _utcnow
+        self,
+        session_factory: sessionmaker[Session],
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+        enqueue_email: Callable[[int], None] | None = None,
     ):
         self._session_factory = session_factory
         self._settings = settings
         self._clock = clock
+        # Publishes the emails a capture queued, after its commit (None: the outbox sweep does).
+        self._enqueue_email = enqueue_email
         self.urls = ReturnUrls.for_frontend(settings.frontend_url)
 
     # -- credit packages: order, then capture ---------------------------------------------------
@@ -77,6 +84,9 @@ class PayPalCheckout:
         with self._session_factory.begin() as session:
             outcome = paypal_orders.grant_capture(session, capture, at=self._clock())
             balance = ledger.balance(session, account_id)
+            emails = outbox.queued_ids(session)
+        if self._enqueue_email is not None:
+            outbox.enqueue_committed(self._enqueue_email, emails)  # the receipt (or failure) has committed
         if capture.status in paypal_orders.FAILED_CAPTURE_STATUSES:
             reason = f" ({capture.failure_reason})" if capture.failure_reason else ""
             raise ProviderError(PROVIDER, f"PayPal {capture.status.lower()} the capture{reason}", status=422)

@@ -15,6 +15,11 @@ and one invoice per order too.
 
 **one capture per order** — every capture call for an order carries the same PayPal-Request-Id,
 `capture_request_id(order_id)`: PayPal answers a repeat with the first capture's result.
+
+**emails** — `grant_capture` queues the order's payment_confirmation (or payment_failed) in the
+caller's transaction, keyed by the order (shared.notifications), so whichever caller grants, the
+buyer gets one. Callers outside a webhook handler publish the queued ids after their commit
+(`outbox.queued_ids`, `outbox.enqueue_committed`); the worker does it for handlers.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import ledger, payments
+from shared import ledger, notifications, outbox, payments
 from shared.accounts import ensure_account
 from shared.config import Settings
 from shared.errors import PermanentError
@@ -170,6 +175,17 @@ def grant_capture(
         if payment.status == payments.PENDING:
             payment.status = payments.FAILED
             payment.failure_message = _failure_message(capture)
+        if payment.status == payments.FAILED:  # not when its completion was seen first
+            notifications.payment_failed(
+                session,
+                account_id=account_id,
+                provider=PROVIDER,
+                reference=capture.order_id,
+                amount_cents=payment.amount_cents,
+                currency=payment.currency,
+                description=f"{package.name} credit package",
+                reason="PayPal did not complete the payment.",
+            )
         return GrantOutcome(payment, 0, payment.status)
     if capture.status == PENDING:
         # e.g. an eCheck or a review: kept so nothing captures it again; COMPLETED follows.
@@ -204,6 +220,9 @@ def _grant_completed(
         at=at,
         payment_id=payment.id,
         source_event_id=source_event_id,
+    )
+    notifications.payment_confirmation(
+        session, payment, description=f"{package.name} credit package", credits=package.credits
     )
     return GrantOutcome(payment, package.credits if granted else 0, payment.status)
 
@@ -317,7 +336,12 @@ def orders_awaiting_capture(
 
 
 def capture_approved_order(
-    session_factory: sessionmaker[Session], settings: Settings, event_pk: int, *, clock: Callable[[], datetime]
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    event_pk: int,
+    *,
+    clock: Callable[[], datetime],
+    enqueue_email: Callable[[int], None] | None = None,
 ) -> str:
     """Capture the order of an APPROVED event and grant it, unless its payment is recorded already.
 
@@ -326,6 +350,8 @@ def capture_approved_order(
     `grant_capture` grants once whichever records first. Raises PayPalError when retrying may
     help (the caller tries again later); a refusal that retrying cannot change is recorded as a
     failed payment, which ends the attempts. Returns the payment's status, or why nothing was done.
+    `enqueue_email` publishes the emails the grant queued once it has committed (without it the
+    outbox sweep finds them).
     """
     with session_factory() as session:
         event = session.get(WebhookEvent, event_pk)
@@ -358,6 +384,9 @@ def capture_approved_order(
     with session_factory.begin() as session:
         outcome = grant_capture(session, captured, at=clock(), source_event_id=event_pk)
         status = outcome.status
+        emails = outbox.queued_ids(session)
+    if enqueue_email is not None:
+        outbox.enqueue_committed(enqueue_email, emails)  # the grant and its email have committed
     log_line(log, "paypal capture", order=order_id, outcome=status)
     return status
 

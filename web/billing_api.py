@@ -164,7 +164,7 @@ def paypal_create_subscription():
 
 def _paypal() -> PayPalCheckout:
     ext = billhook()
-    return PayPalCheckout(ext.session_factory, ext.settings)
+    return PayPalCheckout(ext.session_factory, ext.settings, enqueue_email=ext.enqueue_email)
 
 
 # -- input ------------------------------------------------------------------------------------

@@ -34,7 +34,9 @@ def paypal_capture_order(self, event_pk: int) -> str:
     rt = runtime(self.app)
     started = time.perf_counter()
     try:
-        outcome = paypal_orders.capture_approved_order(rt.session_factory, rt.settings, event_pk, clock=rt.clock)
+        outcome = paypal_orders.capture_approved_order(
+            rt.session_factory, rt.settings, event_pk, clock=rt.clock, enqueue_email=rt.publisher.email
+        )
     except (ProviderError, NotConfigured) as exc:
         outcome = "retry_later"
         log_line(

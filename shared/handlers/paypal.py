@@ -5,6 +5,11 @@ Accounts and items come from billhook's custom_id (shared.paypal_orders). Event 
 event's `create_time` (the inbox's `event_created_at`): the subscription high-water mark.
 Handlers never call PayPal: capturing an approved order is the `billhook.paypal_capture_order`
 task's job (shared.paypal_orders.capture_approved_order).
+
+Emails go through shared.notifications, as for Stripe: queued in the handler's transaction under
+provider-neutral keys (one receipt per order or sale, one activation per subscription, one refund
+email per refunded level), published by the worker after the commit. Lock order, as everywhere:
+account, then subscription, then payment (shared.accounts.ensure_account).
 """
 
 from __future__ import annotations
@@ -15,11 +20,11 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared import payments, paypal_orders, subscriptions
-from shared.accounts import ensure_account
+from shared import ledger, notifications, payments, paypal_orders, subscriptions
+from shared.accounts import ensure_account, lock_account
 from shared.errors import PermanentError, RetryLater
 from shared.handlers import handles
-from shared.models import Plan, Subscription, WebhookEvent
+from shared.models import Account, Payment, Plan, Subscription, WebhookEvent
 from shared.providers.paypal import PROVIDER, parse_amount
 from shared.subscriptions import SubscriptionChange
 
@@ -68,7 +73,7 @@ def order_approved(session: Session, event: WebhookEvent, now: datetime) -> None
         raise PermanentError("approved order has no id")
     unit = (order.get("purchase_units") or [{}])[0] or {}
     account_id, _ = paypal_orders.parse_custom_id(unit.get("custom_id"))
-    ensure_account(session, account_id)
+    _remember_email(ensure_account(session, account_id), (order.get("payer") or {}).get("email_address"))
     event.account_id = account_id
 
 
@@ -98,25 +103,105 @@ def capture_refunded(session: Session, event: WebhookEvent, now: datetime) -> No
     capture_id = _refunded_capture_id(refund)
     if not capture_id:
         raise PermanentError(f"refund {refund.get('id')} names no capture")
-    payment = payments.find_payment_by_charge_ref(session, PROVIDER, capture_id)
-    if payment is None:
+    found = payments.find_payment_by_charge_ref(session, PROVIDER, capture_id, lock=False)
+    if found is None:
         raise RetryLater(f"no payment known yet for capture {capture_id}")
-    event.account_id = payment.account_id
-    total = ((refund.get("seller_payable_breakdown") or {}).get("total_refunded_amount")) or {}
-    if total.get("value") is not None:
-        refunded = parse_amount(total["value"], total.get("currency_code") or payment.currency)
-    else:
-        amount = refund.get("amount") or {}
-        this = parse_amount(amount.get("value", "0"), amount.get("currency_code") or payment.currency)
-        refunded = payment.amount_refunded_cents + this
-    payments.apply_refund(
+    account, payment = _lock_for_refund(session, event, found)
+    _refund(
+        session, event, account, payment, refund, key=f"paypal:refund:{refund.get('id') or event.event_id}", now=now
+    )
+
+
+@handles(PROVIDER, "PAYMENT.SALE.REFUNDED")
+def sale_refunded(session: Session, event: WebhookEvent, now: datetime) -> None:
+    """Take back the refunded share of the credits a subscription sale's period granted. The
+    resource is a Payments v1 refund naming its sale (`sale_id`, or the `sale` link)."""
+    refund = _resource(event)
+    sale_id = _refunded_sale_id(refund)
+    if not sale_id:
+        raise PermanentError(f"refund {refund.get('id')} names no sale")
+    found = payments.find_payment(session, PROVIDER, sale_id)
+    if found is None:
+        raise RetryLater(f"no payment known yet for sale {sale_id}")
+    account, payment = _lock_for_refund(session, event, found)
+    _refund(
+        session,
+        event,
+        account,
+        payment,
+        refund,
+        key=f"paypal:sale_refund:{refund.get('id') or event.event_id}",
+        now=now,
+    )
+
+
+def _lock_for_refund(session: Session, event: WebhookEvent, found: Payment) -> tuple[Account, Payment]:
+    """Account, then the payment's subscription (a sale's), then the payment itself."""
+    event.account_id = found.account_id
+    account = lock_account(session, found.account_id)
+    subscription = session.get(Subscription, found.subscription_id) if found.subscription_id else None
+    if subscription is not None:
+        subscriptions.lock_subscription(
+            session,
+            provider=subscription.provider,
+            provider_subscription_id=subscription.provider_subscription_id,
+            account_id=subscription.account_id,
+        )
+    return account, payments.find_payment(session, PROVIDER, found.provider_payment_id, lock=True)
+
+
+def _refund(
+    session: Session, event: WebhookEvent, account: Account, payment: Payment, refund: dict, *, key: str, now: datetime
+) -> None:
+    """Reverse the credits of the cumulative refunded amount once, and tell the customer: one
+    email per refunded level, and low_credits if the reversal crossed the threshold."""
+    balance_before = ledger.balance(session, payment.account_id)
+    refunded_before = payment.amount_refunded_cents
+    reversed_credits = payments.apply_refund(
         session,
         payment,
-        amount_refunded_cents=refunded,
-        idempotency_key=f"paypal:refund:{refund.get('id') or event.event_id}",
+        amount_refunded_cents=_refunded_total(refund, payment),
+        idempotency_key=key,
         at=now,
         source_event_id=event.id,
     )
+    invoice = payments.invoice_for_payment(session, payment.id)
+    notifications.refund_notification(
+        session,
+        payment,
+        refunded_before_cents=refunded_before,
+        credits_reversed=reversed_credits,
+        description=f"Invoice {invoice.number}" if invoice and invoice.number else "Your payment",
+    )
+    notifications.low_credits_if_crossed(
+        session, account, before=balance_before, after=balance_before - reversed_credits, cause_key=key
+    )
+
+
+def _refunded_total(refund: dict, payment: Payment) -> int:
+    """The cumulative refunded amount: PayPal's total when the refund carries it (Orders v2
+    `seller_payable_breakdown.total_refunded_amount`, Payments v1 `total_refunded_amount`), else
+    what was refunded before plus this refund."""
+    breakdown = refund.get("seller_payable_breakdown") or {}
+    total = breakdown.get("total_refunded_amount") or refund.get("total_refunded_amount") or {}
+    if total.get("value") is not None:
+        return parse_amount(total["value"], total.get("currency_code") or total.get("currency") or payment.currency)
+    amount = refund.get("amount") or {}
+    value = amount.get("value", amount.get("total", "0"))
+    this = parse_amount(
+        str(value).lstrip("-"), amount.get("currency_code") or amount.get("currency") or payment.currency
+    )
+    return payment.amount_refunded_cents + this
+
+
+def _refunded_sale_id(refund: dict) -> str | None:
+    if refund.get("sale_id"):
+        return refund["sale_id"]
+    for link in refund.get("links") or []:
+        href = link.get("href") or ""
+        if link.get("rel") == "sale" and "/sale/" in href:
+            return href.rstrip("/").rsplit("/", 1)[-1]
+    return None
 
 
 def _refunded_capture_id(refund: dict) -> str | None:
@@ -160,6 +245,8 @@ def subscription_activated(session: Session, event: WebhookEvent, now: datetime)
     subscriptions.grant_period_credits(
         session, subscription, plan, idempotency_key=_initial_key(resource["id"]), at=now, source_event_id=event.id
     )
+    if subscription.status == subscriptions.ACTIVE:  # not when a newer cancellation was applied first
+        notifications.subscription_activated(session, subscription, plan)
 
 
 @handles(PROVIDER, "PAYMENT.SALE.COMPLETED")
@@ -173,6 +260,7 @@ def sale_completed(session: Session, event: WebhookEvent, now: datetime) -> None
     existing = subscriptions.find_subscription(session, PROVIDER, subscription_id)
     if existing is None or existing.current_period_start is None:
         raise RetryLater(f"PayPal subscription {subscription_id} not activated yet")
+    lock_account(session, existing.account_id)
     subscription = subscriptions.lock_subscription(
         session, provider=PROVIDER, provider_subscription_id=subscription_id, account_id=existing.account_id
     )
@@ -204,6 +292,14 @@ def sale_completed(session: Session, event: WebhookEvent, now: datetime) -> None
     subscriptions.grant_period_credits(
         session, subscription, plan, idempotency_key=key, at=now, payment_id=payment.id, source_event_id=event.id
     )
+    if key == _initial_key(subscription_id):
+        # The first period's receipt (its activation email came with BILLING.SUBSCRIPTION.ACTIVATED).
+        notifications.payment_confirmation(
+            session, payment, description=f"{plan.name} plan", credits=plan.included_credits
+        )
+    else:
+        # A sale names no period end; the email leaves the next renewal date out.
+        notifications.subscription_renewal(session, subscription, plan, payment, period_end=None)
 
 
 def _sale_key(subscription: Subscription, plan: Plan, sale: dict, subscription_id: str, event_at: datetime) -> str:
@@ -253,7 +349,8 @@ def _lock_from_resource(session: Session, event: WebhookEvent, resource: dict) -
         account_id = existing.account_id
     else:
         account_id, _ = paypal_orders.parse_custom_id(resource.get("custom_id"))
-        ensure_account(session, account_id)
+    account = ensure_account(session, account_id)  # the account first: see ensure_account
+    _remember_email(account, (resource.get("subscriber") or {}).get("email_address"))
     event.account_id = account_id
     subscription = subscriptions.lock_subscription(
         session, provider=PROVIDER, provider_subscription_id=subscription_id, account_id=account_id
@@ -279,3 +376,10 @@ def _plan(session: Session, plan_id: str | None) -> Plan | None:
 
 def _initial_key(subscription_id: str) -> str:
     return f"paypal:subscription:{subscription_id}:initial"
+
+
+def _remember_email(account: Account, email: str | None) -> None:
+    """The PayPal buyer's address, for the emails, only when billhook knows none: the main app's
+    address for the account wins over the PayPal login's."""
+    if isinstance(email, str) and email and not account.email:
+        account.email = email
