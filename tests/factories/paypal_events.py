@@ -53,7 +53,7 @@ def event(event_type: str, resource: dict, *, created: datetime | None = None, e
         "BILLING.SUBSCRIPTION": "subscription",
     }
     rtype = next((v for k, v in resource_type.items() if event_type.startswith(k)), "unknown")
-    if event_type == "PAYMENT.CAPTURE.REFUNDED":
+    if event_type in ("PAYMENT.CAPTURE.REFUNDED", "PAYMENT.SALE.REFUNDED"):
         rtype = "refund"
     evt_id = event_id or f"WH-{unique()}-{unique()}"
     return {
@@ -271,6 +271,36 @@ def sale(*, subscription_id: str, amount_cents: int, created: datetime, sale_id:
         "links": [
             {"href": f"{API}/v1/payments/sale/{sale_id}", "rel": "self", "method": "GET"},
             {"href": f"{API}/v1/payments/sale/{sale_id}/refund", "rel": "refund", "method": "POST"},
+        ],
+    }
+
+
+def sale_refund(
+    *,
+    sale_id: str,
+    amount_cents: int,
+    total_refunded_cents: int | None = None,
+    created: datetime,
+    refund_id: str | None = None,
+) -> dict:
+    """A refund of a subscription sale as PAYMENT.SALE.REFUNDED carries it (Payments v1 refund):
+    the sale is `sale_id` and the `sale` link; `total_refunded_amount` is cumulative."""
+    refund_id = refund_id or unique()
+    total = amount_cents if total_refunded_cents is None else total_refunded_cents
+    return {
+        "id": refund_id,
+        "amount": {"total": f"{amount_cents / 100:.2f}", "currency": "USD"},
+        "state": "completed",
+        "sale_id": sale_id,
+        "parent_payment": f"PAYID-{unique()}",
+        "refund_from_received_amount": {"value": f"{amount_cents / 100:.2f}", "currency": "USD"},
+        "refund_from_transaction_fee": {"value": "0.00", "currency": "USD"},
+        "total_refunded_amount": {"value": f"{total / 100:.2f}", "currency": "USD"},
+        "create_time": iso(created),
+        "update_time": iso(created),
+        "links": [
+            {"href": f"{API}/v1/payments/refund/{refund_id}", "rel": "self", "method": "GET"},
+            {"href": f"{API}/v1/payments/sale/{sale_id}", "rel": "sale", "method": "GET"},
         ],
     }
 

@@ -4,14 +4,16 @@ event again, or another source of the same effect) and reordered deliveries."""
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
 
-from shared import inbox, ledger, paypal_orders, processing
+from shared import inbox, ledger, outbox, paypal_orders, processing
+from shared.accounts import ensure_account
 from shared.errors import PermanentError, RetryLater
-from shared.models import Account, CreditLedgerEntry, Invoice, Payment, Subscription, WebhookEvent
+from shared.models import Account, CreditLedgerEntry, EmailOutbox, Invoice, Payment, Subscription, WebhookEvent
 from tests.factories import paypal_events as pe
 
 ACCOUNT = "acct_pp"
@@ -348,3 +350,206 @@ def test_sale_that_is_not_a_subscription_payment_is_left_alone(seeded, now):
     del evt["resource"]["billing_agreement_id"]
     assert run(seeded, evt, now).outcome == processing.DONE
     assert count(seeded, Payment) == 0
+
+
+# -- emails -----------------------------------------------------------------------------------
+
+
+def emails(session_factory) -> Counter:
+    with session_factory() as session:
+        return Counter(row.template for row in session.scalars(select(EmailOutbox)))
+
+
+def email(session_factory, template: str) -> EmailOutbox:
+    with session_factory() as session:
+        return session.scalars(select(EmailOutbox).filter_by(template=template)).one()
+
+
+def sale_refund_event(sale: dict, at: datetime, *, amount: int = 19900, total: int | None = None) -> dict:
+    refund = pe.sale_refund(sale_id=sale["resource"]["id"], amount_cents=amount, total_refunded_cents=total, created=at)
+    return pe.event("PAYMENT.SALE.REFUNDED", refund, created=at)
+
+
+def test_a_completed_capture_queues_one_receipt_whichever_path_grants(seeded, now):
+    order = pe.order(account_id=ACCOUNT, package_id="starter", amount_cents=STARTER_PRICE, order_id="ORDER20")
+    capture = pe.capture(order_id="ORDER20", account_id=ACCOUNT, package_id="starter", amount_cents=STARTER_PRICE)
+    with seeded.begin() as session:  # the capture endpoint: it publishes these ids after its commit
+        paypal_orders.grant_capture(
+            session, paypal_orders.CaptureResult.from_order(pe.captured_order(order, capture)), at=now
+        )
+        assert len(outbox.queued_ids(session)) == 1
+    completed = pe.event("PAYMENT.CAPTURE.COMPLETED", capture)
+
+    assert run(seeded, completed, now).emails == ()  # the webhook after it queues nothing more
+    assert run(seeded, {**completed, "id": "WH-AGAIN"}, now).emails == ()
+
+    assert emails(seeded) == Counter({"payment_confirmation": 1})
+    receipt = email(seeded, "payment_confirmation")
+    assert (receipt.account_id, receipt.idempotency_key) == (ACCOUNT, "email:payment_confirmation:paypal:ORDER20")
+    assert receipt.context["amount_cents"] == STARTER_PRICE and receipt.context["credits"] == STARTER_CREDITS
+    assert receipt.context["invoice_number"] == only(seeded, Invoice).number
+
+
+def test_the_capture_webhook_that_grants_first_hands_its_receipt_to_the_worker(seeded, now):
+    result = run(seeded, capture_event("ORDER21"), now)
+
+    assert len(result.emails) == 1  # processing.Result.emails: published by the worker after the commit
+    assert emails(seeded) == Counter({"payment_confirmation": 1})
+
+
+def test_a_denied_capture_queues_one_payment_failed_per_order(seeded, now):
+    run(seeded, capture_event("ORDER22", status="DECLINED"), now)
+    run(seeded, capture_event("ORDER22", status="DECLINED"), now)  # another delivery, another event id
+
+    assert emails(seeded) == Counter({"payment_failed": 1})
+    failed = email(seeded, "payment_failed")
+    assert failed.idempotency_key == "email:payment_failed:paypal:ORDER22"
+    assert failed.context["amount_cents"] == STARTER_PRICE
+
+
+def test_a_denial_arriving_after_the_completion_sends_no_failure_email(seeded, now):
+    run(seeded, capture_event("ORDER23"), now)
+    run(seeded, capture_event("ORDER23", status="DECLINED"), now)
+
+    assert emails(seeded) == Counter({"payment_confirmation": 1})
+
+
+def test_a_pending_capture_emails_nothing_until_it_completes(seeded, now):
+    pending = pe.capture(
+        order_id="ORDER24", account_id=ACCOUNT, package_id="starter", amount_cents=STARTER_PRICE, status="PENDING"
+    )
+    run(seeded, pe.event("PAYMENT.CAPTURE.PENDING", pending), now)
+    assert emails(seeded) == Counter()
+
+    run(seeded, capture_event("ORDER24", capture_id=pending["id"]), now)
+    assert emails(seeded) == Counter({"payment_confirmation": 1})
+
+
+def test_capture_refunds_email_once_per_refunded_level_and_low_credits_once(seeded, now):
+    completed = capture_event("ORDER25")
+    run(seeded, completed, now)
+    capture_id = completed["resource"]["id"]
+    half = pe.event("PAYMENT.CAPTURE.REFUNDED", pe.refund(capture_id=capture_id, amount_cents=500))
+    rest = pe.event(
+        "PAYMENT.CAPTURE.REFUNDED", pe.refund(capture_id=capture_id, amount_cents=499, total_refunded_cents=999)
+    )
+
+    run(seeded, half, now)  # 250 credits back: 250 left, above the threshold of 100
+    run(seeded, half, now)
+    run(seeded, rest, now)  # the rest: 0 left, below it
+    run(seeded, {**rest, "id": "WH-REST-AGAIN"}, now)
+
+    assert balance(seeded) == 0
+    assert emails(seeded) == Counter({"payment_confirmation": 1, "refund_notification": 2, "low_credits": 1})
+    with seeded() as session:
+        refunds = session.scalars(
+            select(EmailOutbox).filter_by(template="refund_notification").order_by(EmailOutbox.id)
+        )
+        assert [(r.context["amount_cents"], r.context["credits_reversed"]) for r in refunds] == [(500, 250), (499, 250)]
+    assert email(seeded, "low_credits").context == {"name": None, "balance": 0, "threshold": 100}
+
+
+def test_activation_emails_once_however_often_the_subscription_activates(seeded, now):
+    run(seeded, activated(now), now)
+    run(seeded, activated(now, created=now + timedelta(seconds=5)), now)
+    run(seeded, status_event("BILLING.SUBSCRIPTION.SUSPENDED", now, now + timedelta(days=2)), now)
+    run(seeded, activated(now, created=now + timedelta(days=3)), now)  # reactivated
+
+    assert emails(seeded) == Counter({"subscription_activated": 1})
+    sent = email(seeded, "subscription_activated")
+    assert sent.idempotency_key == "email:subscription_activated:paypal:I-SUB1"
+    assert sent.context["credits"] == GROWTH_CREDITS
+    assert sent.context["period_end"] == (now + timedelta(days=30)).date().isoformat()
+
+
+def test_an_activation_delivered_after_its_cancellation_sends_no_activation_email(seeded, now):
+    run(seeded, status_event("BILLING.SUBSCRIPTION.CANCELLED", now, now + timedelta(days=3)), now)
+    run(seeded, activated(now), now)
+
+    assert emails(seeded) == Counter()
+
+
+def test_activation_remembers_the_subscribers_address_only_when_none_is_known(seeded, now):
+    with seeded.begin() as session:
+        ensure_account(session, "acct_known", email="known@example.com")
+    run(seeded, activated(now), now)
+    other = activated(now, sub_id="I-KNOWN")
+    other["resource"]["custom_id"] = "acct_known:growth"
+    run(seeded, other, now)
+
+    with seeded() as session:
+        assert session.get(Account, ACCOUNT).email == "customer@example.com"
+        assert session.get(Account, "acct_known").email == "known@example.com"
+
+
+def test_the_first_sale_is_confirmed_and_each_renewal_emails_once(seeded, now):
+    run(seeded, activated(now), now)
+    first = sale_event(now + timedelta(seconds=30))
+    renewal = sale_event(now + timedelta(days=30))
+
+    for evt in (first, first, renewal, renewal, {**renewal, "id": "WH-RENEWAL-AGAIN"}):
+        run(seeded, evt, now + timedelta(days=30))
+
+    assert emails(seeded) == Counter(
+        {"subscription_activated": 1, "payment_confirmation": 1, "subscription_renewal": 1}
+    )
+    renewed = email(seeded, "subscription_renewal")
+    assert renewed.idempotency_key == f"email:subscription_renewal:paypal:{renewal['resource']['id']}"
+    assert (renewed.context["amount_cents"], renewed.context["credits"]) == (19900, GROWTH_CREDITS)
+
+
+def test_a_sale_refund_reverses_the_periods_credits_once_with_one_email(seeded, now):
+    run(seeded, activated(now), now)
+    first = sale_event(now + timedelta(seconds=30))
+    run(seeded, first, now)
+    refunded = sale_refund_event(first, now + timedelta(days=1))
+
+    run(seeded, refunded, now)
+    run(seeded, refunded, now)
+    run(seeded, {**refunded, "id": "WH-SALE-REFUND-AGAIN"}, now)
+
+    assert balance(seeded) == 0
+    payment = only(seeded, Payment)
+    assert (payment.status, payment.amount_refunded_cents) == ("refunded", 19900)
+    assert emails(seeded)["refund_notification"] == 1 and emails(seeded)["low_credits"] == 1
+    assert email(seeded, "refund_notification").context["credits_reversed"] == GROWTH_CREDITS
+
+
+def test_a_partial_sale_refund_reverses_its_share_of_a_renewal(seeded, now):
+    run(seeded, activated(now), now)
+    renewal = sale_event(now + timedelta(days=30))
+    run(seeded, renewal, now + timedelta(days=30))
+
+    run(seeded, sale_refund_event(renewal, now + timedelta(days=31), amount=9950), now + timedelta(days=31))
+
+    assert balance(seeded) == 2 * GROWTH_CREDITS - GROWTH_CREDITS // 2
+    with seeded() as session:
+        refunded = session.scalars(select(Payment).filter_by(provider_payment_id=renewal["resource"]["id"])).one()
+        assert (refunded.status, refunded.amount_refunded_cents) == ("partially_refunded", 9950)
+
+
+def test_a_sale_refund_before_its_sale_waits_then_reverses(seeded, now):
+    run(seeded, activated(now), now)
+    first = sale_event(now + timedelta(seconds=30))
+    refunded = sale_refund_event(first, now + timedelta(days=1))
+
+    with pytest.raises(RetryLater):
+        run(seeded, refunded, now)
+    run(seeded, first, now)
+    run(seeded, refunded, now)  # the retry
+
+    assert balance(seeded) == 0
+    assert emails(seeded)["refund_notification"] == 1
+
+
+def test_a_sale_refund_without_its_amount_total_counts_this_refund(seeded, now):
+    run(seeded, activated(now), now)
+    first = sale_event(now + timedelta(seconds=30))
+    run(seeded, first, now)
+    refunded = sale_refund_event(first, now + timedelta(days=1), amount=19900)
+    del refunded["resource"]["total_refunded_amount"]
+    del refunded["resource"]["sale_id"]  # the sale link names it too
+
+    run(seeded, refunded, now)
+
+    assert balance(seeded) == 0
