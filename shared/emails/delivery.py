@@ -110,8 +110,13 @@ def send_outbox_email(
         row.attempts += 1
         now = clock()
         try:
-            email = _outgoing(session, row, settings)
-            mailer = mailer_factory(session, settings)
+            # No autoflush: the row is written by one UPDATE at commit. A second UPDATE of a row
+            # this transaction already updated makes PostgreSQL re-check its account foreign key
+            # (FOR KEY SHARE on the account), which deadlocks with a handler that holds the
+            # account's lock while queuing the same idempotency key.
+            with session.no_autoflush:
+                email = _outgoing(session, row, settings)
+                mailer = mailer_factory(session, settings)
             message_id = mailer.send(email)
         except ProviderError as exc:
             row.last_error = str(exc)[:4000]  # names the backend: "resend: 429 rate_limit_exceeded: ..."
