@@ -57,7 +57,6 @@ class Config:
     sweep_every: float = 5.0
     sweep_limit: int = 100
     grace_seconds: int = 60
-    lease_seconds: int = 20
     visibility_timeout: int = 30
     backoff_max: int = 5
     timeout: float = 900.0
@@ -300,7 +299,6 @@ def _sweep_loop(store, settings: Settings, config: Config, stop: threading.Event
                     lambda pk: enqueue_event(celery, pk),
                     now=datetime.now(UTC),
                     grace_seconds=config.grace_seconds,
-                    lease_seconds=config.lease_seconds,
                     limit=config.sweep_limit,
                 )
             )

@@ -3,7 +3,7 @@
 The production app (`worker.celery_app.make_celery` on `Settings.from_env()`), plus:
 - `bench.noop`, the baseline task the processing benchmark compares billhook's task with;
 - the short timeouts a bounded chaos run needs, from HARNESS_* variables (the production defaults
-  of an hour's visibility timeout and a five-minute lease would outlast the run);
+  of an hour's visibility timeout and backoff would outlast the run);
 - a file written when the worker consumes, so the harness waits on that instead of sleeping.
 """
 
@@ -20,7 +20,6 @@ NOOP = "bench.noop"
 _OVERRIDES = {
     "HARNESS_VISIBILITY_TIMEOUT": "broker_visibility_timeout_seconds",
     "HARNESS_BACKOFF_MAX": "retry_backoff_max_seconds",
-    "HARNESS_LEASE": "processing_lease_seconds",
     "HARNESS_GRACE": "sweep_grace_seconds",
 }
 

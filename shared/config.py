@@ -53,7 +53,6 @@ class Settings:
     broker_visibility_timeout_seconds: int = 3600
     sweep_interval_seconds: float = 30.0
     sweep_grace_seconds: int = 60
-    processing_lease_seconds: int = 300
     # reconciliation with Stripe's Events API (beat): how often, and how far back each run looks
     reconcile_interval_seconds: float = 3600.0
     reconcile_lookback_seconds: int = 24 * 3600
@@ -101,7 +100,6 @@ class Settings:
             retry_backoff_max_seconds=int(env.get("BILLHOOK_RETRY_BACKOFF_MAX_SECONDS", "600")),
             sweep_interval_seconds=float(env.get("BILLHOOK_SWEEP_INTERVAL_SECONDS", "30")),
             sweep_grace_seconds=int(env.get("BILLHOOK_SWEEP_GRACE_SECONDS", "60")),
-            processing_lease_seconds=int(env.get("BILLHOOK_PROCESSING_LEASE_SECONDS", "300")),
             reconcile_interval_seconds=float(env.get("BILLHOOK_RECONCILE_INTERVAL_SECONDS", "3600")),
             reconcile_lookback_seconds=int(env.get("BILLHOOK_RECONCILE_LOOKBACK_SECONDS", str(24 * 3600))),
         )

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from shared import inbox
 from shared.handlers import is_handled
 from shared.models import CreditLedgerEntry, Payment, Subscription, WebhookEvent
-from shared.models.events import DONE_STATUSES, FAILED, IGNORED, PROCESSING, RECEIVED
+from shared.models.events import DONE_STATUSES, FAILED, IGNORED, RECEIVED
 
 MIN_RETENTION_DAYS = 7
 PURGE_BATCH = 500
@@ -173,9 +173,10 @@ def replay_candidates(
 
 def reset_for_replay(session: Session, event_pk: int, *, at: datetime, include_done: bool = False) -> bool:
     """Make the event `received` again so the worker runs it once more. False for a missing
-    event, one being processed right now (its run decides), or a done one without `include_done`."""
+    event or a done one without `include_done`. An event being processed right now holds its row
+    lock: this waits for that run and decides on its outcome."""
     event = inbox.lock_event(session, event_pk)
-    if event is None or event.status == PROCESSING:
+    if event is None:
         return False
     if event.status in DONE_STATUSES and not include_done:
         return False

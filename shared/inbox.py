@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from shared.db import insert_ignore
 from shared.models import WebhookEvent
-from shared.models.events import DONE_STATUSES, FAILED, IGNORED, PROCESSING, RECEIVED, SUCCEEDED
+from shared.models.events import DONE_STATUSES, FAILED, IGNORED, RECEIVED, SUCCEEDED
 
 
 @dataclass(frozen=True)
@@ -63,20 +63,23 @@ def lock_event(session: Session, event_pk: int) -> WebhookEvent | None:
     return session.scalars(stmt).one_or_none()
 
 
-def mark_processing(session: Session, event_pk: int, *, at: datetime) -> bool:
-    """Count an attempt; False when the event is missing or already done.
+def claim(session: Session, event_pk: int, *, at: datetime) -> WebhookEvent | None:
+    """Take a not-done event for this transaction: lock its row, count the attempt and load it, in
+    one statement. None when the event is missing or already done (a duplicate task that waited
+    on the lock finds the first one's commit).
 
-    One conditional UPDATE (it takes the row lock itself) rather than SELECT ... FOR UPDATE and
-    an UPDATE: one round trip, and the payload is not loaded and decoded just to count.
+    The count commits only with the handler's effects: a run that fails rolls it back, and
+    `record_failure` counts it instead; a killed worker's run leaves no trace at all, the event
+    stays `received` with its old `updated_at`, and the sweeper re-queues it after the grace.
     """
     stmt = (
         update(WebhookEvent)
         .where(WebhookEvent.id == event_pk, WebhookEvent.status.not_in(DONE_STATUSES))
-        .values(status=PROCESSING, attempts=WebhookEvent.attempts + 1, next_attempt_at=None, updated_at=at)
-        .returning(WebhookEvent.id)
-        .execution_options(synchronize_session=False)
+        .values(attempts=WebhookEvent.attempts + 1, next_attempt_at=None, updated_at=at)
+        .returning(WebhookEvent)
+        .execution_options(populate_existing=True)
     )
-    return session.execute(stmt).scalar_one_or_none() is not None
+    return session.scalars(stmt).one_or_none()
 
 
 def mark_succeeded(event: WebhookEvent, *, at: datetime) -> None:
@@ -87,10 +90,12 @@ def mark_succeeded(event: WebhookEvent, *, at: datetime) -> None:
 
 
 def record_failure(session: Session, event_pk: int, error: str, *, at: datetime, retry_at: datetime | None) -> None:
-    """Keep the error; with `retry_at` the event waits for its retry, without it is dead-lettered."""
+    """Count the failed attempt (its own transaction rolled back) and keep the error; with
+    `retry_at` the event waits for its retry, without it is dead-lettered."""
     event = lock_event(session, event_pk)
     if event is None or event.status in DONE_STATUSES:
         return
+    event.attempts += 1
     event.last_error = error[:4000]
     event.updated_at = at
     if retry_at is None:
@@ -101,22 +106,25 @@ def record_failure(session: Session, event_pk: int, error: str, *, at: datetime,
         event.next_attempt_at = retry_at
 
 
-def due_for_sweep(
-    session: Session, *, now: datetime, grace_seconds: int, lease_seconds: int, limit: int = 500
-) -> list[int]:
-    """Events that should be in the queue but may not be: received and never picked up (the broker
-    was down at intake, or a retry was lost), or processing for longer than a lease (the worker died)."""
+def due_for_sweep(session: Session, *, now: datetime, grace_seconds: int, limit: int = 500) -> list[int]:
+    """Events that should be in the queue but may not be: `received` and untouched for longer than
+    the grace (the broker was down at intake, a retry was lost, or a worker died mid-run: its
+    transaction rolled back and left the event as it was). Rows locked right now are being
+    processed and are skipped (PostgreSQL; SQLite has no row locks to skip)."""
     grace = now - timedelta(seconds=grace_seconds)
-    lease = now - timedelta(seconds=lease_seconds)
-    waiting = and_(
-        WebhookEvent.status == RECEIVED,
-        or_(
-            and_(WebhookEvent.next_attempt_at.is_(None), WebhookEvent.updated_at < grace),
-            WebhookEvent.next_attempt_at < grace,
-        ),
+    stmt = (
+        select(WebhookEvent.id)
+        .where(
+            WebhookEvent.status == RECEIVED,
+            or_(
+                and_(WebhookEvent.next_attempt_at.is_(None), WebhookEvent.updated_at < grace),
+                WebhookEvent.next_attempt_at < grace,
+            ),
+        )
+        .order_by(WebhookEvent.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
     )
-    stuck = and_(WebhookEvent.status == PROCESSING, WebhookEvent.updated_at < lease)
-    stmt = select(WebhookEvent.id).where(or_(waiting, stuck)).order_by(WebhookEvent.id).limit(limit)
     return list(session.scalars(stmt))
 
 

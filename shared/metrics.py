@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.models import EmailOutbox, WebhookEvent
-from shared.models.events import PROCESSING, RECEIVED, STATUSES
+from shared.models.events import RECEIVED, STATUSES
 
 log = logging.getLogger("billhook.metrics")
 
@@ -141,9 +141,7 @@ class StoreCollector:
             by_status = dict(
                 session.execute(select(WebhookEvent.status, func.count()).group_by(WebhookEvent.status)).all()
             )
-            oldest = session.scalar(
-                select(func.min(WebhookEvent.received_at)).where(WebhookEvent.status.in_((RECEIVED, PROCESSING)))
-            )
+            oldest = session.scalar(select(func.min(WebhookEvent.received_at)).where(WebhookEvent.status == RECEIVED))
             emails = dict(session.execute(select(EmailOutbox.status, func.count()).group_by(EmailOutbox.status)).all())
         backlog = GaugeMetricFamily("billhook_inbox_events", "Inbox events by status.", labels=["status"])
         for status in STATUSES:

@@ -1,10 +1,14 @@
 """Running one inbox event through its handler: the transaction rules of exactly-once.
 
-1. A short transaction counts the attempt and marks the event `processing` (visible to ops, and
-   to the sweeper if this worker dies).
-2. One transaction locks the event row, runs the handler and marks the event `succeeded`: the
-   effects and the `succeeded` mark commit together or not at all, and a concurrent duplicate
-   task waits on the lock, then finds the event done.
+One transaction per run: claim the event (a conditional UPDATE ... RETURNING that locks the row,
+counts the attempt and loads it), run the handler, mark the event `succeeded`. The effects, the
+attempt and the `succeeded` mark commit together or not at all, and a concurrent duplicate task
+waits on the row lock, then finds the event done.
+
+There is no committed "processing" state in between (it cost a second commit per event): a
+failed run rolls back and `record_failure` counts it; a killed worker's transaction rolls back,
+the event stays `received` with its old `updated_at`, and the sweeper's "received and stale"
+rule re-queues it after the grace (skipping rows a live worker holds locked).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,7 +26,7 @@ from shared import inbox, outbox
 from shared.errors import PermanentError, TransientError
 from shared.handlers import handler_for
 from shared.models import WebhookEvent
-from shared.models.events import DONE_STATUSES, IGNORED
+from shared.models.events import IGNORED
 
 log = logging.getLogger("billhook.processing")
 
@@ -47,14 +52,12 @@ def process_event(session_factory: sessionmaker[Session], event_pk: int, *, cloc
     """Run the event's handler exactly once. Raises the handler's error after rolling back its
     effects; the caller decides between retry and failure (see `record_failure`)."""
     with session_factory.begin() as session:
-        if not inbox.mark_processing(session, event_pk, at=clock()):
-            return Result(ALREADY_DONE if session.get(WebhookEvent, event_pk) else MISSING)
-    with session_factory.begin() as session:
-        event = inbox.lock_event(session, event_pk)
+        event = inbox.claim(session, event_pk, at=clock())
         if event is None:
-            return Result(MISSING)
-        if event.status in DONE_STATUSES:
-            return Result(ALREADY_DONE, event.type, event.account_id)
+            done = session.execute(
+                select(WebhookEvent.type, WebhookEvent.account_id).filter_by(id=event_pk)
+            ).one_or_none()
+            return Result(MISSING) if done is None else Result(ALREADY_DONE, done.type, done.account_id)
         handler = handler_for(event.provider, event.type)
         now = clock()
         if handler is None:
@@ -100,15 +103,12 @@ def sweep(
     *,
     now: datetime,
     grace_seconds: int,
-    lease_seconds: int,
     limit: int = 500,
 ) -> list[int]:
     """Re-enqueue events that should be queued but may not be. Enqueueing twice is harmless: the
     second task finds the event done."""
     with session_factory.begin() as session:
-        due = inbox.due_for_sweep(
-            session, now=now, grace_seconds=grace_seconds, lease_seconds=lease_seconds, limit=limit
-        )
+        due = inbox.due_for_sweep(session, now=now, grace_seconds=grace_seconds, limit=limit)
     queued = []
     for event_pk in due:
         try:

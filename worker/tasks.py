@@ -97,7 +97,6 @@ def sweep_inbox(self) -> int:
         lambda pk: enqueue_event(self.app, pk),
         now=rt.clock(),
         grace_seconds=settings.sweep_grace_seconds,
-        lease_seconds=settings.processing_lease_seconds,
     )
     if queued:
         log_line(log, "sweep", task=SWEEP_INBOX, requeued=len(queued))

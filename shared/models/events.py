@@ -8,11 +8,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 from shared.models.base import Base, utcnow
 
 RECEIVED = "received"
-PROCESSING = "processing"
 SUCCEEDED = "succeeded"
 FAILED = "failed"
 IGNORED = "ignored"
-STATUSES = (RECEIVED, PROCESSING, SUCCEEDED, FAILED, IGNORED)
+STATUSES = (RECEIVED, SUCCEEDED, FAILED, IGNORED)
 DONE_STATUSES = (SUCCEEDED, IGNORED)
 
 

@@ -27,9 +27,7 @@ def pg_base_url() -> str:
 
 
 def test_killed_worker_and_restarted_redis_lose_nothing_and_double_nothing(pg_base_url):
-    config = Config(
-        seed=11, deliveries=300, lease_seconds=8, grace_seconds=5, sweep_every=1.0, sweep_limit=20, timeout=120
-    )
+    config = Config(seed=11, deliveries=300, grace_seconds=5, sweep_every=1.0, sweep_limit=20, timeout=120)
     report = run(config, pg_base_url, say=lambda _message: None)
     assert len(report.actions) == 3, report.actions  # killed, restarted, Redis restarted
     assert report.accepted == report.distinct

@@ -111,7 +111,7 @@ def test_replay_with_the_broker_down_still_requeues_the_event_in_the_store(seede
     assert "sweeper" in result.stderr
     later = datetime.now(UTC) + timedelta(minutes=5)
     swept = Enqueued()
-    processing.sweep(seeded_cli.session_factory, swept, now=later, grace_seconds=60, lease_seconds=300)
+    processing.sweep(seeded_cli.session_factory, swept, now=later, grace_seconds=60)
     assert swept == [pk]
 
 

@@ -131,7 +131,6 @@ def _test_settings(database_url: str, redis_url: str, tmp_path: Path) -> Setting
         queue_name=f"billhook_it_{uuid.uuid4().hex[:12]}",
         # Short timings, so sweeps and retries happen within a test.
         sweep_grace_seconds=1,
-        processing_lease_seconds=2,
         task_max_retries=10,
         retry_backoff_max_seconds=1,
     )
@@ -194,7 +193,6 @@ def worker_env(settings: Settings, ready_file: Path, extra_env: dict[str, str] |
         BILLHOOK_RETRY_BACKOFF_MAX_SECONDS=str(settings.retry_backoff_max_seconds),
         BILLHOOK_SWEEP_INTERVAL_SECONDS=str(settings.sweep_interval_seconds),
         BILLHOOK_SWEEP_GRACE_SECONDS=str(settings.sweep_grace_seconds),
-        BILLHOOK_PROCESSING_LEASE_SECONDS=str(settings.processing_lease_seconds),
         BILLHOOK_RECONCILE_INTERVAL_SECONDS=str(settings.reconcile_interval_seconds),
         BILLHOOK_RECONCILE_LOOKBACK_SECONDS=str(settings.reconcile_lookback_seconds),
         BILLHOOK_TEST_READY_FILE=str(ready_file),

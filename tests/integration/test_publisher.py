@@ -102,5 +102,5 @@ def test_with_the_broker_hung_webhooks_are_answered_at_once_and_the_sweeper_queu
     # sweeper queues every one of them once the grace has passed.
     after_grace = datetime.now(UTC) + timedelta(seconds=61)
     swept: list[int] = []
-    assert len(processing.sweep(seeded, swept.append, now=after_grace, grace_seconds=60, lease_seconds=300)) == REQUESTS
+    assert len(processing.sweep(seeded, swept.append, now=after_grace, grace_seconds=60)) == REQUESTS
     assert len(set(swept)) == REQUESTS

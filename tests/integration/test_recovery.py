@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -128,13 +127,14 @@ def test_worker_killed_mid_task_leaves_no_effect_and_the_sweeper_finishes_the_ev
         ).one()
         publisher(renewal_pk)
         support.wait_for(lambda: _lock_waiters(pg_session_factory) >= 1, message="the worker blocked on the row lock")
-        assert support.event_status(pg_session_factory, renewal["id"]) == "processing"
+        # The claim (attempt count) is part of the blocked transaction: nothing of the run is committed.
+        assert support.event_status(pg_session_factory, renewal["id"]) == "received"
         first_worker.kill()
         blocker.rollback()
 
     with pg_session_factory() as session:
         assert ledger.balance(session, "acct_killed") == 12_000  # nothing of the renewal committed
-        assert session.get(WebhookEvent, renewal_pk).status == "processing"
+        assert session.get(WebhookEvent, renewal_pk).status == "received"
 
     worker_factory(pg_settings, concurrency=1)
 
@@ -144,17 +144,16 @@ def test_worker_killed_mid_task_leaves_no_effect_and_the_sweeper_finishes_the_ev
             publisher,
             now=datetime.now(UTC),
             grace_seconds=pg_settings.sweep_grace_seconds,
-            lease_seconds=pg_settings.processing_lease_seconds,
         )
         return renewal_pk in queued
 
-    support.wait_for(swept, message="the sweeper to re-enqueue the event after its lease")
+    support.wait_for(swept, message="the sweeper to re-enqueue the event once its killed run rolled back")
     support.wait_for(lambda: support.event_status(pg_session_factory, renewal["id"]) == "succeeded")
     with pg_session_factory() as session:
         assert ledger.balance(session, "acct_killed") == 2 * 12_000
         assert _count(session, CreditLedgerEntry, account_id="acct_killed") == 2
         assert _count(session, Payment, account_id="acct_killed") == 2
-        assert session.get(WebhookEvent, renewal_pk).attempts == 2
+        assert session.get(WebhookEvent, renewal_pk).attempts == 1  # the killed run left no trace
 
 
 def test_refund_before_its_payment_retries_with_backoff_and_succeeds_after_the_payment(
@@ -225,7 +224,6 @@ def test_retry_lost_with_its_worker_is_requeued_by_the_sweeper_once_and_succeeds
             publisher,
             now=datetime.now(UTC),
             grace_seconds=store_settings.sweep_grace_seconds,
-            lease_seconds=store_settings.processing_lease_seconds,
         )
 
     support.wait_for(lambda: refund_pk in sweep(), message="the sweeper to re-enqueue the lost retry")
@@ -327,7 +325,7 @@ def test_pool_process_killed_mid_task_is_redelivered_and_the_event_succeeds_once
     with pg_session_factory() as session:
         assert ledger.balance(session, "acct_child") == 2 * 12_000
         assert _count(session, CreditLedgerEntry, account_id="acct_child") == 2
-        assert session.get(WebhookEvent, renewal_pk).attempts == 2
+        assert session.get(WebhookEvent, renewal_pk).attempts == 1  # the killed run rolled back, its count too
     assert worker.alive()
 
 
@@ -372,7 +370,7 @@ def test_beat_sweeps_an_event_the_broker_missed_without_anyone_asking(
 
 
 @pytest.mark.postgres  # holds a PostgreSQL row lock
-def test_sweeper_requeueing_an_event_a_slow_worker_still_holds_does_not_handle_it_twice(
+def test_sweeper_leaves_an_event_a_slow_worker_still_holds_and_it_is_handled_once(
     pg_settings, pg_session_factory, worker_factory, publisher
 ):
     worker = worker_factory(pg_settings, concurrency=2)
@@ -386,7 +384,6 @@ def test_sweeper_requeueing_an_event_a_slow_worker_still_holds_does_not_handle_i
             publisher,
             now=datetime.now(UTC),
             grace_seconds=pg_settings.sweep_grace_seconds,
-            lease_seconds=pg_settings.processing_lease_seconds,
         )
 
     with pg_session_factory.begin() as blocker:
@@ -395,18 +392,14 @@ def test_sweeper_requeueing_an_event_a_slow_worker_still_holds_does_not_handle_i
         ).one()
         publisher(renewal_pk)
         support.wait_for(lambda: _lock_waiters(pg_session_factory) >= 1, message="the worker blocked on the row lock")
-        # Slower than its processing lease: the sweeper takes the worker for dead and re-enqueues.
-        # (Its bookkeeping UPDATE then waits for the slow worker's row lock: hence the thread.)
-        time.sleep(pg_settings.processing_lease_seconds + 0.5)
-        with ThreadPoolExecutor(1) as pool:
-            swept = pool.submit(sweep)
-            # The sweeper's UPDATE and the second task both wait on the event row.
-            support.wait_for(lambda: _lock_waiters(pg_session_factory) >= 3, message="the second task waiting")
-            blocker.rollback()
-            assert renewal_pk in swept.result(timeout=20)
+        # Older than the grace, and still `received` (nothing of the run is committed), but the
+        # running worker holds the event's row lock: the sweeper skips it rather than queue it twice.
+        time.sleep(pg_settings.sweep_grace_seconds + 0.5)
+        assert renewal_pk not in sweep()
+        blocker.rollback()
 
-    support.wait_for(lambda: len(worker.task_logs(renewal_pk)) == 2, message="both tasks to finish")
-    assert sorted(e["outcome"] for e in worker.task_logs(renewal_pk)) == ["already_done", "done"]
+    support.wait_for(lambda: len(worker.task_logs(renewal_pk)) == 1, message="the task to finish")
+    assert [e["outcome"] for e in worker.task_logs(renewal_pk)] == ["done"]
     with pg_session_factory() as session:
         assert ledger.balance(session, "acct_slow") == 2 * 12_000
         assert _count(session, CreditLedgerEntry, account_id="acct_slow") == 2

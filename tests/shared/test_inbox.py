@@ -9,7 +9,6 @@ from shared.models import WebhookEvent
 from tests.factories import stripe_events as se
 
 GRACE = 60
-LEASE = 300
 
 
 def record(session, now, *, event_type: str = "invoice.paid", handled: bool = True, event_id: str | None = None):
@@ -60,7 +59,6 @@ def test_unhandled_types_are_stored_ignored(session, now):
 
 def test_requeue_makes_a_failed_event_received_again(session, now):
     pk = record(session, now).id
-    inbox.mark_processing(session, pk, at=now)
     inbox.record_failure(session, pk, "PermanentError: nope", at=now, retry_at=None)
 
     assert inbox.requeue(session, pk, at=now + timedelta(hours=1)) is True
@@ -84,21 +82,22 @@ def test_due_for_sweep_picks_received_events_older_than_the_grace(session, now):
     stale = record(session, now - timedelta(seconds=GRACE + 1)).id
     fresh = record(session, now - timedelta(seconds=GRACE - 1)).id
 
-    due = inbox.due_for_sweep(session, now=now, grace_seconds=GRACE, lease_seconds=LEASE)
+    due = inbox.due_for_sweep(session, now=now, grace_seconds=GRACE)
 
     assert stale in due
     assert fresh not in due
 
 
-def test_due_for_sweep_picks_processing_events_past_their_lease(session, now):
-    stuck = record(session, now - timedelta(hours=1)).id
-    inbox.mark_processing(session, stuck, at=now - timedelta(seconds=LEASE + 1))
-    working = record(session, now - timedelta(hours=1)).id
-    inbox.mark_processing(session, working, at=now - timedelta(seconds=LEASE - 1))
+def test_claim_counts_the_attempt_and_loads_the_event_unless_it_is_done(session, now):
+    pk = record(session, now - timedelta(hours=1)).id
 
-    due = inbox.due_for_sweep(session, now=now, grace_seconds=GRACE, lease_seconds=LEASE)
+    event = inbox.claim(session, pk, at=now)
 
-    assert due == [stuck]
+    assert (event.id, event.attempts, event.status, event.updated_at) == (pk, 1, "received", now)
+    assert event.payload["type"] == "invoice.paid"
+    inbox.mark_succeeded(event, at=now)
+    assert inbox.claim(session, pk, at=now) is None
+    assert inbox.claim(session, 999_999, at=now) is None
 
 
 def test_due_for_sweep_skips_done_failed_and_ignored_events(session, now):
@@ -109,7 +108,7 @@ def test_due_for_sweep_skips_done_failed_and_ignored_events(session, now):
     inbox.record_failure(session, failed, "PermanentError: no", at=long_ago, retry_at=None)
     record(session, long_ago, handled=False)
 
-    assert inbox.due_for_sweep(session, now=now, grace_seconds=GRACE, lease_seconds=LEASE) == []
+    assert inbox.due_for_sweep(session, now=now, grace_seconds=GRACE) == []
 
 
 def test_due_for_sweep_waits_for_a_scheduled_retry_plus_the_grace(session, now):
@@ -118,7 +117,7 @@ def test_due_for_sweep_waits_for_a_scheduled_retry_plus_the_grace(session, now):
     inbox.record_failure(session, pk, "RetryLater: not yet", at=now, retry_at=retry_at)
 
     def due_at(moment):
-        return inbox.due_for_sweep(session, now=moment, grace_seconds=GRACE, lease_seconds=LEASE)
+        return inbox.due_for_sweep(session, now=moment, grace_seconds=GRACE)
 
     assert due_at(now) == []
     assert due_at(retry_at + timedelta(seconds=GRACE - 1)) == []
@@ -127,7 +126,6 @@ def test_due_for_sweep_waits_for_a_scheduled_retry_plus_the_grace(session, now):
 
 def test_record_failure_with_a_retry_time_keeps_the_event_waiting(session, now):
     pk = record(session, now).id
-    inbox.mark_processing(session, pk, at=now)
 
     inbox.record_failure(session, pk, "RetryLater: no payment yet", at=now, retry_at=now + timedelta(seconds=8))
 

@@ -16,7 +16,6 @@ from tests.conftest import Enqueued
 from tests.factories import stripe_events as se
 
 GRACE = 60
-LEASE = 300
 
 
 def store(session_factory, evt: dict, at: datetime) -> int:
@@ -70,8 +69,10 @@ def test_a_handler_that_raises_leaves_no_partial_effects_and_the_event_not_succe
     assert rows(seeded, Account) == []
     assert rows(seeded, Subscription) == []
     assert rows(seeded, CreditLedgerEntry) == []
+    # The run's whole transaction rolled back, its attempt count too: the task's record_failure
+    # counts it (below); a killed worker's run leaves the event exactly as it was, for the sweeper.
     event = loaded(seeded, pk)
-    assert (event.status, event.attempts, event.processed_at, event.account_id) == ("processing", 1, None, None)
+    assert (event.status, event.attempts, event.processed_at, event.account_id) == ("received", 0, None, None)
 
 
 def test_every_attempt_is_counted(seeded, now):
@@ -120,8 +121,9 @@ def test_a_failed_event_runs_again_once_requeued(seeded, now):
     with seeded.begin() as session:
         inbox.requeue(session, pk, at=now)
 
-    with pytest.raises(RetryLater):
+    with pytest.raises(RetryLater) as raised:
         processing.process_event(seeded, pk, clock=lambda: now)
+    processing.record_failure(seeded, pk, raised.value, at=now, retry_at=None)
     assert loaded(seeded, pk).attempts == 2
 
 
@@ -173,15 +175,16 @@ def test_describe_keeps_the_error_class_and_first_line_only():
 def test_sweep_requeues_received_and_stuck_events_but_not_fresh_or_done_ones(seeded, now):
     old = now - timedelta(hours=1)
     waiting = store(seeded, checkout(), old)
-    stuck = store(seeded, checkout(), old - timedelta(minutes=1))
+    stuck = store(seeded, checkout(plan_id=None), old - timedelta(minutes=1))
     fresh = store(seeded, checkout(), now - timedelta(seconds=5))
     done = store(seeded, checkout(), old)
-    with seeded.begin() as session:
-        inbox.mark_processing(session, stuck, at=old)
+    # A worker that died mid-run: its transaction rolled back, the event is as it was stored.
+    with pytest.raises(RetryLater):
+        processing.process_event(seeded, stuck, clock=lambda: old)
     processing.process_event(seeded, done, clock=lambda: old)
     queue = Enqueued()
 
-    queued = processing.sweep(seeded, queue, now=now, grace_seconds=GRACE, lease_seconds=LEASE)
+    queued = processing.sweep(seeded, queue, now=now, grace_seconds=GRACE)
 
     assert sorted(queued) == sorted(queue) == [waiting, stuck]
     assert fresh not in queue and done not in queue
@@ -191,8 +194,8 @@ def test_consecutive_sweeps_do_not_queue_an_event_twice(seeded, now):
     store(seeded, checkout(), now - timedelta(hours=1))
     queue = Enqueued()
 
-    processing.sweep(seeded, queue, now=now, grace_seconds=GRACE, lease_seconds=LEASE)
-    processing.sweep(seeded, queue, now=now + timedelta(seconds=30), grace_seconds=GRACE, lease_seconds=LEASE)
+    processing.sweep(seeded, queue, now=now, grace_seconds=GRACE)
+    processing.sweep(seeded, queue, now=now + timedelta(seconds=30), grace_seconds=GRACE)
 
     assert len(queue) == 1
 
@@ -205,12 +208,12 @@ def test_consecutive_sweeps_do_not_queue_a_lost_retry_twice(seeded, now):
     processing.record_failure(seeded, pk, raised.value, at=now - timedelta(hours=1), retry_at=retry_at)
     queue = Enqueued()
 
-    processing.sweep(seeded, queue, now=now, grace_seconds=GRACE, lease_seconds=LEASE)
-    processing.sweep(seeded, queue, now=now + timedelta(seconds=30), grace_seconds=GRACE, lease_seconds=LEASE)
+    processing.sweep(seeded, queue, now=now, grace_seconds=GRACE)
+    processing.sweep(seeded, queue, now=now + timedelta(seconds=30), grace_seconds=GRACE)
 
     assert queue == [pk]
     # ... and a retry that is lost again is swept again once the grace has passed once more.
-    processing.sweep(seeded, queue, now=now + timedelta(seconds=GRACE + 1), grace_seconds=GRACE, lease_seconds=LEASE)
+    processing.sweep(seeded, queue, now=now + timedelta(seconds=GRACE + 1), grace_seconds=GRACE)
     assert queue == [pk, pk]
 
 
@@ -220,10 +223,10 @@ def test_sweep_with_the_broker_down_queues_nothing_and_tries_again_next_time(see
     def broker_down(event_pk: int) -> None:
         raise ConnectionError("redis is down")
 
-    assert processing.sweep(seeded, broker_down, now=now, grace_seconds=GRACE, lease_seconds=LEASE) == []
+    assert processing.sweep(seeded, broker_down, now=now, grace_seconds=GRACE) == []
     queue = Enqueued()
     later = now + timedelta(seconds=30)
-    assert processing.sweep(seeded, queue, now=later, grace_seconds=GRACE, lease_seconds=LEASE) == [pk]
+    assert processing.sweep(seeded, queue, now=later, grace_seconds=GRACE) == [pk]
 
 
 # -- concurrency on the embedded store (make run's default: SQLite and a prefork worker) -------

@@ -274,9 +274,9 @@ def test_broker_down_still_answers_200_and_the_sweeper_enqueues_the_event_later(
 
     swept = Enqueued()
     soon = datetime.now(UTC) + timedelta(seconds=5)
-    assert processing.sweep(seeded, swept, now=soon, grace_seconds=60, lease_seconds=300) == []
+    assert processing.sweep(seeded, swept, now=soon, grace_seconds=60) == []
     after_grace = datetime.now(UTC) + timedelta(seconds=61)
-    assert processing.sweep(seeded, swept, now=after_grace, grace_seconds=60, lease_seconds=300) == [row.id]
+    assert processing.sweep(seeded, swept, now=after_grace, grace_seconds=60) == [row.id]
     assert swept == [row.id]
 
 

@@ -237,7 +237,7 @@ def test_checkout_naming_no_account_is_a_permanent_error(seeded, now, t0):
 
     assert not processing.is_transient(raised.value)  # the task dead-letters it without retrying
     assert count(seeded, Account) == 0
-    assert event_status(seeded, evt) == "processing"  # the task records the failure around it
+    assert event_status(seeded, evt) == "received"  # rolled back: the task records the failure around it
 
 
 def test_checkout_for_an_unknown_package_is_a_permanent_error(seeded, now, t0):
