@@ -4,7 +4,8 @@ side in one run on servers the harness starts itself (see README, "Benchmarks").
 Environment: DATABASE_URL / REDIS_URL (else the embedded SQLite + redis-server), BENCH_EVENTS
 (processing backlog, default 20000), BENCH_INTAKE_REQUESTS (per closed-loop run, default 6000),
 BENCH_RATE and BENCH_RATE_SECONDS (fixed-rate run, default 500 req/s for 10 s), BENCH_CONNECTIONS
-(default 16), BENCH_SEED (default 1).
+(default 16), BENCH_SEED (default 1), BENCH_WORKER_CONCURRENCY (prefork processes of the worker,
+billhook's and the no-op baseline's alike; default WORKER_CONCURRENCY, the Procfile's).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from tests.factories.stripe_events import signed
 from worker.celery_app import PROCESS_EVENT, make_celery
 
 PATH = "/webhooks/stripe"
+WORKER_CONCURRENCY = 2  # as in the Procfile
 
 
 def env_int(name: str, default: int) -> int:
@@ -81,6 +83,7 @@ def main() -> int:
             "store": store.kind,
             "broker": "own redis-server" if broker.own else "REDIS_URL",
             "cores": os.cpu_count(),
+            "worker_concurrency": worker_concurrency(),
             "python": platform.python_version(),
         }
         print_table(results)
@@ -212,7 +215,7 @@ def store_backlog(store, events: list[dict]) -> dict[str, int]:
 
 def drain(store, broker, tmp, rss, queue: str, count: int, procs) -> float:
     env = services.service_env(store.url, broker.url, queue, tmp)
-    worker = services.start_worker(f"worker-{queue}", env, tmp, concurrency=os.cpu_count() or 2)
+    worker = services.start_worker(f"worker-{queue}", env, tmp, concurrency=worker_concurrency())
     procs.append(worker)
     rss.watch("worker", worker.pid)
     first, end = drain_window(broker.client, queue, count, timeout=1800)
@@ -223,12 +226,16 @@ def drain(store, broker, tmp, rss, queue: str, count: int, procs) -> float:
     return seconds
 
 
+def worker_concurrency() -> int:
+    return env_int("BENCH_WORKER_CONCURRENCY", WORKER_CONCURRENCY)
+
+
 def print_table(r: dict) -> None:
     i, p, m, meta = r["intake"], r["processing"], r["memory"], r["meta"]
     c, f = i["closed"], i["fixed"]
     lines = [
         f"billhook bench, {meta['date']}, {meta['cores']} cores, {meta['store']}, {meta['broker']}, "
-        f"Python {meta['python']}",
+        f"Python {meta['python']}, worker concurrency {meta['worker_concurrency']}",
         "",
         "| measure | billhook | baseline | ratio | target |",
         "| --- | --- | --- | --- | --- |",
