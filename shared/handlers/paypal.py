@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared import ledger, notifications, payments, paypal_orders, subscriptions
+from shared import notifications, payments, paypal_orders, refunds, subscriptions
 from shared.accounts import ensure_account, lock_account
 from shared.errors import PermanentError, RetryLater
 from shared.handlers import handles
@@ -155,26 +155,14 @@ def _refund(
 ) -> None:
     """Reverse the credits of the cumulative refunded amount once, and tell the customer: one
     email per refunded level, and low_credits if the reversal crossed the threshold."""
-    balance_before = ledger.balance(session, payment.account_id)
-    refunded_before = payment.amount_refunded_cents
-    reversed_credits = payments.apply_refund(
+    refunds.refund_payment(
         session,
+        account,
         payment,
         amount_refunded_cents=_refunded_total(refund, payment),
         idempotency_key=key,
         at=now,
         source_event_id=event.id,
-    )
-    invoice = payments.invoice_for_payment(session, payment.id)
-    notifications.refund_notification(
-        session,
-        payment,
-        refunded_before_cents=refunded_before,
-        credits_reversed=reversed_credits,
-        description=f"Invoice {invoice.number}" if invoice and invoice.number else "Your payment",
-    )
-    notifications.low_credits_if_crossed(
-        session, account, before=balance_before, after=balance_before - reversed_credits, cause_key=key
     )
 
 

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from shared import ledger, notifications, payments
+from shared import payments, refunds
 from shared.accounts import lock_account
 from shared.errors import RetryLater
 from shared.handlers import handles
@@ -27,26 +27,13 @@ def charge_refunded(session: Session, event: WebhookEvent, now: datetime) -> Non
     # Lock order: the account (its balance before and after the reversal), then the payment.
     account = lock_account(session, found.account_id)
     payment = payments.find_payment(session, PROVIDER, found.provider_payment_id, lock=True)
-    balance_before = ledger.balance(session, payment.account_id)
-    refunded_before = payment.amount_refunded_cents
     amount_refunded = charge.get("amount_refunded") or 0
-    key = f"stripe:refund:{charge['id']}:{amount_refunded}"
-    reversed_credits = payments.apply_refund(
+    refunds.refund_payment(
         session,
+        account,
         payment,
         amount_refunded_cents=amount_refunded,
-        idempotency_key=key,
+        idempotency_key=f"stripe:refund:{charge['id']}:{amount_refunded}",
         at=now,
         source_event_id=event.id,
-    )
-    invoice = payments.invoice_for_payment(session, payment.id)
-    notifications.refund_notification(
-        session,
-        payment,
-        refunded_before_cents=refunded_before,
-        credits_reversed=reversed_credits,
-        description=f"Invoice {invoice.number}" if invoice and invoice.number else "Your payment",
-    )
-    notifications.low_credits_if_crossed(
-        session, account, before=balance_before, after=balance_before - reversed_credits, cause_key=key
     )
