@@ -103,6 +103,24 @@ def client(app):
     return app.test_client()
 
 
+@pytest.fixture(scope="module")
+def _resend_server():
+    """One per test module: a slow request from a timeout test still lands after its test ends,
+    and must land on a server no later module reads."""
+    from tests.fakes.resend_api import FakeResend
+
+    server = FakeResend().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_resend(_resend_server):
+    """A local HTTP server standing in for Resend's API, its recordings and scripts reset per test."""
+    _resend_server.reset()
+    return _resend_server
+
+
 # -- real services ----------------------------------------------------------------------------
 
 

@@ -18,26 +18,13 @@ from shared.accounts import ensure_account
 from shared.embedded_redis import free_port
 from shared.models import EmailOutbox
 from tests.factories import stripe_events as se
-from tests.fakes.resend_api import SERVER_ERROR, VALIDATION_ERROR, FakeResend
+from tests.fakes.resend_api import SERVER_ERROR, VALIDATION_ERROR
 from tests.integration import support
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 RESEND_KEY = "re_test_integration_0123456789"
 SERVICE_AUTH = {"Authorization": "Bearer test-service-token"}
-
-
-@pytest.fixture(scope="module")
-def _resend_server():
-    server = FakeResend().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def fake_resend(_resend_server):
-    _resend_server.reset()
-    return _resend_server
 
 
 @pytest.fixture

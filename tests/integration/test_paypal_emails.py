@@ -23,7 +23,6 @@ from shared.models import EmailOutbox, WebhookEvent
 from shared.providers.paypal_webhooks import CertificateCache
 from tests.factories import paypal_events as pe
 from tests.fakes.paypal_api import CLIENT_ID, CLIENT_SECRET, FakePayPal
-from tests.fakes.resend_api import FakeResend
 from tests.integration import support
 from web.auth import issue_token
 from web.paypal_webhooks import CERTS_EXTENSION
@@ -33,19 +32,6 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 RESEND_KEY = "re_test_paypal_emails_0123456789"
 BUYER, SUBSCRIBER = "acct_pp_buyer", "acct_pp_subscriber"
-
-
-@pytest.fixture(scope="module")
-def _resend_server():
-    server = FakeResend().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def fake_resend(_resend_server):
-    _resend_server.reset()
-    return _resend_server
 
 
 @pytest.fixture

@@ -9,23 +9,10 @@ from shared import credentials, outbox
 from shared.accounts import ensure_account
 from shared.emails import SAMPLES, delivery
 from shared.models import EmailOutbox
-from tests.fakes.resend_api import SERVER_ERROR, VALIDATION_ERROR, FakeResend
+from tests.fakes.resend_api import SERVER_ERROR, VALIDATION_ERROR
 from tests.fakes.smtp import LocalSmtp
 
 API_KEY = "re_test_0123456789abcdef"
-
-
-@pytest.fixture(scope="module")
-def _resend_server():
-    server = FakeResend().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def fake_resend(_resend_server):
-    _resend_server.reset()
-    return _resend_server
 
 
 @pytest.fixture

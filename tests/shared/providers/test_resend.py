@@ -5,22 +5,9 @@ import pytest
 from shared import credentials
 from shared.errors import NotConfigured, ProviderError
 from shared.providers.resend import OutgoingEmail, ResendMailer
-from tests.fakes.resend_api import RATE_LIMITED, SERVER_ERROR, VALIDATION_ERROR, FakeResend
+from tests.fakes.resend_api import RATE_LIMITED, SERVER_ERROR, VALIDATION_ERROR
 
 API_KEY = "re_test_0123456789abcdef"
-
-
-@pytest.fixture(scope="module")
-def _resend_server():
-    server = FakeResend().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def fake_resend(_resend_server):
-    _resend_server.reset()
-    return _resend_server
 
 
 @pytest.fixture
