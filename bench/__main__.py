@@ -93,13 +93,7 @@ def main() -> int:
         return 0
     finally:
         rss.stop()
-        for p in procs:
-            p.stop()
-        if broker is not None:
-            broker.close()
-        if store is not None:
-            store.close()
-        services.remove_tmp(tmp)
+        services.shut_down(procs, broker, store, tmp)
 
 
 def deliveries_for(seed: int, count: int, prefix: str) -> list[loadgen.Delivery]:

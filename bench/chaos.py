@@ -196,13 +196,7 @@ def run(config: Config, base_url: str, say: Callable[[str], None] = print) -> Re
         _check(store, stream, accepted, report)
     finally:
         stop.set()
-        for p in procs:
-            p.stop()
-        if broker is not None:
-            broker.close()
-        if store is not None:
-            store.close()
-        services.remove_tmp(tmp)
+        services.shut_down(procs, broker, store, tmp)
         report.seconds = time.monotonic() - started
     return report
 

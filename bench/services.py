@@ -277,3 +277,14 @@ def make_tmp(prefix: str) -> Path:
 
 def remove_tmp(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+def shut_down(procs: list[Proc], broker: Broker | None, store: Store | None, tmp: Path) -> None:
+    """Stop what a harness started, in reverse order of need, and remove its temporary folder."""
+    for p in procs:
+        p.stop()
+    if broker is not None:
+        broker.close()
+    if store is not None:
+        store.close()
+    remove_tmp(tmp)
