@@ -3,6 +3,7 @@ whose dependency arrives later, an event that can never succeed."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -112,21 +113,8 @@ def test_worker_killed_mid_task_leaves_no_effect_and_the_sweeper_finishes_the_ev
     pg_settings, pg_session_factory, worker_factory, publisher
 ):
     first_worker = worker_factory(pg_settings, concurrency=1)
-    t0 = int(time.time()) - 40 * 24 * 3600
-    checkout, first_invoice, ids = support.subscription_start("acct_killed", created=t0)
-    for evt in (checkout, first_invoice):
-        publisher(support.store_event(pg_session_factory, evt))
-    support.wait_for(lambda: support.all_succeeded(pg_session_factory, [checkout["id"], first_invoice["id"]]))
-
-    renewal = support.renewal(ids, "acct_killed", period_start=t0 + support.MONTH, created=t0 + support.MONTH + 5)
-    renewal_pk = support.store_event(pg_session_factory, renewal)
-    with pg_session_factory.begin() as blocker:
-        # Hold the subscription row: the worker's handler blocks on it mid-transaction.
-        blocker.execute(
-            select(Subscription).filter_by(provider_subscription_id=ids["subscription"]).with_for_update()
-        ).one()
-        publisher(renewal_pk)
-        support.wait_for(lambda: _lock_waiters(pg_session_factory) >= 1, message="the worker blocked on the row lock")
+    ids, renewal, renewal_pk = _subscription_with_pending_renewal(pg_session_factory, publisher, "acct_killed")
+    with _worker_blocked_on_subscription(pg_session_factory, publisher, ids, renewal_pk) as blocker:
         # The claim (attempt count) is part of the blocked transaction: nothing of the run is committed.
         assert support.event_status(pg_session_factory, renewal["id"]) == "received"
         first_worker.kill()
@@ -245,20 +233,8 @@ def test_database_connection_lost_mid_task_is_retried_and_the_effects_land_once(
     pg_settings, pg_session_factory, worker_factory, publisher
 ):
     worker = worker_factory(pg_settings, concurrency=1)
-    t0 = int(time.time()) - 40 * 24 * 3600
-    checkout, first_invoice, ids = support.subscription_start("acct_db_drop", created=t0)
-    for evt in (checkout, first_invoice):
-        publisher(support.store_event(pg_session_factory, evt))
-    support.wait_for(lambda: support.all_succeeded(pg_session_factory, [checkout["id"], first_invoice["id"]]))
-
-    renewal = support.renewal(ids, "acct_db_drop", period_start=t0 + support.MONTH, created=t0 + support.MONTH + 5)
-    renewal_pk = support.store_event(pg_session_factory, renewal)
-    with pg_session_factory.begin() as blocker:
-        blocker.execute(
-            select(Subscription).filter_by(provider_subscription_id=ids["subscription"]).with_for_update()
-        ).one()
-        publisher(renewal_pk)
-        support.wait_for(lambda: _lock_waiters(pg_session_factory) >= 1, message="the worker blocked on the row lock")
+    ids, renewal, renewal_pk = _subscription_with_pending_renewal(pg_session_factory, publisher, "acct_db_drop")
+    with _worker_blocked_on_subscription(pg_session_factory, publisher, ids, renewal_pk) as blocker:
         # The database drops the worker's connection in the middle of its transaction.
         with pg_session_factory() as admin:
             ended = admin.scalar(
@@ -278,8 +254,9 @@ def test_database_connection_lost_mid_task_is_retried_and_the_effects_land_once(
     assert [e["outcome"] for e in worker.task_logs(renewal_pk)] == ["retry", "done"]
 
 
-def _renewal_blocked_on_its_subscription(settings, session_factory, publisher, account_id):
-    """A started subscription and the renewal event for it; returns (ids, renewal_evt, pk)."""
+def _subscription_with_pending_renewal(session_factory, publisher, account_id):
+    """A subscription started and processed, and its renewal event stored but not yet queued;
+    returns (ids, renewal_evt, renewal_pk)."""
     t0 = int(time.time()) - 40 * 24 * 3600
     checkout, first_invoice, ids = support.subscription_start(account_id, created=t0)
     for evt in (checkout, first_invoice):
@@ -287,6 +264,19 @@ def _renewal_blocked_on_its_subscription(settings, session_factory, publisher, a
     support.wait_for(lambda: support.all_succeeded(session_factory, [checkout["id"], first_invoice["id"]]))
     renewal = support.renewal(ids, account_id, period_start=t0 + support.MONTH, created=t0 + support.MONTH + 5)
     return ids, renewal, support.store_event(session_factory, renewal)
+
+
+@contextlib.contextmanager
+def _worker_blocked_on_subscription(session_factory, publisher, ids: dict, event_pk: int):
+    """Hold the subscription's row lock, queue the event and wait until the worker's handler blocks
+    on that lock mid-transaction; yields the holding transaction (the test decides when to let go)."""
+    with session_factory.begin() as blocker:
+        blocker.execute(
+            select(Subscription).filter_by(provider_subscription_id=ids["subscription"]).with_for_update()
+        ).one()
+        publisher(event_pk)
+        support.wait_for(lambda: _lock_waiters(session_factory) >= 1, message="the worker blocked on the row lock")
+        yield blocker
 
 
 def _children(pid: int) -> list[int]:
@@ -306,15 +296,8 @@ def test_pool_process_killed_mid_task_is_redelivered_and_the_event_succeeds_once
     pg_settings, pg_session_factory, worker_factory, publisher
 ):
     worker = worker_factory(pg_settings, concurrency=1)
-    ids, renewal, renewal_pk = _renewal_blocked_on_its_subscription(
-        pg_settings, pg_session_factory, publisher, "acct_child"
-    )
-    with pg_session_factory.begin() as blocker:
-        blocker.execute(
-            select(Subscription).filter_by(provider_subscription_id=ids["subscription"]).with_for_update()
-        ).one()
-        publisher(renewal_pk)
-        support.wait_for(lambda: _lock_waiters(pg_session_factory) >= 1, message="the worker blocked on the row lock")
+    ids, renewal, renewal_pk = _subscription_with_pending_renewal(pg_session_factory, publisher, "acct_child")
+    with _worker_blocked_on_subscription(pg_session_factory, publisher, ids, renewal_pk) as blocker:
         (child,) = _children(worker.pid)
         os.kill(child, signal.SIGKILL)  # the OOM killer takes the pool process, not the worker
         support.wait_for(lambda: _children(worker.pid) not in ([], [child]), message="a new pool process")
@@ -334,15 +317,8 @@ def test_warm_shutdown_mid_task_finishes_the_task_before_the_worker_exits(
     pg_settings, pg_session_factory, worker_factory, publisher
 ):
     worker = worker_factory(pg_settings, concurrency=1)
-    ids, renewal, renewal_pk = _renewal_blocked_on_its_subscription(
-        pg_settings, pg_session_factory, publisher, "acct_deploy"
-    )
-    with pg_session_factory.begin() as blocker:
-        blocker.execute(
-            select(Subscription).filter_by(provider_subscription_id=ids["subscription"]).with_for_update()
-        ).one()
-        publisher(renewal_pk)
-        support.wait_for(lambda: _lock_waiters(pg_session_factory) >= 1, message="the worker blocked on the row lock")
+    ids, renewal, renewal_pk = _subscription_with_pending_renewal(pg_session_factory, publisher, "acct_deploy")
+    with _worker_blocked_on_subscription(pg_session_factory, publisher, ids, renewal_pk) as blocker:
         worker.request_stop()  # a deploy: SIGTERM while the task is running
         time.sleep(0.5)
         assert worker.alive()  # waiting for its task
@@ -374,9 +350,7 @@ def test_sweeper_leaves_an_event_a_slow_worker_still_holds_and_it_is_handled_onc
     pg_settings, pg_session_factory, worker_factory, publisher
 ):
     worker = worker_factory(pg_settings, concurrency=2)
-    ids, renewal, renewal_pk = _renewal_blocked_on_its_subscription(
-        pg_settings, pg_session_factory, publisher, "acct_slow"
-    )
+    ids, renewal, renewal_pk = _subscription_with_pending_renewal(pg_session_factory, publisher, "acct_slow")
 
     def sweep() -> list[int]:
         return processing.sweep(
@@ -386,12 +360,7 @@ def test_sweeper_leaves_an_event_a_slow_worker_still_holds_and_it_is_handled_onc
             grace_seconds=pg_settings.sweep_grace_seconds,
         )
 
-    with pg_session_factory.begin() as blocker:
-        blocker.execute(
-            select(Subscription).filter_by(provider_subscription_id=ids["subscription"]).with_for_update()
-        ).one()
-        publisher(renewal_pk)
-        support.wait_for(lambda: _lock_waiters(pg_session_factory) >= 1, message="the worker blocked on the row lock")
+    with _worker_blocked_on_subscription(pg_session_factory, publisher, ids, renewal_pk) as blocker:
         # Older than the grace, and still `received` (nothing of the run is committed), but the
         # running worker holds the event's row lock: the sweeper skips it rather than queue it twice.
         time.sleep(pg_settings.sweep_grace_seconds + 0.5)
