@@ -103,6 +103,26 @@ def client(app):
     return app.test_client()
 
 
+@pytest.fixture
+def fake_stripe():
+    """A local HTTP server standing in for api.stripe.com, answering from Stripe's fixtures."""
+    from tests.fakes.stripe_api import FakeStripe
+
+    server = FakeStripe().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_paypal():
+    """A local HTTP server standing in for PayPal's REST API (OAuth, Orders v2, Subscriptions)."""
+    from tests.fakes.paypal_api import FakePayPal
+
+    server = FakePayPal().start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="module")
 def _resend_server():
     """One per test module: a slow request from a timeout test still lands after its test ends,

@@ -12,26 +12,11 @@ import requests
 from shared import credentials, ledger
 from shared.models import Account, Invoice, Payment
 from tests.factories import stripe_events as se
-from tests.fakes.paypal_api import CLIENT_ID, CLIENT_SECRET, FakePayPal
-from tests.fakes.stripe_api import FakeStripe
+from tests.fakes.paypal_api import CLIENT_ID, CLIENT_SECRET
 from tests.integration import support
 from web.auth import issue_token
 
 pytestmark = [pytest.mark.postgres]
-
-
-@pytest.fixture
-def fake_stripe():
-    fake = FakeStripe().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def fake_paypal():
-    fake = FakePayPal().start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from shared.accounts import ensure_account
 from shared.models import EmailOutbox, WebhookEvent
 from shared.providers.paypal_webhooks import CertificateCache
 from tests.factories import paypal_events as pe
-from tests.fakes.paypal_api import CLIENT_ID, CLIENT_SECRET, FakePayPal
+from tests.fakes.paypal_api import CLIENT_ID, CLIENT_SECRET
 from tests.integration import support
 from web.auth import issue_token
 from web.paypal_webhooks import CERTS_EXTENSION
@@ -32,13 +32,6 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 RESEND_KEY = "re_test_paypal_emails_0123456789"
 BUYER, SUBSCRIBER = "acct_pp_buyer", "acct_pp_subscriber"
-
-
-@pytest.fixture
-def fake_paypal():
-    fake = FakePayPal().start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture

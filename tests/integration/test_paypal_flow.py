@@ -14,7 +14,7 @@ from shared import credentials, ledger, paypal_orders
 from shared.models import Payment, Subscription, WebhookEvent
 from shared.providers.paypal_webhooks import CertificateCache
 from tests.factories import paypal_events as pe
-from tests.fakes.paypal_api import CLIENT_ID, CLIENT_SECRET, FakePayPal
+from tests.fakes.paypal_api import CLIENT_ID, CLIENT_SECRET
 from tests.integration import support
 from web.paypal_webhooks import CERTS_EXTENSION
 from worker.celery_app import SWEEP_PAYPAL_CAPTURES
@@ -22,13 +22,6 @@ from worker.celery_app import SWEEP_PAYPAL_CAPTURES
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 ACCOUNT = "acct_paypal_it"
-
-
-@pytest.fixture
-def fake_paypal():
-    fake = FakePayPal().start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture

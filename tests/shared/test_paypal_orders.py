@@ -12,18 +12,11 @@ from shared.errors import PermanentError
 from shared.models import Payment, WebhookEvent
 from shared.providers.paypal import PayPalClient, PayPalError
 from tests.factories import paypal_events as pe
-from tests.fakes.paypal_api import CLIENT_ID, CLIENT_SECRET, INSTRUMENT_DECLINED, INTERNAL_SERVER_ERROR, FakePayPal
+from tests.fakes.paypal_api import CLIENT_ID, CLIENT_SECRET, INSTRUMENT_DECLINED, INTERNAL_SERVER_ERROR
 from tests.shared.handlers.test_paypal import run
 
 ACCOUNT = "acct_pp"
 GRACE, WINDOW = 60, 72 * 3600
-
-
-@pytest.fixture
-def fake_paypal():
-    fake = FakePayPal().start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture

@@ -22,13 +22,6 @@ STRIPE_KEY = "sk_test_123"  # what the `seeded` fixture stores
 
 
 @pytest.fixture
-def fake_stripe():
-    server = FakeStripe().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def settings(settings, fake_stripe):
     return settings.with_overrides(stripe_api_base=fake_stripe.url, frontend_url=FRONTEND)
 

@@ -10,17 +10,10 @@ import pytest
 
 from shared import credentials, inbox, ledger, processing
 from shared.models import Account, Payment, Plan, Subscription
-from tests.fakes.paypal_api import CLIENT_ID, CLIENT_SECRET, INSTRUMENT_DECLINED, INTERNAL_SERVER_ERROR, FakePayPal
+from tests.fakes.paypal_api import CLIENT_ID, CLIENT_SECRET, INSTRUMENT_DECLINED, INTERNAL_SERVER_ERROR
 from web.auth import issue_token
 
 FRONTEND = "https://app.example.test"
-
-
-@pytest.fixture
-def fake_paypal():
-    server = FakePayPal().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -8,16 +8,9 @@ import pytest
 from shared.errors import NotConfigured, ProviderError
 from shared.models import IntegrationProvider
 from shared.providers.stripe import StripeGateway
-from tests.fakes.stripe_api import API_ERROR, CARD_DECLINED, FakeStripe
+from tests.fakes.stripe_api import API_ERROR, CARD_DECLINED
 
 KEY = "sk_test_adapter_0123456789"
-
-
-@pytest.fixture
-def fake_stripe():
-    server = FakeStripe().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
