@@ -7,18 +7,29 @@ boundary); data-access code only takes the session as its first argument.
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.config import Settings
 
 
+class JsonText(str):
+    """A JSON document that is already text (a webhook body as received): a JSON column stores it
+    as it is, without parsing and serializing it again."""
+
+
+def serialize_json(value: Any) -> str:
+    return str(value) if isinstance(value, JsonText) else json.dumps(value)
+
+
 def make_engine(settings: Settings, **kwargs: Any) -> Engine:
     url = settings.database_url
+    kwargs.setdefault("json_serializer", serialize_json)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -56,22 +67,27 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 
 def insert_ignore(
-    session: Session, model: type, values: dict[str, Any], conflict: list[str], returning: Any = None
+    session: Session | Connection, model: type, values: dict[str, Any], conflict: list[str], returning: Any = None
 ) -> Any:
     """INSERT ... ON CONFLICT DO NOTHING. The unique constraint decides, so two concurrent
     callers cannot both insert.
 
     Returns True/False (inserted or not), or with `returning` the column's value for a new row
-    and None when the row already existed.
+    and None when the row already existed. Runs on a session or, on a hot path that needs no ORM
+    (webhook intake), straight on a Core connection.
     """
-    stmt = _insert_ignore_stmt(session.get_bind().dialect.name, model, tuple(conflict), returning)
     # The values go in as execution parameters, not into the statement: the statement is then the
     # same object every time, so SQLAlchemy neither rebuilds nor re-keys it (a payload-sized cache
     # key per insert was a visible share of the intake hot path). A Core statement does not
     # autoflush, so flush pending ORM changes first, as the ORM statement did.
-    if session.autoflush:
-        session.flush()
-    result = session.connection().execute(stmt, values)
+    if isinstance(session, Session):
+        if session.autoflush:
+            session.flush()
+        connection = session.connection()
+    else:
+        connection = session
+    stmt = _insert_ignore_stmt(connection.dialect.name, model, tuple(conflict), returning)
+    result = connection.execute(stmt, values)
     if returning is not None:
         return result.scalar_one_or_none()
     return result.rowcount == 1

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Connection, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from shared.db import insert_ignore
+from shared.db import JsonText, insert_ignore
 from shared.models import WebhookEvent
 from shared.models.events import DONE_STATUSES, FAILED, IGNORED, RECEIVED, SUCCEEDED
 
@@ -21,18 +21,19 @@ class Stored:
 
 
 def record_event(
-    session: Session,
+    session: Session | Connection,
     *,
     provider: str,
     event_id: str,
     type: str,
-    payload: dict,
+    payload: dict | JsonText,
     event_created_at: datetime | None,
     handled: bool,
     at: datetime,
 ) -> Stored:
     """Insert the event unless (provider, event_id) is already there; unhandled types are stored
-    as `ignored` so they are kept but never queued."""
+    as `ignored` so they are kept but never queued. The payload is the parsed event, or its body
+    as received (`JsonText`), which is stored as it is."""
     status = RECEIVED if handled else IGNORED
     new_id = insert_ignore(
         session,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 from flask import Flask
+from sqlalchemy import Connection
 
 from shared.config import Settings
 from shared.credentials import WebhookSecretCache
@@ -24,17 +26,19 @@ class Billhook:
         self.settings = settings
         self.engine = make_engine(settings)
         self.session_factory = make_sessionmaker(self.engine)
-        # Intake stores an event with one atomic statement (INSERT ... ON CONFLICT DO NOTHING): on
-        # PostgreSQL it runs in autocommit, a transaction of its own, which saves the BEGIN and
-        # COMMIT round trips per webhook; the row is still committed before the 2xx.
-        self.intake_session_factory = (
-            self.session_factory
-            if settings.is_sqlite
-            else make_sessionmaker(self.engine.execution_options(isolation_level="AUTOCOMMIT"))
+        # Intake stores an event with one atomic statement (INSERT ... ON CONFLICT DO NOTHING) on a
+        # Core connection (no ORM session to set up per webhook). On PostgreSQL it runs in
+        # autocommit, a transaction of its own, which saves the BEGIN and COMMIT round trips; the
+        # row is still committed before the 2xx.
+        self._intake_engine = (
+            self.engine if settings.is_sqlite else self.engine.execution_options(isolation_level="AUTOCOMMIT")
         )
         self.webhook_secrets = WebhookSecretCache(self.session_factory, ttl=settings.provider_cache_seconds)
         self.enqueue = enqueue
         self.enqueue_email = enqueue_email
+
+    def intake_transaction(self) -> AbstractContextManager[Connection]:
+        return self._intake_engine.begin()
 
 
 def create_app(

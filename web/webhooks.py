@@ -11,6 +11,7 @@ import stripe
 from flask import Blueprint, jsonify, request
 
 from shared import inbox
+from shared.db import JsonText
 from shared.handlers import is_handled
 from shared.logs import log_line
 from web.context import billhook
@@ -30,7 +31,7 @@ def stripe_webhook():
         provider="stripe",
         event_id=event["id"],
         event_type=event["type"],
-        payload=event,
+        payload=JsonText(raw.decode("utf-8")),  # the body as signed, not a re-serialization of it
         event_created_at=_created_at(event),
     )
     return jsonify(response), 200
@@ -96,14 +97,14 @@ def _created_at(event: dict) -> datetime | None:
 
 
 def accept_event(
-    *, provider: str, event_id: str, event_type: str, payload: dict, event_created_at: datetime | None
+    *, provider: str, event_id: str, event_type: str, payload: dict | JsonText, event_created_at: datetime | None
 ) -> dict:
     """Store, commit, then enqueue. A database failure propagates (503: the provider retries); a
     broker failure does not: the row stays `received` and the sweeper enqueues it."""
     ext = billhook()
-    with ext.intake_session_factory.begin() as session:
+    with ext.intake_transaction() as connection:
         stored = inbox.record_event(
-            session,
+            connection,
             provider=provider,
             event_id=event_id,
             type=event_type,

@@ -69,6 +69,40 @@ def test_valid_signed_event_is_stored_received_and_enqueued_once(client, seeded,
     assert enqueued == [row.id]
 
 
+def assert_body_stored_as_signed(client, session_factory) -> None:
+    evt = checkout_event()
+    body = json.dumps(evt, indent=1, sort_keys=True)  # a layout of its own: a re-serialization would differ
+
+    response = post_raw(client, body.encode())
+
+    assert response.status_code == 200
+    with session_factory() as session:
+        stored_text = session.execute(text("SELECT CAST(payload AS TEXT) FROM webhook_events")).scalar_one()
+    assert stored_text == body
+    assert stored_events(session_factory)[0].payload == evt
+
+
+def test_the_body_is_stored_as_signed_not_re_serialized(client, seeded, enqueued):
+    assert_body_stored_as_signed(client, seeded)
+
+
+@pytest.mark.postgres
+def test_the_body_is_stored_as_signed_on_postgresql(settings, pg_database, enqueued):
+    from web import create_app
+
+    pg_settings = settings.with_overrides(database_url=pg_database)
+    engine = make_engine(pg_settings)
+    Base.metadata.create_all(engine)
+    with make_sessionmaker(engine).begin() as session:
+        credentials.set_provider(session, "stripe", webhook_secrets=[TEST_WEBHOOK_SECRET])
+    app = create_app(pg_settings, enqueue=enqueued)
+
+    assert_body_stored_as_signed(app.test_client(), make_sessionmaker(engine))
+
+    app.extensions["billhook"].engine.dispose()
+    engine.dispose()
+
+
 def test_duplicate_delivery_answers_200_and_enqueues_nothing_new(client, seeded, enqueued):
     evt = checkout_event()
     post_signed(client, evt)
