@@ -3,7 +3,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.db import insert_ignore
+from shared.db import held_in_transaction, insert_ignore_row
 from shared.models import Account
 
 
@@ -14,9 +14,18 @@ def ensure_account(session: Session, account_id: str, *, email: str | None = Non
     Lock order: whatever touches an account's billing locks the account first, then its
     subscription, then its payment. Taking the strongest lock up front also keeps a later
     update of the unique `stripe_customer_id` from waiting on another event's foreign-key lock.
+
+    A known account (nearly every event's) costs one statement: the lock is tried first and the
+    insert follows only a miss. The insert still lets the primary key decide, so two first events
+    for one account cannot both create it.
     """
-    insert_ignore(session, Account, {"id": account_id, "email": email, "name": name}, ["id"])
     account = lock_account(session, account_id)
+    if account is None:
+        account = insert_ignore_row(session, Account, {"id": account_id, "email": email, "name": name}, ["id"])
+        if account is None:  # created meanwhile by a concurrent first event
+            account = lock_account(session, account_id)
+        else:
+            held_in_transaction(session)[(Account, account_id)] = account
     if email and account.email != email:
         account.email = email
     if name and account.name != name:
@@ -41,6 +50,14 @@ def account_for_stripe_customer(session: Session, customer_id: str | None) -> Ac
 
 def lock_account(session: Session, account_id: str) -> Account | None:
     """The account row locked for this transaction (SELECT ... FOR UPDATE): balance checks and
-    the entries they allow serialise per account, so concurrent debits cannot overdraw it."""
+    the entries they allow serialise per account, so concurrent debits cannot overdraw it. A row
+    this transaction has locked already is returned without a second round trip."""
+    locked = held_in_transaction(session)
+    account = locked.get((Account, account_id))
+    if account is not None:
+        return account
     stmt = select(Account).filter_by(id=account_id).with_for_update().execution_options(populate_existing=True)
-    return session.scalars(stmt).one_or_none()
+    account = session.scalars(stmt).one_or_none()
+    if account is not None:
+        locked[(Account, account_id)] = account
+    return account

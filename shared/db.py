@@ -62,6 +62,22 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+_HELD = "billhook.held_rows"
+
+
+def held_in_transaction(session: Session) -> dict:
+    """Rows this session's current transaction has locked (SELECT ... FOR UPDATE) or created, by
+    key. Both stay as they are until the transaction ends (nobody else may change them), so a
+    second lookup in the same transaction can skip the round trip; a new transaction starts with
+    an empty record. (No handler uses savepoints, whose rollback would release what they took.)"""
+    transaction = session.get_transaction()
+    record = session.info.get(_HELD)
+    if record is None or record[0] is not transaction:
+        record = (transaction, {})
+        session.info[_HELD] = record
+    return record[1]
+
+
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
@@ -91,6 +107,21 @@ def insert_ignore(
     if returning is not None:
         return result.scalar_one_or_none()
     return result.rowcount == 1
+
+
+def insert_ignore_row(session: Session, model: type, values: dict[str, Any], conflict: list[str]) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING the new row as an ORM object (in the session,
+    one round trip), or None when the row already existed."""
+    if session.autoflush:
+        session.flush()
+    stmt = _insert_ignore_row_stmt(session.get_bind().dialect.name, model, tuple(conflict))
+    return session.scalars(stmt, [values]).one_or_none()
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_ignore_row_stmt(dialect: str, model: type, conflict: tuple):
+    dialect_module = postgresql if dialect == "postgresql" else sqlite
+    return dialect_module.insert(model).on_conflict_do_nothing(index_elements=list(conflict)).returning(model)
 
 
 @functools.lru_cache(maxsize=256)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Connection, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from shared.db import JsonText, insert_ignore
+from shared.db import JsonText, held_in_transaction, insert_ignore
 from shared.models import WebhookEvent
 from shared.models.events import DONE_STATUSES, FAILED, IGNORED, RECEIVED, SUCCEEDED
 
@@ -81,6 +81,17 @@ def claim(session: Session, event_pk: int, *, at: datetime) -> WebhookEvent | No
         .execution_options(populate_existing=True)
     )
     return session.scalars(stmt).one_or_none()
+
+
+def note_account(session: Session, event: WebhookEvent, account_id: str | None) -> None:
+    """Name the account an event concerns (ops views, logs). Kept aside until the run marks the
+    event done: assigned to the row now, the next query's autoflush would spend a second UPDATE
+    of the event row on it."""
+    held_in_transaction(session)[(WebhookEvent, event.id, "account_id")] = account_id
+
+
+def noted_account(session: Session, event: WebhookEvent) -> str | None:
+    return held_in_transaction(session).get((WebhookEvent, event.id, "account_id"))
 
 
 def mark_succeeded(event: WebhookEvent, *, at: datetime) -> None:

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared import ledger
-from shared.db import insert_ignore
+from shared.db import held_in_transaction, insert_ignore_row
 from shared.models import Invoice, Payment
 
 SUCCEEDED = "succeeded"
@@ -58,9 +58,12 @@ def record_payment(session: Session, record: PaymentRecord, *, at: datetime) -> 
         "created_at": at,
         "updated_at": at,
     }
-    payment_id = insert_ignore(session, Payment, values, ["provider", "provider_payment_id"], returning=Payment.id)
-    created = payment_id is not None
-    payment = find_payment(session, record.provider, record.provider_payment_id, lock=True)
+    # A new row comes back from the INSERT itself (this transaction created it: nobody else can
+    # change it); an existing one is locked and loaded.
+    payment = insert_ignore_row(session, Payment, values, ["provider", "provider_payment_id"])
+    created = payment is not None
+    if payment is None:
+        payment = find_payment(session, record.provider, record.provider_payment_id, lock=True)
     if not created and payment.provider_charge_ref is None and record.provider_charge_ref:
         payment.provider_charge_ref = record.provider_charge_ref
     succeeded_now = created and record.status == SUCCEEDED
@@ -92,6 +95,7 @@ def _issue_invoice(session: Session, payment: Payment, record: PaymentRecord, at
     session.flush()
     # Numbered from the row id: unique and increasing without a second counter to keep in step.
     invoice.number = f"BH-{at:%Y}-{invoice.id:06d}"
+    held_in_transaction(session)[(Invoice, payment.id)] = invoice  # the receipt email reads it next
     return invoice
 
 
@@ -112,6 +116,9 @@ def find_payment_by_charge_ref(
 
 
 def invoice_for_payment(session: Session, payment_id: int) -> Invoice | None:
+    issued = held_in_transaction(session).get((Invoice, payment_id))
+    if issued is not None:
+        return issued
     return session.scalars(select(Invoice).filter_by(payment_id=payment_id)).one_or_none()
 
 

@@ -65,6 +65,7 @@ def process_event(session_factory: sessionmaker[Session], event_pk: int, *, cloc
             event.updated_at = now
             return Result(IGNORED, event.type)
         handler(session, event, now)
+        event.account_id = inbox.noted_account(session, event) or event.account_id
         inbox.mark_succeeded(event, at=now)
         # Returned from inside the block: the caller gets the ids only once the commit succeeded.
         return Result(DONE, event.type, event.account_id, tuple(outbox.queued_ids(session)))

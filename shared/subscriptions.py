@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared import ledger
-from shared.db import insert_ignore
+from shared.db import held_in_transaction, insert_ignore_row
 from shared.models import Plan, Subscription
 
 ACTIVE = "active"
@@ -38,25 +38,40 @@ def lock_subscription(
     """The subscription row, created if new, locked for this transaction (SELECT ... FOR UPDATE).
 
     The lock serialises concurrent events for one subscription, so none of their updates is lost.
+    A known subscription costs one statement (the lock); the insert follows only a miss and lets
+    the unique key decide between two first events.
     """
-    insert_ignore(
-        session,
-        Subscription,
-        {
-            "provider": provider,
-            "provider_subscription_id": provider_subscription_id,
-            "account_id": account_id,
-            "status": "incomplete",
-        },
-        ["provider", "provider_subscription_id"],
-    )
+    key = (Subscription, provider, provider_subscription_id)
+    locked = held_in_transaction(session)
+    if key in locked:
+        return locked[key]
+    subscription = _lock(session, provider, provider_subscription_id)
+    if subscription is None:
+        subscription = insert_ignore_row(
+            session,
+            Subscription,
+            {
+                "provider": provider,
+                "provider_subscription_id": provider_subscription_id,
+                "account_id": account_id,
+                "status": "incomplete",
+            },
+            ["provider", "provider_subscription_id"],
+        )
+    if subscription is None:  # created meanwhile by a concurrent first event
+        subscription = _lock(session, provider, provider_subscription_id)
+    locked[key] = subscription
+    return subscription
+
+
+def _lock(session: Session, provider: str, provider_subscription_id: str) -> Subscription | None:
     stmt = (
         select(Subscription)
         .filter_by(provider=provider, provider_subscription_id=provider_subscription_id)
         .with_for_update()
         .execution_options(populate_existing=True)
     )
-    return session.scalars(stmt).one()
+    return session.scalars(stmt).one_or_none()
 
 
 def find_subscription(session: Session, provider: str, provider_subscription_id: str) -> Subscription | None:

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared import notifications, payments, paypal_orders, refunds, subscriptions
+from shared import inbox, notifications, payments, paypal_orders, refunds, subscriptions
 from shared.accounts import ensure_account, lock_account
 from shared.errors import PermanentError, RetryLater
 from shared.handlers import handles
@@ -74,7 +74,7 @@ def order_approved(session: Session, event: WebhookEvent, now: datetime) -> None
     unit = (order.get("purchase_units") or [{}])[0] or {}
     account_id, _ = paypal_orders.parse_custom_id(unit.get("custom_id"))
     _remember_email(ensure_account(session, account_id), (order.get("payer") or {}).get("email_address"))
-    event.account_id = account_id
+    inbox.note_account(session, event, account_id)
 
 
 @handles(
@@ -92,7 +92,7 @@ def capture_changed(session: Session, event: WebhookEvent, now: datetime) -> Non
         # A payload without a status: the event type says it.
         capture = replace(capture, status=event.type.rsplit(".", 1)[-1])
     paypal_orders.grant_capture(session, capture, at=now, source_event_id=event.id)
-    event.account_id = paypal_orders.parse_custom_id(capture.custom_id)[0]
+    inbox.note_account(session, event, paypal_orders.parse_custom_id(capture.custom_id)[0])
 
 
 @handles(PROVIDER, "PAYMENT.CAPTURE.REFUNDED")
@@ -137,7 +137,7 @@ def sale_refunded(session: Session, event: WebhookEvent, now: datetime) -> None:
 
 def _lock_for_refund(session: Session, event: WebhookEvent, found: Payment) -> tuple[Account, Payment]:
     """Account, then the payment's subscription (a sale's), then the payment itself."""
-    event.account_id = found.account_id
+    inbox.note_account(session, event, found.account_id)
     account = lock_account(session, found.account_id)
     subscription = session.get(Subscription, found.subscription_id) if found.subscription_id else None
     if subscription is not None:
@@ -252,7 +252,7 @@ def sale_completed(session: Session, event: WebhookEvent, now: datetime) -> None
     subscription = subscriptions.lock_subscription(
         session, provider=PROVIDER, provider_subscription_id=subscription_id, account_id=existing.account_id
     )
-    event.account_id = subscription.account_id
+    inbox.note_account(session, event, subscription.account_id)
     plan = _plan(session, subscription.plan_id)
     if plan is None:
         raise RetryLater(f"plan of PayPal subscription {subscription_id} not known yet")
@@ -339,7 +339,7 @@ def _lock_from_resource(session: Session, event: WebhookEvent, resource: dict) -
         account_id, _ = paypal_orders.parse_custom_id(resource.get("custom_id"))
     account = ensure_account(session, account_id)  # the account first: see ensure_account
     _remember_email(account, (resource.get("subscriber") or {}).get("email_address"))
-    event.account_id = account_id
+    inbox.note_account(session, event, account_id)
     subscription = subscriptions.lock_subscription(
         session, provider=PROVIDER, provider_subscription_id=subscription_id, account_id=account_id
     )

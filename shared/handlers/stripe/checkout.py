@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from shared import ledger, notifications, payments, subscriptions
+from shared import inbox, ledger, notifications, payments, subscriptions
 from shared.accounts import ensure_account, link_stripe_customer
 from shared.errors import PermanentError, RetryLater
 from shared.handlers import handles
@@ -85,7 +85,7 @@ def _checkout_account(session: Session, event: WebhookEvent, checkout: dict) -> 
         session, account_id, email=details.get("email") or checkout.get("customer_email"), name=details.get("name")
     )
     link_stripe_customer(session, account, expandable_id(checkout.get("customer")))
-    event.account_id = account.id
+    inbox.note_account(session, event, account.id)
     return account
 
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
-from shared import subscriptions
+from shared import inbox, subscriptions
 from shared.accounts import account_for_stripe_customer, ensure_account
 from shared.errors import PermanentError, RetryLater
 from shared.models import Plan, Subscription, WebhookEvent
@@ -71,7 +71,7 @@ def lock_subscription_for(session: Session, event: WebhookEvent, subscription_id
     if account_id is None:
         raise RetryLater(f"no account known yet for subscription {subscription_id}")
     ensure_account(session, account_id)
-    event.account_id = account_id
+    inbox.note_account(session, event, account_id)
     return subscriptions.lock_subscription(
         session, provider=PROVIDER, provider_subscription_id=subscription_id, account_id=account_id
     )

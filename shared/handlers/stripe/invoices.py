@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared import catalog, notifications, payments, subscriptions
+from shared import catalog, inbox, notifications, payments, subscriptions
 from shared.accounts import ensure_account
 from shared.errors import RetryLater
 from shared.handlers import handles
@@ -122,7 +122,7 @@ def invoice_payment_paid(session: Session, event: WebhookEvent, now: datetime) -
         if session.scalars(select(Invoice.id).filter_by(provider=PROVIDER, provider_invoice_id=invoice_id)).first():
             return  # a checkout's invoice: its payment already names the checkout's PaymentIntent
         raise RetryLater(f"invoice {invoice_id} not recorded yet")
-    event.account_id = payment.account_id
+    inbox.note_account(session, event, payment.account_id)
     if payment.provider_charge_ref is None:
         payment.provider_charge_ref = intent
 

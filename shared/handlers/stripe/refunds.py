@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from shared import payments, refunds
+from shared import inbox, payments, refunds
 from shared.accounts import lock_account
 from shared.errors import RetryLater
 from shared.handlers import handles
@@ -23,7 +23,7 @@ def charge_refunded(session: Session, event: WebhookEvent, now: datetime) -> Non
     )
     if found is None:
         raise RetryLater(f"no payment known yet for charge {charge.get('id')}")
-    event.account_id = found.account_id
+    inbox.note_account(session, event, found.account_id)
     # Lock order: the account (its balance before and after the reversal), then the payment.
     account = lock_account(session, found.account_id)
     payment = payments.find_payment(session, PROVIDER, found.provider_payment_id, lock=True)
