@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from shared.models import CreditPackage, Plan
@@ -99,10 +99,13 @@ def active_packages(session: Session) -> list[CreditPackage]:
     return list(session.scalars(stmt))
 
 
+_PLAN_BY_STRIPE_PRICE = select(Plan).where(Plan.stripe_price_id == bindparam("price_id"))  # built once: per invoice
+
+
 def plan_by_stripe_price(session: Session, price_id: str | None) -> Plan | None:
     if not price_id:
         return None
-    return session.scalars(select(Plan).filter_by(stripe_price_id=price_id)).one_or_none()
+    return session.scalars(_PLAN_BY_STRIPE_PRICE, {"price_id": price_id}).one_or_none()
 
 
 def package_by_stripe_price(session: Session, price_id: str | None) -> CreditPackage | None:

@@ -6,7 +6,7 @@ import secrets
 import threading
 import time
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.models import IntegrationProvider
@@ -15,8 +15,11 @@ PROVIDERS = ("stripe", "paypal", "resend")
 MASK_HIDDEN_MIN = 12
 
 
+_PROVIDER_BY_NAME = select(IntegrationProvider).where(IntegrationProvider.name == bindparam("name"))  # per email
+
+
 def get_provider(session: Session, name: str) -> IntegrationProvider | None:
-    return session.scalars(select(IntegrationProvider).filter_by(name=name)).one_or_none()
+    return session.scalars(_PROVIDER_BY_NAME, {"name": name}).one_or_none()
 
 
 def active_provider(session: Session, name: str) -> IntegrationProvider | None:

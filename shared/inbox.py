@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, and_, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from shared.db import JsonText, held_in_transaction, insert_ignore
@@ -59,9 +59,30 @@ def record_event(
     return Stored(existing.id, False, existing.status)
 
 
+# The worker's per-event statements are built once, with bound parameters: building an ORM
+# statement costs about as much CPU as running it.
+_LOCK_EVENT = (
+    select(WebhookEvent)
+    .where(WebhookEvent.id == bindparam("event_pk"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+_CLAIM = (
+    update(WebhookEvent)
+    .where(WebhookEvent.id == bindparam("event_pk"), WebhookEvent.status.not_in(DONE_STATUSES))
+    .values(
+        attempts=WebhookEvent.attempts + 1,
+        next_attempt_at=None,
+        updated_at=bindparam("at", type_=WebhookEvent.__table__.c.updated_at.type),
+    )
+    .returning(WebhookEvent)
+    # The claim opens the transaction: no object in the session to synchronise.
+    .execution_options(populate_existing=True, synchronize_session=False)
+)
+
+
 def lock_event(session: Session, event_pk: int) -> WebhookEvent | None:
-    stmt = select(WebhookEvent).filter_by(id=event_pk).with_for_update().execution_options(populate_existing=True)
-    return session.scalars(stmt).one_or_none()
+    return session.scalars(_LOCK_EVENT, {"event_pk": event_pk}).one_or_none()
 
 
 def claim(session: Session, event_pk: int, *, at: datetime) -> WebhookEvent | None:
@@ -73,14 +94,7 @@ def claim(session: Session, event_pk: int, *, at: datetime) -> WebhookEvent | No
     `record_failure` counts it instead; a killed worker's run leaves no trace at all, the event
     stays `received` with its old `updated_at`, and the sweeper re-queues it after the grace.
     """
-    stmt = (
-        update(WebhookEvent)
-        .where(WebhookEvent.id == event_pk, WebhookEvent.status.not_in(DONE_STATUSES))
-        .values(attempts=WebhookEvent.attempts + 1, next_attempt_at=None, updated_at=at)
-        .returning(WebhookEvent)
-        .execution_options(populate_existing=True)
-    )
-    return session.scalars(stmt).one_or_none()
+    return session.scalars(_CLAIM, {"event_pk": event_pk, "at": at}).one_or_none()
 
 
 def note_account(session: Session, event: WebhookEvent, account_id: str | None) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from shared import ledger
@@ -99,11 +99,17 @@ def _issue_invoice(session: Session, payment: Payment, record: PaymentRecord, at
     return invoice
 
 
+# Built once: a statement's construction costs about as much CPU as its execution.
+_FIND_PAYMENT = select(Payment).where(
+    Payment.provider == bindparam("provider"), Payment.provider_payment_id == bindparam("provider_payment_id")
+)
+_LOCK_PAYMENT = _FIND_PAYMENT.with_for_update().execution_options(populate_existing=True)
+_INVOICE_FOR_PAYMENT = select(Invoice).where(Invoice.payment_id == bindparam("payment_id"))
+
+
 def find_payment(session: Session, provider: str, provider_payment_id: str, *, lock: bool = False) -> Payment | None:
-    stmt = select(Payment).filter_by(provider=provider, provider_payment_id=provider_payment_id)
-    if lock:
-        stmt = stmt.with_for_update().execution_options(populate_existing=True)
-    return session.scalars(stmt).one_or_none()
+    params = {"provider": provider, "provider_payment_id": provider_payment_id}
+    return session.scalars(_LOCK_PAYMENT if lock else _FIND_PAYMENT, params).one_or_none()
 
 
 def find_payment_by_charge_ref(
@@ -119,7 +125,7 @@ def invoice_for_payment(session: Session, payment_id: int) -> Invoice | None:
     issued = held_in_transaction(session).get((Invoice, payment_id))
     if issued is not None:
         return issued
-    return session.scalars(select(Invoice).filter_by(payment_id=payment_id)).one_or_none()
+    return session.scalars(_INVOICE_FOR_PAYMENT, {"payment_id": payment_id}).one_or_none()
 
 
 def apply_refund(

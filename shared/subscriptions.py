@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from shared import ledger
@@ -64,19 +64,22 @@ def lock_subscription(
     return subscription
 
 
+# Built once: a statement's construction costs about as much CPU as its execution.
+_FIND = select(Subscription).where(
+    Subscription.provider == bindparam("provider"),
+    Subscription.provider_subscription_id == bindparam("provider_subscription_id"),
+)
+_LOCK = _FIND.with_for_update().execution_options(populate_existing=True)
+
+
 def _lock(session: Session, provider: str, provider_subscription_id: str) -> Subscription | None:
-    stmt = (
-        select(Subscription)
-        .filter_by(provider=provider, provider_subscription_id=provider_subscription_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    return session.scalars(stmt).one_or_none()
+    params = {"provider": provider, "provider_subscription_id": provider_subscription_id}
+    return session.scalars(_LOCK, params).one_or_none()
 
 
 def find_subscription(session: Session, provider: str, provider_subscription_id: str) -> Subscription | None:
-    stmt = select(Subscription).filter_by(provider=provider, provider_subscription_id=provider_subscription_id)
-    return session.scalars(stmt).one_or_none()
+    params = {"provider": provider, "provider_subscription_id": provider_subscription_id}
+    return session.scalars(_FIND, params).one_or_none()
 
 
 def apply_subscription_state(
