@@ -49,6 +49,8 @@ class Settings:
     provider_cache_seconds: float = 30.0
     # worker
     task_max_retries: int = 8
+    # Runs of one task message that may die with their worker process before it is given up.
+    task_max_interrupted_runs: int = 3
     retry_backoff_max_seconds: int = 600
     broker_visibility_timeout_seconds: int = 3600
     sweep_interval_seconds: float = 30.0
@@ -97,6 +99,7 @@ class Settings:
             flower_basic_auth=env.get("FLOWER_BASIC_AUTH") or None,
             # Retry and sweep timings: the defaults suit production; tests and chaos runs shorten them.
             task_max_retries=int(env.get("BILLHOOK_TASK_MAX_RETRIES", "8")),
+            task_max_interrupted_runs=int(env.get("BILLHOOK_TASK_MAX_INTERRUPTED_RUNS", "3")),
             retry_backoff_max_seconds=int(env.get("BILLHOOK_RETRY_BACKOFF_MAX_SECONDS", "600")),
             sweep_interval_seconds=float(env.get("BILLHOOK_SWEEP_INTERVAL_SECONDS", "30")),
             sweep_grace_seconds=int(env.get("BILLHOOK_SWEEP_GRACE_SECONDS", "60")),

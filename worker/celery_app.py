@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared.config import Settings
 from shared.db import make_engine, make_sessionmaker
+from worker.interrupted_runs import StartCounter
 
 if TYPE_CHECKING:
     from worker.publisher import Publisher
@@ -32,6 +33,7 @@ class Runtime:
         self._pid: int | None = None
         self._session_factory: sessionmaker[Session] | None = None
         self.publisher: Publisher | None = None  # set by make_celery: after-commit publishing in tasks
+        self.starts = StartCounter(settings.redis_url)  # the bound on poison messages
 
     @property
     def session_factory(self) -> sessionmaker[Session]:

@@ -14,6 +14,7 @@ from shared.emails import delivery
 from shared.logs import log_line
 from shared.processing import describe
 from worker.celery_app import SEND_EMAIL, SWEEP_OUTBOX, enqueue_email, runtime
+from worker.interrupted_runs import interrupted_too_often
 
 log = logging.getLogger("billhook.worker")
 
@@ -21,9 +22,22 @@ log = logging.getLogger("billhook.worker")
 @shared_task(bind=True, name=SEND_EMAIL, acks_late=True, max_retries=None)
 def send_email(self, outbox_id: int) -> str:
     rt = runtime(self.app)
+    with rt.starts.run(self.request.id) as starts:
+        if interrupted_too_often(starts, rt.settings.task_max_interrupted_runs):
+            # Each earlier run died with its process: running it again would kill this one too.
+            error = f"dead-lettered: {starts - 1} runs died with their worker process"
+            _quietly(delivery.mark_failed, rt.session_factory, outbox_id, error)
+            log_line(
+                log, "email", level=logging.WARNING, task=SEND_EMAIL, outbox=outbox_id, outcome="failed", error=error
+            )
+            return delivery.FAILED
+        return _send_email(self, rt, outbox_id)
+
+
+def _send_email(task, rt, outbox_id: int) -> str:
     settings = rt.settings
     started = time.perf_counter()
-    attempt = self.request.retries + 1
+    attempt = task.request.retries + 1
     try:
         result = delivery.send_outbox_email(rt.session_factory, outbox_id, settings=settings, clock=rt.clock)
     except Exception as exc:  # the store is down or a bug: retry like a provider's 5xx
@@ -31,13 +45,13 @@ def send_email(self, outbox_id: int) -> str:
     outcome = result.outcome
     countdown = None
     if outcome == delivery.RETRY:
-        if self.request.retries >= settings.task_max_retries:
+        if task.request.retries >= settings.task_max_retries:
             outcome = delivery.FAILED
             _quietly(delivery.mark_failed, rt.session_factory, outbox_id, f"retries exhausted: {result.error}")
         else:
             countdown = (
                 get_exponential_backoff_interval(
-                    factor=2, retries=self.request.retries, maximum=settings.retry_backoff_max_seconds, full_jitter=True
+                    factor=2, retries=task.request.retries, maximum=settings.retry_backoff_max_seconds, full_jitter=True
                 )
                 + 1
             )
@@ -59,7 +73,7 @@ def send_email(self, outbox_id: int) -> str:
         duration_ms=round((time.perf_counter() - started) * 1000, 2),
     )
     if countdown is not None:
-        raise self.retry(countdown=countdown)
+        raise task.retry(countdown=countdown)
     return outcome
 
 

@@ -13,10 +13,11 @@ from celery.utils.time import get_exponential_backoff_interval
 from sqlalchemy import select
 
 from shared import metrics, outbox, processing, reconcile
-from shared.errors import NotConfigured, ProviderError
+from shared.errors import NotConfigured, PermanentError, ProviderError
 from shared.logs import log_line
 from shared.models import WebhookEvent
 from worker.celery_app import PROCESS_EVENT, RECONCILE_STRIPE, SWEEP_INBOX, enqueue_event, runtime
+from worker.interrupted_runs import interrupted_too_often
 
 log = logging.getLogger("billhook.worker")
 
@@ -24,11 +25,20 @@ log = logging.getLogger("billhook.worker")
 @shared_task(bind=True, name=PROCESS_EVENT, acks_late=True, max_retries=None)
 def process_event(self, event_pk: int) -> str:
     rt = runtime(self.app)
+    with rt.starts.run(self.request.id) as starts:
+        if interrupted_too_often(starts, rt.settings.task_max_interrupted_runs):
+            # Each earlier run died with its process: running it again would kill this one too.
+            exc = PermanentError(f"dead-lettered: {starts - 1} runs died with their worker process")
+            return _handle_failure(self, rt, event_pk, exc, time.perf_counter())
+        return _process_event(self, rt, event_pk)
+
+
+def _process_event(task, rt, event_pk: int) -> str:
     started = time.perf_counter()
     try:
         result = processing.process_event(rt.session_factory, event_pk, clock=rt.clock)
     except Exception as exc:
-        return _handle_failure(self, rt, event_pk, exc, started)
+        return _handle_failure(task, rt, event_pk, exc, started)
     outbox.enqueue_committed(rt.publisher.email, result.emails)  # the event's transaction has committed
     metrics.record_event_run(result.event_type, result.outcome, time.perf_counter() - started)
     log_line(
@@ -39,7 +49,7 @@ def process_event(self, event_pk: int) -> str:
         type=result.event_type,
         account=result.account_id,
         outcome=result.outcome,
-        attempt=self.request.retries + 1,
+        attempt=task.request.retries + 1,
         duration_ms=round((time.perf_counter() - started) * 1000, 2),
     )
     return result.outcome

@@ -19,6 +19,7 @@ from shared import embedded_redis, inbox, ledger, processing
 from shared.models import CreditLedgerEntry, Payment, Subscription, WebhookEvent
 from tests.factories import stripe_events as se
 from tests.integration import support
+from tests.integration.worker_app import PROCESS_KILLER
 from worker.celery_app import SWEEP_INBOX
 
 pytestmark = pytest.mark.redis  # on PostgreSQL; on SQLite where it is missing (not in CI)
@@ -309,6 +310,39 @@ def test_pool_process_killed_mid_task_is_redelivered_and_the_event_succeeds_once
         assert ledger.balance(session, "acct_child") == 2 * 12_000
         assert _count(session, CreditLedgerEntry, account_id="acct_child") == 2
         assert session.get(WebhookEvent, renewal_pk).attempts == 1  # the killed run rolled back, its count too
+    assert worker.alive()
+
+
+def test_event_whose_run_kills_its_pool_process_is_dead_lettered_after_three_runs_and_the_worker_goes_on(
+    store_settings, store_session_factory, worker_factory, publisher
+):
+    worker = worker_factory(store_settings, concurrency=1)
+    poison = se.event(PROCESS_KILLER, se.fixture("customer"))
+    with store_session_factory.begin() as session:
+        poison_pk = inbox.record_event(
+            session,
+            provider="stripe",
+            event_id=poison["id"],
+            type=PROCESS_KILLER,
+            payload=poison,
+            event_created_at=None,
+            handled=True,
+            at=datetime.now(UTC),
+        ).id
+
+    publisher(poison_pk)
+
+    # Each run kills the pool process and the message comes back (acks_late + reject_on_worker_lost);
+    # the fourth start finds three unfinished ones and gives the message up.
+    support.wait_for(lambda: support.event_status(store_session_factory, poison["id"]) == "failed", timeout=90)
+    row = support.event_row(store_session_factory, poison["id"])
+    assert row.last_error == "PermanentError: dead-lettered: 3 runs died with their worker process"
+    assert row.attempts == 1  # the killed runs rolled back; only the dead-lettering counted
+    assert [e["outcome"] for e in worker.task_logs(poison_pk)] == ["failed"]
+    # The worker survived it and goes on with the next event.
+    purchase = _purchase("acct_after_poison")
+    publisher(support.store_event(store_session_factory, purchase))
+    support.wait_for(lambda: support.event_status(store_session_factory, purchase["id"]) == "succeeded")
     assert worker.alive()
 
 

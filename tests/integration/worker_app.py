@@ -1,7 +1,8 @@
 """The Celery app a test worker subprocess runs: `celery -A tests.integration.worker_app worker`.
 
 The same app as production (`worker.main`), plus one signal that tells the test the worker is
-consuming, by writing the file named in BILLHOOK_TEST_READY_FILE.
+consuming, by writing the file named in BILLHOOK_TEST_READY_FILE, and one handler for an event type
+no provider sends, whose run kills its process (a poison event).
 """
 
 import ctypes
@@ -13,8 +14,11 @@ from pathlib import Path
 from celery.signals import worker_ready
 
 from shared.config import Settings
+from shared.handlers import handles
 from shared.logs import configure_logging
 from worker.celery_app import make_celery
+
+PROCESS_KILLER = "billhook_test.process_killer"
 
 
 def _die_with_the_test_run() -> None:
@@ -28,6 +32,12 @@ def _die_with_the_test_run() -> None:
 _die_with_the_test_run()
 configure_logging()
 celery = make_celery(Settings.from_env())
+
+
+@handles("stripe", PROCESS_KILLER)
+def _kill_the_process(session, event, now) -> None:
+    """Stands in for an event whose handling takes its process down (out of memory, a crash in C)."""
+    os._exit(1)
 
 
 @worker_ready.connect

@@ -1,0 +1,75 @@
+"""The bound on a poison message: runs of one task message that started and never finished.
+
+A message whose run kills its worker process (out of memory, a crash in a C extension) is handed
+back to the broker (acks_late + reject_on_worker_lost), kills the next process, and so on without
+end; the run's transaction rolls back each time, so the database keeps no count to stop on. The
+count lives in Redis instead, keyed by the task id (a redelivery keeps the message's id; a
+duplicate message has an id of its own): incremented when a run starts, deleted when the run ends
+in any way its process survives. A start that finds earlier starts unfinished past the limit gives
+the message up (the caller dead-letters its row, where ops see it and can replay it).
+
+Counting is best effort: if Redis cannot answer, the run goes ahead uncounted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+
+import redis
+
+log = logging.getLogger("billhook.worker")
+
+KEY = "billhook:task-starts:{}"
+TTL_SECONDS = 24 * 3600
+SOCKET_TIMEOUT_SECONDS = 2.0
+
+
+class StartCounter:
+    def __init__(self, redis_url: str):
+        self._url = redis_url
+        self._client: redis.Redis | None = None
+        self._pid: int | None = None
+
+    def _redis(self) -> redis.Redis:
+        if self._client is None or self._pid != os.getpid():  # a prefork child opens its own
+            self._client = redis.Redis.from_url(
+                self._url, socket_timeout=SOCKET_TIMEOUT_SECONDS, socket_connect_timeout=SOCKET_TIMEOUT_SECONDS
+            )
+            self._pid = os.getpid()
+        return self._client
+
+    def started(self, task_id: str) -> int:
+        """This start's number for the message: 1 on a first run, n when n - 1 runs never finished
+        (0 when Redis cannot count)."""
+        key = KEY.format(task_id)
+        try:
+            pipe = self._redis().pipeline()
+            pipe.incr(key)
+            pipe.expire(key, TTL_SECONDS)
+            count, _ = pipe.execute()
+            return int(count)
+        except redis.RedisError as exc:
+            log.warning("cannot count task starts (%s); running uncounted", type(exc).__name__)
+            return 0
+
+    def finished(self, task_id: str) -> None:
+        # If Redis cannot answer, the key expires; a later start of this message counts one run too many.
+        with contextlib.suppress(redis.RedisError):
+            self._redis().delete(KEY.format(task_id))
+
+    @contextlib.contextmanager
+    def run(self, task_id: str) -> Iterator[int]:
+        """Count a run for as long as the block lasts; yields this start's number."""
+        starts = self.started(task_id)
+        try:
+            yield starts
+        finally:
+            self.finished(task_id)
+
+
+def interrupted_too_often(starts: int, limit: int) -> bool:
+    """True when `limit` runs of the message already started and never finished."""
+    return starts > limit
