@@ -309,7 +309,17 @@ def _wait_done(store, accepted: set[str], config: Config, say) -> None:
                 session.execute(select(WebhookEvent.status, func.count()).group_by(WebhookEvent.status)).all()
             )
         done = sum(n for s, n in counts.items() if s in DONE_STATUSES)
-        if done >= len(accepted) or counts.get(FAILED):
+        if done >= len(accepted):
+            return
+        if done + counts.get(FAILED, 0) >= len(accepted):  # a failed event never gets done: report it
+            with store.session_factory() as session:
+                failed = session.execute(
+                    select(WebhookEvent.event_id, WebhookEvent.type, WebhookEvent.last_error)
+                    .where(WebhookEvent.status == FAILED)
+                    .limit(5)
+                ).all()
+            for event_id, event_type, error in failed:
+                say(f"[chaos] failed: {event_id} ({event_type}): {error}")
             return
         if counts != last:
             last = counts

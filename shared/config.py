@@ -49,6 +49,10 @@ class Settings:
     provider_cache_seconds: float = 30.0
     # worker
     task_max_retries: int = 8
+    # An event whose dependency billhook has not seen yet (a refund before its payment) keeps
+    # retrying past task_max_retries while that dependency may still come: Stripe retries a
+    # failed delivery for up to 3 days.
+    dependency_wait_seconds: int = 3 * 24 * 3600
     # Runs of one task message that may die with their worker process before it is given up.
     task_max_interrupted_runs: int = 3
     retry_backoff_max_seconds: int = 600
@@ -99,6 +103,7 @@ class Settings:
             flower_basic_auth=env.get("FLOWER_BASIC_AUTH") or None,
             # Retry and sweep timings: the defaults suit production; tests and chaos runs shorten them.
             task_max_retries=int(env.get("BILLHOOK_TASK_MAX_RETRIES", "8")),
+            dependency_wait_seconds=int(env.get("BILLHOOK_DEPENDENCY_WAIT_SECONDS", str(3 * 24 * 3600))),
             task_max_interrupted_runs=int(env.get("BILLHOOK_TASK_MAX_INTERRUPTED_RUNS", "3")),
             retry_backoff_max_seconds=int(env.get("BILLHOOK_RETRY_BACKOFF_MAX_SECONDS", "600")),
             sweep_interval_seconds=float(env.get("BILLHOOK_SWEEP_INTERVAL_SECONDS", "30")),

@@ -16,14 +16,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import inbox, outbox
-from shared.errors import PermanentError, TransientError
+from shared.errors import PermanentError, RetryLater, TransientError
 from shared.handlers import handler_for
 from shared.models import WebhookEvent
 from shared.models.events import IGNORED
@@ -77,6 +77,23 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     return isinstance(exc, TRANSIENT_ERRORS)
+
+
+def still_waiting(
+    session_factory: sessionmaker[Session], event_pk: int, exc: BaseException, *, now: datetime, wait_seconds: int
+) -> bool:
+    """Whether an event that failed on a dependency not seen yet (RetryLater) may still get it:
+    received less than `wait_seconds` ago. Such an event keeps retrying past the retry cap instead
+    of being dead-lettered while its dependency is on its way (in a backlog, in the provider's
+    retry schedule, behind the sweeper's grace)."""
+    if not isinstance(exc, RetryLater):
+        return False
+    try:
+        with session_factory() as session:
+            received_at = session.scalar(select(WebhookEvent.received_at).filter_by(id=event_pk))
+    except Exception:  # noqa: BLE001 - the store is down: that is worth another retry too
+        return True
+    return received_at is not None and now - received_at < timedelta(seconds=wait_seconds)
 
 
 def describe(exc: BaseException) -> str:

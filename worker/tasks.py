@@ -58,8 +58,11 @@ def _process_event(task, rt, event_pk: int) -> str:
 def _handle_failure(task, rt, event_pk: int, exc: Exception, started: float) -> str:
     settings = rt.settings
     retries = task.request.retries
-    final = not processing.is_transient(exc) or retries >= settings.task_max_retries
     now = rt.clock()
+    exhausted = retries >= settings.task_max_retries and not processing.still_waiting(
+        rt.session_factory, event_pk, exc, now=now, wait_seconds=settings.dependency_wait_seconds
+    )
+    final = not processing.is_transient(exc) or exhausted
     countdown = (
         0
         if final

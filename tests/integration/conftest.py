@@ -190,6 +190,7 @@ def worker_env(settings: Settings, ready_file: Path, extra_env: dict[str, str] |
         BILLHOOK_JWT_SECRET=settings.jwt_secret,
         BILLHOOK_SERVICE_TOKEN=settings.service_token,
         BILLHOOK_TASK_MAX_RETRIES=str(settings.task_max_retries),
+        BILLHOOK_DEPENDENCY_WAIT_SECONDS=str(settings.dependency_wait_seconds),
         BILLHOOK_RETRY_BACKOFF_MAX_SECONDS=str(settings.retry_backoff_max_seconds),
         BILLHOOK_SWEEP_INTERVAL_SECONDS=str(settings.sweep_interval_seconds),
         BILLHOOK_SWEEP_GRACE_SECONDS=str(settings.sweep_grace_seconds),

@@ -176,6 +176,40 @@ def test_refund_before_its_payment_retries_with_backoff_and_succeeds_after_the_p
     assert outcomes[-1] == "done" and set(outcomes[:-1]) == {"retry"}
 
 
+def test_refund_whose_payment_comes_after_the_retry_cap_keeps_waiting_for_it_and_succeeds(
+    store_settings, store_session_factory, worker_factory, live_web
+):
+    worker_factory(store_settings.with_overrides(task_max_retries=1), concurrency=1)
+    payment_intent = se.unique("pi")
+    purchase = _purchase("acct_late_payment", payment_intent=payment_intent)
+    refund = se.event("charge.refunded", se.charge(payment_intent=payment_intent, amount=999, amount_refunded=999))
+
+    assert live_web.post_event(refund).status_code == 200
+
+    def past_the_cap():
+        row = support.event_row(store_session_factory, refund["id"])
+        return row.attempts >= 4 and row.status == "received"  # one retry allowed, and it is still waiting
+
+    support.wait_for(past_the_cap, timeout=60, message="the refund to retry past task_max_retries")
+    assert live_web.post_event(purchase).status_code == 200
+    support.wait_for(lambda: support.all_succeeded(store_session_factory, [refund["id"], purchase["id"]]), timeout=30)
+    with store_session_factory() as session:
+        assert ledger.balance(session, "acct_late_payment") == 0
+
+
+def test_refund_whose_payment_never_comes_is_failed_once_the_dependency_wait_is_over(
+    store_settings, store_session_factory, worker_factory, live_web
+):
+    worker_factory(store_settings.with_overrides(task_max_retries=1, dependency_wait_seconds=0), concurrency=1)
+    refund = se.event("charge.refunded", se.charge(payment_intent=se.unique("pi"), amount=999, amount_refunded=999))
+
+    assert live_web.post_event(refund).status_code == 200
+
+    support.wait_for(lambda: support.event_status(store_session_factory, refund["id"]) == "failed", timeout=30)
+    row = support.event_row(store_session_factory, refund["id"])
+    assert row.attempts == 2 and row.last_error.startswith("RetryLater: no payment known yet")
+
+
 def test_event_that_can_never_succeed_is_marked_failed_with_its_error_without_retries(
     store_settings, store_session_factory, worker_factory, live_web
 ):
