@@ -69,8 +69,11 @@ def held_in_transaction(session: Session) -> dict:
     """Rows this session's current transaction has locked (SELECT ... FOR UPDATE) or created, by
     key. Both stay as they are until the transaction ends (nobody else may change them), so a
     second lookup in the same transaction can skip the round trip; a new transaction starts with
-    an empty record. (No handler uses savepoints, whose rollback would release what they took.)"""
+    an empty record. (No handler uses savepoints, whose rollback would release what they took.)
+    Outside a transaction nothing is remembered."""
     transaction = session.get_transaction()
+    if transaction is None:
+        return {}
     record = session.info.get(_HELD)
     if record is None or record[0] is not transaction:
         record = (transaction, {})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.accounts import account_for_stripe_customer, ensure_account, link_stripe_customer
+from shared.accounts import account_for_stripe_customer, ensure_account, link_stripe_customer, lock_account
 from shared.models import Account
 
 
@@ -38,3 +38,25 @@ def test_a_customer_already_linked_to_another_account_is_left_alone(session):
 
     assert second.stripe_customer_id is None
     assert account_for_stripe_customer(session, "cus_A") is first
+
+
+def test_a_locked_account_is_read_again_in_the_next_transaction_not_remembered(session_factory):
+    with session_factory.begin() as setup:
+        ensure_account(setup, "acct_2", email="old@example.com")
+
+    with session_factory() as session:  # no explicit begin: the lock opens the transaction
+        assert lock_account(session, "acct_2").email == "old@example.com"
+        session.commit()
+        with session_factory.begin() as other:
+            other.get(Account, "acct_2").email = "new@example.com"
+
+        assert lock_account(session, "acct_2").email == "new@example.com"
+
+
+def test_a_second_lock_in_the_same_transaction_returns_the_locked_row(session_factory):
+    with session_factory.begin() as session:
+        first = ensure_account(session, "acct_3")
+
+        assert lock_account(session, "acct_3") is first
+        assert ensure_account(session, "acct_3", email="later@example.com") is first
+        assert first.email == "later@example.com"
