@@ -14,7 +14,7 @@ from shared.emails import delivery
 from shared.logs import log_line
 from shared.processing import describe
 from worker.celery_app import SEND_EMAIL, SWEEP_OUTBOX, enqueue_email, runtime
-from worker.interrupted_runs import interrupted_too_often
+from worker.interrupted_runs import interrupted_too_often, redelivered
 
 log = logging.getLogger("billhook.worker")
 
@@ -22,10 +22,10 @@ log = logging.getLogger("billhook.worker")
 @shared_task(bind=True, name=SEND_EMAIL, acks_late=True, max_retries=None)
 def send_email(self, outbox_id: int) -> str:
     rt = runtime(self.app)
-    with rt.starts.run(self.request.id) as starts:
-        if interrupted_too_often(starts, rt.settings.task_max_interrupted_runs):
+    with rt.starts.run(self.request.id, redelivered=redelivered(self.request)) as died:
+        if interrupted_too_often(died, rt.settings.task_max_interrupted_runs):
             # Each earlier run died with its process: running it again would kill this one too.
-            error = f"dead-lettered: {starts - 1} runs died with their worker process"
+            error = f"dead-lettered: {died} runs died with their worker process"
             _quietly(delivery.mark_failed, rt.session_factory, outbox_id, error)
             log_line(
                 log, "email", level=logging.WARNING, task=SEND_EMAIL, outbox=outbox_id, outcome="failed", error=error

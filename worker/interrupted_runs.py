@@ -4,9 +4,11 @@ A message whose run kills its worker process (out of memory, a crash in a C exte
 back to the broker (acks_late + reject_on_worker_lost), kills the next process, and so on without
 end; the run's transaction rolls back each time, so the database keeps no count to stop on. The
 count lives in Redis instead, keyed by the task id (a redelivery keeps the message's id; a
-duplicate message has an id of its own): incremented when a run starts, deleted when the run ends
-in any way its process survives. A start that finds earlier starts unfinished past the limit gives
-the message up (the caller dead-letters its row, where ops see it and can replay it).
+duplicate message has an id of its own): incremented when a redelivered message's run starts,
+deleted when the run ends in any way its process survives. A first delivery costs no round trip:
+the broker marks every message it hands back (a rejected one, an unacknowledged one restored)
+`redelivered`, so only those can follow runs that died. A start that finds too many runs died
+before gives the message up (the caller dead-letters its row, where ops see it and replay it).
 
 Counting is best effort: if Redis cannot answer, the run goes ahead uncounted.
 """
@@ -42,7 +44,7 @@ class StartCounter:
         return self._client
 
     def started(self, task_id: str) -> int:
-        """This start's number for the message: 1 on a first run, n when n - 1 runs never finished
+        """How many earlier runs of this redelivered message never finished, this one included
         (0 when Redis cannot count)."""
         key = KEY.format(task_id)
         try:
@@ -61,15 +63,24 @@ class StartCounter:
             self._redis().delete(KEY.format(task_id))
 
     @contextlib.contextmanager
-    def run(self, task_id: str) -> Iterator[int]:
-        """Count a run for as long as the block lasts; yields this start's number."""
-        starts = self.started(task_id)
+    def run(self, task_id: str, *, redelivered: bool) -> Iterator[int]:
+        """Count a run for as long as the block lasts; yields how many runs of the message died
+        before this one (at least, and 0 for a first delivery)."""
+        if not redelivered:
+            yield 0
+            return
+        died = self.started(task_id)
         try:
-            yield starts
+            yield died
         finally:
             self.finished(task_id)
 
 
-def interrupted_too_often(starts: int, limit: int) -> bool:
-    """True when `limit` runs of the message already started and never finished."""
-    return starts > limit
+def interrupted_too_often(died: int, limit: int) -> bool:
+    """True when `limit` runs of the message died before this one (a limit of 0 turns the bound off)."""
+    return 0 < limit <= died
+
+
+def redelivered(request) -> bool:
+    """Whether the broker handed this task's message back before (Celery's task request)."""
+    return bool((request.delivery_info or {}).get("redelivered"))
