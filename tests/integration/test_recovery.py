@@ -38,6 +38,10 @@ def _purchase(account_id: str, package_id: str = "starter", payment_intent: str 
     )
 
 
+def _full_refund(payment_intent: str) -> dict:
+    return se.event("charge.refunded", se.charge(payment_intent=payment_intent, amount=999, amount_refunded=999))
+
+
 @pytest.fixture
 def own_redis(tmp_path):
     """A broker of the test's own that it can stop and start again (same port, same data)."""
@@ -151,7 +155,7 @@ def test_refund_before_its_payment_retries_with_backoff_and_succeeds_after_the_p
     worker = worker_factory(store_settings, concurrency=1)
     payment_intent = se.unique("pi")
     purchase = _purchase("acct_refund", payment_intent=payment_intent)
-    refund = se.event("charge.refunded", se.charge(payment_intent=payment_intent, amount=999, amount_refunded=999))
+    refund = _full_refund(payment_intent)
 
     assert live_web.post_event(refund).status_code == 200
 
@@ -182,7 +186,7 @@ def test_refund_whose_payment_comes_after_the_retry_cap_keeps_waiting_for_it_and
     worker_factory(store_settings.with_overrides(task_max_retries=1), concurrency=1)
     payment_intent = se.unique("pi")
     purchase = _purchase("acct_late_payment", payment_intent=payment_intent)
-    refund = se.event("charge.refunded", se.charge(payment_intent=payment_intent, amount=999, amount_refunded=999))
+    refund = _full_refund(payment_intent)
 
     assert live_web.post_event(refund).status_code == 200
 
@@ -201,7 +205,7 @@ def test_refund_whose_payment_never_comes_is_failed_once_the_dependency_wait_is_
     store_settings, store_session_factory, worker_factory, live_web
 ):
     worker_factory(store_settings.with_overrides(task_max_retries=1, dependency_wait_seconds=0), concurrency=1)
-    refund = se.event("charge.refunded", se.charge(payment_intent=se.unique("pi"), amount=999, amount_refunded=999))
+    refund = _full_refund(se.unique("pi"))
 
     assert live_web.post_event(refund).status_code == 200
 
@@ -232,7 +236,7 @@ def test_retry_lost_with_its_worker_is_requeued_by_the_sweeper_once_and_succeeds
 ):
     first_worker = worker_factory(store_settings, concurrency=1)
     payment_intent = se.unique("pi")
-    refund = se.event("charge.refunded", se.charge(payment_intent=payment_intent, amount=999, amount_refunded=999))
+    refund = _full_refund(payment_intent)
     refund_pk = support.store_event(store_session_factory, refund)
     publisher(refund_pk)
     # The refund's payment is unknown: the worker schedules a retry and holds it until its ETA...

@@ -86,15 +86,22 @@ def test_the_body_is_stored_as_signed_not_re_serialized(client, seeded, enqueued
     assert_body_stored_as_signed(client, seeded)
 
 
-@pytest.mark.postgres
-def test_the_body_is_stored_as_signed_on_postgresql(settings, pg_database, enqueued):
-    from web import create_app
-
+def postgresql_store(settings, pg_database):
+    """Settings and an engine for an empty PostgreSQL database with billhook's tables and the test's
+    Stripe webhook secret."""
     pg_settings = settings.with_overrides(database_url=pg_database)
     engine = make_engine(pg_settings)
     Base.metadata.create_all(engine)
     with make_sessionmaker(engine).begin() as session:
         credentials.set_provider(session, "stripe", webhook_secrets=[TEST_WEBHOOK_SECRET])
+    return pg_settings, engine
+
+
+@pytest.mark.postgres
+def test_the_body_is_stored_as_signed_on_postgresql(settings, pg_database, enqueued):
+    from web import create_app
+
+    pg_settings, engine = postgresql_store(settings, pg_database)
     app = create_app(pg_settings, enqueue=enqueued)
 
     assert_body_stored_as_signed(app.test_client(), make_sessionmaker(engine))
@@ -366,11 +373,7 @@ def test_unreachable_postgresql_answers_503_not_500(settings, enqueued):
 def test_postgresql_without_the_events_table_answers_503_not_500(settings, pg_database, enqueued):
     from web import create_app
 
-    pg_settings = settings.with_overrides(database_url=pg_database)
-    engine = make_engine(pg_settings)
-    Base.metadata.create_all(engine)
-    with make_sessionmaker(engine).begin() as session:
-        credentials.set_provider(session, "stripe", webhook_secrets=[TEST_WEBHOOK_SECRET])
+    pg_settings, engine = postgresql_store(settings, pg_database)
     with engine.begin() as conn:
         conn.execute(text("DROP TABLE webhook_events CASCADE"))
     engine.dispose()
