@@ -70,6 +70,8 @@ class Settings:
     smtp_host: str | None = None
     smtp_port: int = 25
     flower_basic_auth: str | None = None
+    # When set, GET /metrics asks for `Authorization: Bearer <token>` (Prometheus' `authorization`).
+    metrics_token: str = ""
     extra: dict = field(default_factory=dict)
 
     @property
@@ -101,6 +103,7 @@ class Settings:
             smtp_host=env.get("SMTP_HOST") or None,
             smtp_port=int(env.get("SMTP_PORT", "25")),
             flower_basic_auth=env.get("FLOWER_BASIC_AUTH") or None,
+            metrics_token=env.get("BILLHOOK_METRICS_TOKEN", ""),
             # Retry and sweep timings: the defaults suit production; tests and chaos runs shorten them.
             task_max_retries=int(env.get("BILLHOOK_TASK_MAX_RETRIES", "8")),
             dependency_wait_seconds=int(env.get("BILLHOOK_DEPENDENCY_WAIT_SECONDS", str(3 * 24 * 3600))),

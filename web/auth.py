@@ -6,6 +6,7 @@ create or update the account. A request acts only on the account its token names
 from __future__ import annotations
 
 import functools
+import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -107,6 +108,17 @@ def _bearer_token() -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise _unauthorized("invalid_token", "the Authorization header must be 'Bearer <token>'")
     return token.strip()
+
+
+def require_static_token(expected: str, *, what: str) -> None:
+    """The request's `Authorization: Bearer` must be `expected` (compared in constant time): the
+    internal API's service token, the metrics scrape token."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, presented = header.partition(" ")
+    if scheme.lower() != "bearer" or not presented:
+        raise _unauthorized("missing_token", f"an Authorization: Bearer <{what}> header is required")
+    if not hmac.compare_digest(presented.strip().encode(), expected.encode()):
+        raise _unauthorized("invalid_token", f"the {what} is not valid")
 
 
 def _unauthorized(code: str, message: str) -> ApiError:

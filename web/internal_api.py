@@ -9,7 +9,6 @@ service token (`Authorization: Bearer <BILLHOOK_SERVICE_TOKEN>`).
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import re
@@ -22,6 +21,7 @@ from sqlalchemy import select
 from shared import emails, ledger, notifications, outbox
 from shared.accounts import ensure_account
 from shared.models import Account, EmailOutbox
+from web.auth import require_static_token
 from web.context import billhook
 from web.errors import ApiError
 from web.metrics import note_request
@@ -42,12 +42,7 @@ def _authenticate():
     token = billhook().settings.service_token
     if not token:
         raise ApiError(503, "not_configured", "no service token is configured (BILLHOOK_SERVICE_TOKEN)")
-    header = request.headers.get("Authorization", "")
-    scheme, _, presented = header.partition(" ")
-    if scheme.lower() != "bearer" or not presented:
-        raise ApiError(401, "missing_token", "an Authorization: Bearer <service token> header is required")
-    if not hmac.compare_digest(presented.strip().encode(), token.encode()):
-        raise ApiError(401, "invalid_token", "the service token is not valid")
+    require_static_token(token, what="service token")
 
 
 @bp.after_request

@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from shared.logs import log_line
 from shared.metrics import StoreCollector, exposition, record_webhook
+from web.auth import require_static_token
 from web.context import billhook
 
 log = logging.getLogger("billhook.web.requests")
@@ -30,6 +31,8 @@ WEBHOOK_PROVIDERS = ("stripe", "paypal")
 @bp.get("/metrics")
 def metrics():
     ext = billhook()
+    if ext.settings.metrics_token:
+        require_static_token(ext.settings.metrics_token, what="metrics token")
     collector = StoreCollector(ext.session_factory, _queue_depth, queue_name=ext.settings.queue_name)
     return Response(exposition([collector]), mimetype=CONTENT_TYPE_LATEST)
 

@@ -82,3 +82,18 @@ def test_every_request_logs_one_json_line_without_its_query_string(client, caplo
     assert (line["method"], line["path"], line["status"]) == ("GET", "/healthz", 200)
     assert isinstance(line["duration_ms"], float)
     assert "secret-token-value" not in caplog.text
+
+
+def test_with_a_metrics_token_the_scrape_needs_it_as_a_bearer_token(settings, seeded, enqueued):
+    from web import create_app
+
+    client = create_app(settings.with_overrides(metrics_token="scrape-secret"), enqueue=enqueued).test_client()
+
+    missing = client.get("/metrics")
+    wrong = client.get("/metrics", headers={"Authorization": "Bearer not-it"})
+    right = client.get("/metrics", headers={"Authorization": "Bearer scrape-secret"})
+
+    assert (missing.status_code, missing.json["error"]["code"]) == (401, "missing_token")
+    assert (wrong.status_code, wrong.json["error"]["code"]) == (401, "invalid_token")
+    assert right.status_code == 200
+    assert "billhook_inbox_events" in right.get_data(as_text=True)
