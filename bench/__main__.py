@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from sqlalchemy import delete, func, insert, select
 
 from bench import loadgen, scenario, services
-from bench.measure import PeakRss, drain_window
+from bench.measure import CpuClock, PeakRss, drain_window
 from bench.worker_app import NOOP
 from shared import inbox
 from shared.config import Settings
@@ -106,15 +106,21 @@ def bench_intake(web, bare, seed, requests, rate, rate_seconds, connections) -> 
     say("intake: warming up")
     for proc, prefix in ((web, "w"), (bare, "wb")):
         loadgen.closed_loop(proc.port, PATH, deliveries_for(seed, 400, prefix), connections=connections)
-    runs: dict[str, list[loadgen.LoadResult]] = {"billhook": [], "bare": []}
+    runs: dict[str, list[tuple[loadgen.LoadResult, float]]] = {"billhook": [], "bare": []}
     # Two alternating rounds: a noisy neighbour hurts one round, not one side.
     for round_ in range(2):
         deliveries = deliveries_for(seed + round_, requests, f"i{round_}")
         for name, proc in (("bare", bare), ("billhook", web)):
+            clock = CpuClock(proc.pid)
             result = loadgen.closed_loop(proc.port, PATH, deliveries, connections=connections, max_seconds=30)
-            say(f"intake round {round_ + 1} {name}: {result.rate:.0f} req/s, {result.errors} errors")
-            runs[name].append(result)
-    best = {name: max(results, key=lambda r: r.rate) for name, results in runs.items()}
+            cpu_ms = 1000 * clock.total() / result.sent if result.sent else 0.0
+            say(
+                f"intake round {round_ + 1} {name}: {result.rate:.0f} req/s, {cpu_ms:.2f} ms CPU a request, "
+                f"{result.errors} errors"
+            )
+            runs[name].append((result, cpu_ms))
+    best_runs = {name: max(results, key=lambda r: r[0].rate) for name, results in runs.items()}
+    best = {name: result for name, (result, _) in best_runs.items()}
     fixed = {}
     for name, proc, prefix in (("billhook", web, "r"), ("bare", bare, "rb")):
         deliveries = deliveries_for(seed, rate * rate_seconds, prefix)
@@ -122,7 +128,7 @@ def bench_intake(web, bare, seed, requests, rate, rate_seconds, connections) -> 
         say(f"fixed {rate} req/s {name}: p99 {result.percentile(99):.1f} ms, {result.errors} errors")
         fixed[name] = result
     return {
-        "closed": {name: summary(r) for name, r in best.items()},
+        "closed": {name: {**summary(r), "cpu_ms": best_runs[name][1]} for name, r in best.items()},
         "ratio": best["billhook"].rate / best["bare"].rate if best["bare"].rate else 0.0,
         "rate": rate,
         "fixed": {name: summary(r) for name, r in fixed.items()},
@@ -152,12 +158,12 @@ def bench_processing(store, broker, tmp, rss, seed, events, q_proc, q_noop, proc
     noop_app = make_celery(base.with_overrides(queue_name=q_noop))
     for evt in messages:
         noop_app.send_task(NOOP, args=[pks[evt["id"]]], queue=q_noop)
-    noop_seconds = drain(store, broker, tmp, rss, q_noop, len(messages), procs)
+    noop_seconds, noop_cpu = drain(store, broker, tmp, rss, q_noop, len(messages), procs)
 
     app = make_celery(base.with_overrides(queue_name=q_proc))
     for evt in messages:
         app.send_task(PROCESS_EVENT, args=[pks[evt["id"]]], queue=q_proc)
-    proc_seconds = drain(store, broker, tmp, rss, q_proc, len(messages), procs)
+    proc_seconds, proc_cpu = drain(store, broker, tmp, rss, q_proc, len(messages), procs)
     with store.session_factory() as session:
         done, first, last = session.execute(
             select(func.count(), func.min(WebhookEvent.processed_at), func.max(WebhookEvent.processed_at)).where(
@@ -182,6 +188,11 @@ def bench_processing(store, broker, tmp, rss, seed, events, q_proc, q_noop, proc
         "billhook_per_s": proc_rate,
         "effects_per_s": done / effect_seconds if effect_seconds else 0.0,
         "ratio": proc_rate / noop_rate,
+        # CPU per message of the worker's pool processes and of its main (consumer) process
+        "cpu_ms": {
+            name: {part: 1000 * seconds / len(messages) for part, seconds in zip(("main", "pool"), cpu, strict=True)}
+            for name, cpu in (("billhook", proc_cpu), ("noop", noop_cpu))
+        },
     }
 
 
@@ -207,17 +218,24 @@ def store_backlog(store, events: list[dict]) -> dict[str, int]:
         return {event_id: pk for event_id, pk in session.execute(select(WebhookEvent.event_id, WebhookEvent.id))}
 
 
-def drain(store, broker, tmp, rss, queue: str, count: int, procs) -> float:
+def drain(store, broker, tmp, rss, queue: str, count: int, procs) -> tuple[float, tuple[float, float]]:
+    """Seconds from the first message taken to the queue's end, and the worker's (main, pool) CPU
+    seconds from when it was ready (its start-up not counted)."""
     env = services.service_env(store.url, broker.url, queue, tmp)
     worker = services.start_worker(f"worker-{queue}", env, tmp, concurrency=worker_concurrency())
     procs.append(worker)
     rss.watch("worker", worker.pid)
+    clock = CpuClock(worker.pid)
     first, end = drain_window(broker.client, queue, count, timeout=1800)
+    cpu = clock.split()
     rss.sample()
     worker.stop()
     seconds = end - first
-    say(f"{queue}: {count} messages in {seconds:.1f} s ({count / seconds:.0f}/s)")
-    return seconds
+    say(
+        f"{queue}: {count} messages in {seconds:.1f} s ({count / seconds:.0f}/s); worker CPU "
+        f"{1000 * cpu[1] / count:.2f} ms a message in the pool, {1000 * cpu[0] / count:.2f} in the main process"
+    )
+    return seconds, cpu
 
 
 def worker_concurrency() -> int:
@@ -239,9 +257,13 @@ def print_table(r: dict) -> None:
         f"| {c['bare']['p50_ms']:.1f} / {c['bare']['p99_ms']:.1f} | | |",
         f"| intake p50 / p99 at {i['rate']} req/s, ms | {f['billhook']['p50_ms']:.1f} / {f['billhook']['p99_ms']:.1f} "
         f"| {f['bare']['p50_ms']:.1f} / {f['bare']['p99_ms']:.1f} | | p99 ≤ 25 ms |",
+        f"| CPU a request, ms (gunicorn processes) | {c['billhook']['cpu_ms']:.2f} | {c['bare']['cpu_ms']:.2f} | | |",
         f"| processing, messages/s ({p['messages']} queued, {p['distinct']} distinct) | {p['billhook_per_s']:.0f} "
         f"| {p['noop_per_s']:.0f} (no-op task) | {p['ratio']:.2f} | ≥ 0.5 |",
         f"| processing, committed effects/s (first → last) | {p['effects_per_s']:.0f} | | | |",
+        f"| CPU a message, ms (worker pool / main process) | {p['cpu_ms']['billhook']['pool']:.2f} / "
+        f"{p['cpu_ms']['billhook']['main']:.2f} | {p['cpu_ms']['noop']['pool']:.2f} / "
+        f"{p['cpu_ms']['noop']['main']:.2f} | | |",
         f"| peak RSS, MB | web {m['web_mb']:.0f}, worker {m['worker_mb']:.0f} (main {m['worker_main_mb']:.0f}) "
         "| | | worker ≤ 150 |",
         "",

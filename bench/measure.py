@@ -1,4 +1,4 @@
-"""Measuring helpers: peak RSS of process trees, and how fast a worker drains a queue."""
+"""Measuring helpers: peak RSS and CPU time of process trees, and how fast a worker drains a queue."""
 
 from __future__ import annotations
 
@@ -53,6 +53,41 @@ class PeakRss:
         while not self._stop.is_set():
             self.sample()
             self._stop.wait(self.interval)
+
+
+class CpuClock:
+    """CPU seconds (user + system) a process tree spends between two readings: its main process,
+    and its children alive at the second reading (gunicorn workers, Celery pool processes). It
+    says where the time goes: the services under test, not the load generator or the database."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self._start = self._read()
+
+    def _read(self) -> dict[int, float]:
+        try:
+            main = psutil.Process(self.pid)
+            processes = [main, *main.children(recursive=True)]
+        except psutil.Error:
+            return {}
+        seconds = {}
+        for process in processes:
+            try:
+                times = process.cpu_times()
+            except psutil.Error:
+                continue
+            seconds[process.pid] = times.user + times.system
+        return seconds
+
+    def split(self) -> tuple[float, float]:
+        """(main process, children) CPU seconds since the clock was made."""
+        now = self._read()
+        spent = {pid: seconds - self._start.get(pid, 0.0) for pid, seconds in now.items()}
+        main = spent.pop(self.pid, 0.0)
+        return main, sum(spent.values())
+
+    def total(self) -> float:
+        return sum(self.split())
 
 
 def unacked_for(client: redis.Redis, queue: str) -> int:
