@@ -3,7 +3,7 @@ from __future__ import annotations
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from shared.db import held_in_transaction, insert_ignore_row
+from shared.db import held_in_transaction, lock_or_insert
 from shared.models import Account
 
 
@@ -15,17 +15,16 @@ def ensure_account(session: Session, account_id: str, *, email: str | None = Non
     subscription, then its payment. Taking the strongest lock up front also keeps a later
     update of the unique `stripe_customer_id` from waiting on another event's foreign-key lock.
 
-    A known account (nearly every event's) costs one statement: the lock is tried first and the
-    insert follows only a miss. The insert still lets the primary key decide, so two first events
-    for one account cannot both create it.
+    A known account (nearly every event's) costs one statement (see `lock_or_insert`).
     """
-    account = lock_account(session, account_id)
-    if account is None:
-        account = insert_ignore_row(session, Account, {"id": account_id, "email": email, "name": name}, ["id"])
-        if account is None:  # created meanwhile by a concurrent first event
-            account = lock_account(session, account_id)
-        else:
-            held_in_transaction(session)[(Account, account_id)] = account
+    account = lock_or_insert(
+        session,
+        (Account, account_id),
+        lambda: lock_account(session, account_id),
+        Account,
+        {"id": account_id, "email": email, "name": name},
+        ["id"],
+    )
     if email and account.email != email:
         account.email = email
     if name and account.name != name:

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.config import Settings
+
+T = TypeVar("T")
 
 
 class JsonText(str):
@@ -121,23 +124,42 @@ def insert_ignore_row(session: Session, model: type, values: dict[str, Any], con
     return session.scalars(stmt, [values]).one_or_none()
 
 
+def lock_or_insert(
+    session: Session, key: tuple, lock: Callable[[], T | None], model: type, values: dict[str, Any], conflict: list[str]
+) -> T:
+    """The row `lock()` finds and locks; on a miss, the row inserted now (this transaction's alone
+    until it commits, remembered under `key` in held_in_transaction); when a concurrent first
+    caller inserted it meanwhile, that row, locked. A known row costs one statement, and the
+    unique key still decides between two first callers."""
+    row = lock()
+    if row is None:
+        row = insert_ignore_row(session, model, values, conflict)
+        if row is None:
+            row = lock()
+        else:
+            held_in_transaction(session)[key] = row
+    return row
+
+
 @functools.lru_cache(maxsize=64)
 def _insert_ignore_row_stmt(dialect: str, model: type, conflict: tuple):
-    dialect_module = postgresql if dialect == "postgresql" else sqlite
-    return dialect_module.insert(model).on_conflict_do_nothing(index_elements=list(conflict)).returning(model)
+    return _dialect_insert(dialect, model).on_conflict_do_nothing(index_elements=list(conflict)).returning(model)
 
 
 @functools.lru_cache(maxsize=256)
 def _insert_ignore_stmt(dialect: str, model: type, conflict: tuple, returning: Any):
-    if dialect == "postgresql":
-        stmt = postgresql.insert(model.__table__)
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(model.__table__)
-    else:  # pragma: no cover - only PostgreSQL and SQLite are supported
-        raise NotImplementedError(dialect)
-    stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict))
+    stmt = _dialect_insert(dialect, model.__table__).on_conflict_do_nothing(index_elements=list(conflict))
     if returning is not None:
         return stmt.returning(returning)
     # SQLAlchemy 2.1 reports an INSERT's rowcount only when asked to (psycopg closes the cursor
     # first): without this, PostgreSQL answers -1 and every new row reads as "already there".
     return stmt.execution_options(preserve_rowcount=True)
+
+
+def _dialect_insert(dialect: str, target: Any):
+    """An INSERT with the dialect's ON CONFLICT support (an ORM entity or a table)."""
+    if dialect == "postgresql":
+        return postgresql.insert(target)
+    if dialect == "sqlite":
+        return sqlite.insert(target)
+    raise NotImplementedError(dialect)  # pragma: no cover - only PostgreSQL and SQLite are supported

@@ -9,7 +9,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from shared import ledger
-from shared.db import held_in_transaction, insert_ignore_row
+from shared.db import held_in_transaction, lock_or_insert
 from shared.models import Plan, Subscription
 
 ACTIVE = "active"
@@ -38,30 +38,21 @@ def lock_subscription(
     """The subscription row, created if new, locked for this transaction (SELECT ... FOR UPDATE).
 
     The lock serialises concurrent events for one subscription, so none of their updates is lost.
-    A known subscription costs one statement (the lock); the insert follows only a miss and lets
-    the unique key decide between two first events.
+    A known subscription costs one statement (see `lock_or_insert`).
     """
-    key = (Subscription, provider, provider_subscription_id)
-    locked = held_in_transaction(session)
-    if key in locked:
-        return locked[key]
-    subscription = _lock(session, provider, provider_subscription_id)
-    if subscription is None:
-        subscription = insert_ignore_row(
-            session,
-            Subscription,
-            {
-                "provider": provider,
-                "provider_subscription_id": provider_subscription_id,
-                "account_id": account_id,
-                "status": "incomplete",
-            },
-            ["provider", "provider_subscription_id"],
-        )
-    if subscription is None:  # created meanwhile by a concurrent first event
-        subscription = _lock(session, provider, provider_subscription_id)
-    locked[key] = subscription
-    return subscription
+    return lock_or_insert(
+        session,
+        (Subscription, provider, provider_subscription_id),
+        lambda: _lock(session, provider, provider_subscription_id),
+        Subscription,
+        {
+            "provider": provider,
+            "provider_subscription_id": provider_subscription_id,
+            "account_id": account_id,
+            "status": "incomplete",
+        },
+        ["provider", "provider_subscription_id"],
+    )
 
 
 # Built once: a statement's construction costs about as much CPU as its execution.
@@ -73,8 +64,16 @@ _LOCK = _FIND.with_for_update().execution_options(populate_existing=True)
 
 
 def _lock(session: Session, provider: str, provider_subscription_id: str) -> Subscription | None:
+    """The row locked; one already locked in this transaction is returned without a round trip."""
+    key = (Subscription, provider, provider_subscription_id)
+    locked = held_in_transaction(session)
+    if key in locked:
+        return locked[key]
     params = {"provider": provider, "provider_subscription_id": provider_subscription_id}
-    return session.scalars(_LOCK, params).one_or_none()
+    subscription = session.scalars(_LOCK, params).one_or_none()
+    if subscription is not None:
+        locked[key] = subscription
+    return subscription
 
 
 def find_subscription(session: Session, provider: str, provider_subscription_id: str) -> Subscription | None:
