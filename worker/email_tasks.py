@@ -14,7 +14,6 @@ from shared.emails import delivery
 from shared.logs import log_line
 from shared.processing import describe
 from worker.celery_app import SEND_EMAIL, SWEEP_OUTBOX, enqueue_email, runtime
-from worker.interrupted_runs import interrupted_too_often, redelivered
 
 log = logging.getLogger("billhook.worker")
 
@@ -22,13 +21,11 @@ log = logging.getLogger("billhook.worker")
 @shared_task(bind=True, name=SEND_EMAIL, acks_late=True, max_retries=None)
 def send_email(self, outbox_id: int) -> str:
     rt = runtime(self.app)
-    with rt.starts.run(self.request.id, redelivered=redelivered(self.request)) as died:
-        if interrupted_too_often(died, rt.settings.task_max_interrupted_runs):
-            # Each earlier run died with its process: running it again would kill this one too.
-            error = f"dead-lettered: {died} runs died with their worker process"
-            _quietly(delivery.mark_failed, rt.session_factory, outbox_id, error)
+    with rt.starts.run(self.request, limit=rt.settings.task_max_interrupted_runs) as given_up:
+        if given_up:  # each earlier run died with its process: this one would too
+            _quietly(delivery.mark_failed, rt.session_factory, outbox_id, given_up)
             log_line(
-                log, "email", level=logging.WARNING, task=SEND_EMAIL, outbox=outbox_id, outcome="failed", error=error
+                log, "email", level=logging.WARNING, task=SEND_EMAIL, outbox=outbox_id, outcome="failed", error=given_up
             )
             return delivery.FAILED
         return _send_email(self, rt, outbox_id)

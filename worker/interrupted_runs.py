@@ -63,24 +63,15 @@ class StartCounter:
             self._redis().delete(KEY.format(task_id))
 
     @contextlib.contextmanager
-    def run(self, task_id: str, *, redelivered: bool) -> Iterator[int]:
-        """Count a run for as long as the block lasts; yields how many runs of the message died
-        before this one (at least, and 0 for a first delivery)."""
-        if not redelivered:
-            yield 0
+    def run(self, request, *, limit: int) -> Iterator[str | None]:
+        """Count a run of the task (Celery's task request) for as long as the block lasts. Yields
+        None to go ahead, or why the message is given up: `limit` of its runs died before this
+        one (a limit of 0 turns the bound off)."""
+        if not (request.delivery_info or {}).get("redelivered"):
+            yield None
             return
-        died = self.started(task_id)
+        died = self.started(request.id)
         try:
-            yield died
+            yield f"dead-lettered: {died} runs died with their worker process" if 0 < limit <= died else None
         finally:
-            self.finished(task_id)
-
-
-def interrupted_too_often(died: int, limit: int) -> bool:
-    """True when `limit` runs of the message died before this one (a limit of 0 turns the bound off)."""
-    return 0 < limit <= died
-
-
-def redelivered(request) -> bool:
-    """Whether the broker handed this task's message back before (Celery's task request)."""
-    return bool((request.delivery_info or {}).get("redelivered"))
+            self.finished(request.id)

@@ -17,7 +17,6 @@ from shared.errors import NotConfigured, PermanentError, ProviderError
 from shared.logs import log_line
 from shared.models import WebhookEvent
 from worker.celery_app import PROCESS_EVENT, RECONCILE_STRIPE, SWEEP_INBOX, enqueue_event, runtime
-from worker.interrupted_runs import interrupted_too_often, redelivered
 
 log = logging.getLogger("billhook.worker")
 
@@ -25,11 +24,9 @@ log = logging.getLogger("billhook.worker")
 @shared_task(bind=True, name=PROCESS_EVENT, acks_late=True, max_retries=None)
 def process_event(self, event_pk: int) -> str:
     rt = runtime(self.app)
-    with rt.starts.run(self.request.id, redelivered=redelivered(self.request)) as died:
-        if interrupted_too_often(died, rt.settings.task_max_interrupted_runs):
-            # Each earlier run died with its process: running it again would kill this one too.
-            exc = PermanentError(f"dead-lettered: {died} runs died with their worker process")
-            return _handle_failure(self, rt, event_pk, exc, time.perf_counter())
+    with rt.starts.run(self.request, limit=rt.settings.task_max_interrupted_runs) as given_up:
+        if given_up:  # each earlier run died with its process: this one would too
+            return _handle_failure(self, rt, event_pk, PermanentError(given_up), time.perf_counter())
         return _process_event(self, rt, event_pk)
 
 
