@@ -26,18 +26,19 @@ bp = Blueprint("webhooks", __name__)
 @bp.post("/webhooks/stripe")
 def stripe_webhook():
     raw = request.get_data(cache=False)
-    event = _verified_stripe_event(raw, request.headers.get("Stripe-Signature"))
+    event, body = _verified_stripe_event(raw, request.headers.get("Stripe-Signature"))
     response = accept_event(
         provider="stripe",
         event_id=event["id"],
         event_type=event["type"],
-        payload=JsonText(raw.decode("utf-8")),  # the body as signed, not a re-serialization of it
+        payload=JsonText(body),  # the body as signed, not a re-serialization of it
         event_created_at=_created_at(event),
     )
     return jsonify(response), 200
 
 
-def _verified_stripe_event(raw: bytes, header: str | None) -> dict:
+def _verified_stripe_event(raw: bytes, header: str | None) -> tuple[dict, str]:
+    """The parsed event and its body as text, once the signature over the raw bytes checks out."""
     if not header:
         raise ApiError(400, "missing_signature", "the Stripe-Signature header is missing")
     secrets = billhook().webhook_secrets.secrets_for("stripe")
@@ -45,7 +46,7 @@ def _verified_stripe_event(raw: bytes, header: str | None) -> dict:
         # Not the sender's fault: 503 makes Stripe retry once a secret is configured.
         raise ApiError(503, "not_configured", "no Stripe webhook secret is configured")
     try:
-        raw.decode("utf-8")
+        body = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ApiError(400, "malformed_body", "the body is not UTF-8") from exc
     stale = False
@@ -62,7 +63,7 @@ def _verified_stripe_event(raw: bytes, header: str | None) -> dict:
             "stale_timestamp" if stale else "invalid_signature",
             "the signature timestamp is outside the tolerance" if stale else "the signature does not match the body",
         )
-    return _parse_event(raw)
+    return _parse_event(raw), body
 
 
 def _parse_event(raw: bytes) -> dict:
