@@ -103,17 +103,15 @@ def accept_event(
     """Store, commit, then enqueue. A database failure propagates (503: the provider retries); a
     broker failure does not: the row stays `received` and the sweeper enqueues it."""
     ext = billhook()
-    with ext.intake_transaction() as connection:
-        stored = inbox.record_event(
-            connection,
-            provider=provider,
-            event_id=event_id,
-            type=event_type,
-            payload=payload,
-            event_created_at=event_created_at,
-            handled=is_handled(provider, event_type),
-            at=datetime.now(UTC),
-        )
+    stored = ext.store_event(
+        provider=provider,
+        event_id=event_id,
+        type=event_type,
+        payload=payload,
+        event_created_at=event_created_at,
+        handled=is_handled(provider, event_type),
+        at=datetime.now(UTC),
+    )
     if stored.new and stored.status == inbox.RECEIVED:
         try:
             ext.enqueue(stored.id)

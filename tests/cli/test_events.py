@@ -157,7 +157,7 @@ def live_intake(seeded_cli):
     yield f"http://127.0.0.1:{server.server_port}/webhooks/stripe", enqueued
     server.shutdown()
     thread.join(timeout=5)
-    app.extensions["billhook"].engine.dispose()
+    app.extensions["billhook"].dispose()
 
 
 def test_events_send_signs_with_the_stored_secret_and_the_intake_accepts_it(seeded_cli, live_intake, tmp_path):

@@ -396,7 +396,7 @@ class LiveWeb:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(10)
-        self.app.extensions["billhook"].engine.dispose()
+        self.app.extensions["billhook"].dispose()
         self.celery.close()
 
 

@@ -106,7 +106,69 @@ def test_the_body_is_stored_as_signed_on_postgresql(settings, pg_database, enque
 
     assert_body_stored_as_signed(app.test_client(), make_sessionmaker(engine))
 
-    app.extensions["billhook"].engine.dispose()
+    app.extensions["billhook"].dispose()
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_an_intake_connection_the_server_dropped_is_retried_not_answered_503(settings, pg_database, enqueued):
+    from web import create_app
+
+    pg_settings, engine = postgresql_store(settings, pg_database)
+    app = create_app(pg_settings, enqueue=enqueued)
+    client = app.test_client()
+    assert post_signed(client, checkout_event(event_id="evt_before_drop")).status_code == 200
+    # The database restarts (here: ends every session but ours), leaving web's pooled connections dead.
+    with engine.connect() as admin:
+        ended = admin.scalar(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+    assert ended >= 1
+
+    response = post_signed(client, checkout_event(event_id="evt_after_drop"))
+
+    assert response.status_code == 200, response.data
+    assert response.json["duplicate"] is False
+    assert [e.event_id for e in stored_events(make_sessionmaker(engine))] == ["evt_before_drop", "evt_after_drop"]
+    assert len(enqueued) == 2
+    app.extensions["billhook"].dispose()
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_an_event_whose_insert_committed_before_the_connection_dropped_is_still_enqueued(
+    settings, pg_database, enqueued
+):
+    from sqlalchemy import event as sa_event
+
+    from web import create_app
+
+    pg_settings, engine = postgresql_store(settings, pg_database)
+    app = create_app(pg_settings, enqueue=enqueued)
+    intake = app.extensions["billhook"]._intake_engine
+    dropped = []
+
+    @sa_event.listens_for(intake, "after_cursor_execute")
+    def _answer_lost(conn, cursor, statement, parameters, context, executemany):
+        # The INSERT ran in autocommit (committed); then the server ends the session, and the
+        # intake sees the drop (the retry must find the row that did commit).
+        if statement.startswith("INSERT") and not dropped:
+            dropped.append(statement)
+            with engine.connect() as admin:
+                admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": cursor.connection.info.backend_pid})
+            cursor.connection.execute("SELECT 1")  # raises: the server closed the connection
+
+    response = post_signed(app.test_client(), checkout_event(event_id="evt_answer_lost"))
+
+    assert response.status_code == 200, response.data
+    assert dropped, "the drop was not simulated"
+    [row] = stored_events(make_sessionmaker(engine))
+    assert (row.event_id, row.status) == ("evt_answer_lost", "received")
+    assert enqueued == [row.id]  # found on the retry, and queued: not left to the sweeper
+    app.extensions["billhook"].dispose()
     engine.dispose()
 
 
@@ -332,7 +394,7 @@ def test_dropped_events_table_answers_503_not_500(client, engine, seeded, enqueu
 
 
 def test_unreachable_database_answers_503_not_500(app, client, settings, enqueued):
-    app.extensions["billhook"].engine.dispose()
+    app.extensions["billhook"].dispose()
     db_path = settings.database_url.split("///", 1)[1]
     for suffix in ("", "-wal", "-shm"):
         Path(db_path + suffix).unlink(missing_ok=True)
@@ -366,7 +428,7 @@ def test_unreachable_postgresql_answers_503_not_500(settings, enqueued):
     response = post_signed(app.test_client(), checkout_event())
 
     assert_json_error(response, 503, "store_unavailable")
-    app.extensions["billhook"].engine.dispose()
+    app.extensions["billhook"].dispose()
 
 
 @pytest.mark.postgres
@@ -382,7 +444,7 @@ def test_postgresql_without_the_events_table_answers_503_not_500(settings, pg_da
     response = post_signed(app.test_client(), checkout_event())
 
     assert_json_error(response, 503, "store_unavailable")
-    app.extensions["billhook"].engine.dispose()
+    app.extensions["billhook"].dispose()
 
 
 def test_the_same_event_delivered_concurrently_is_stored_and_enqueued_once(app, seeded, enqueued):
