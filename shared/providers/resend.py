@@ -10,12 +10,14 @@ outbox key goes out as Resend's `Idempotency-Key`, so a resend of the same row n
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 
+import requests
 import resend
 from resend.exceptions import ResendError
-from resend.http_client_requests import RequestsClient
+from resend.http_client import HTTPClient
 from sqlalchemy.orm import Session
 
 from shared.config import Settings
@@ -30,6 +32,44 @@ DEFAULT_TIMEOUT_SECONDS = 10
 _RETRYABLE_STATUSES = {401, 403, 409, 429}
 # The SDK keeps its key, base URL and HTTP client in module globals: one send at a time per process.
 _SDK_LOCK = threading.Lock()
+
+
+class KeepAliveClient(HTTPClient):
+    """The SDK's own client calls `requests.request`, a new connection (and TLS handshake) per
+    email. This one keeps a session per process, whose connections stay open between sends. Used
+    under `_SDK_LOCK`, one request at a time; a forked child starts a session of its own (it must
+    not write to its parent's sockets)."""
+
+    def __init__(self, timeout: int):
+        self._timeout = timeout
+        self._session: requests.Session | None = None
+        self._pid: int | None = None
+
+    def request(self, method, url, headers, json=None, files=None, data=None):
+        if self._pid != os.getpid():
+            self._session, self._pid = requests.Session(), os.getpid()
+        try:
+            response = self._session.request(
+                method,
+                url,
+                headers=headers,
+                json=json if data is None else None,
+                data=data,
+                files=files,
+                timeout=self._timeout,
+            )
+        except requests.RequestException as exc:
+            raise RuntimeError(f"Request failed: {exc}") from exc  # the SDK's HttpClientError, as before
+        return response.content, response.status_code, response.headers
+
+
+_clients: dict[int, KeepAliveClient] = {}
+
+
+def _client(timeout: int) -> KeepAliveClient:
+    """One client per timeout, shared by every mailer of the process (a mailer lives for one email)."""
+    with _SDK_LOCK:
+        return _clients.setdefault(timeout, KeepAliveClient(timeout))
 
 
 @dataclass(frozen=True)
@@ -62,7 +102,7 @@ class ResendMailer:
         self._sender = sender
         self._reply_to = reply_to
         self._api_url = (api_url or DEFAULT_API_URL).rstrip("/")
-        self._http = RequestsClient(timeout=timeout)
+        self._http = _client(timeout)
 
     @classmethod
     def from_provider(cls, provider: IntegrationProvider | None, settings: Settings) -> ResendMailer:

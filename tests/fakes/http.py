@@ -22,6 +22,7 @@ class Recorded:
     query: dict[str, str]
     headers: dict[str, str]
     body: bytes
+    client_port: int | None = None  # the same port twice: one kept-alive connection
 
     @property
     def form(self) -> dict[str, str]:
@@ -84,6 +85,8 @@ class FakeServer:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keeps connections open between requests, as the real APIs do
+
             def setup(self):
                 super().setup()
                 with fake._lock:
@@ -103,6 +106,7 @@ class FakeServer:
                     query=dict(parse_qsl(parts.query)),
                     headers=dict(self.headers.items()),
                     body=self.rfile.read(length) if length else b"",
+                    client_port=self.client_address[1],
                 )
                 with fake._lock:
                     fake.requests.append(recorded)

@@ -55,6 +55,17 @@ def test_same_idempotency_key_twice_delivers_one_email(fake_resend, mailer):
     assert len(fake_resend.emails) == 1
 
 
+def test_emails_of_one_process_share_one_kept_alive_connection(fake_resend):
+    # A mailer lives for one email (it is built from the providers row each time); the connection
+    # outlives it, so a busy worker does not pay a TLS handshake per email.
+    for key in ("keep-alive-1", "keep-alive-2", "keep-alive-3"):
+        ResendMailer(API_KEY, sender="b@example.com", api_url=fake_resend.url, timeout=2).send(_email(key))
+
+    ports = {call.client_port for call in fake_resend.calls("POST", "/emails")}
+    assert len(fake_resend.emails) == 3
+    assert len(ports) == 1
+
+
 def test_validation_error_is_permanent(fake_resend, mailer):
     fake_resend.fail_next("/emails", 422, VALIDATION_ERROR)
     with pytest.raises(ProviderError) as caught:
