@@ -27,7 +27,7 @@ from shared.credentials import get_provider
 from shared.emails import render
 from shared.errors import ProviderError
 from shared.logs import log_line
-from shared.models import Account, EmailOutbox
+from shared.models import Account, EmailOutbox, IntegrationProvider
 from shared.providers import resend as resend_provider
 from shared.providers.resend import OutgoingEmail, ResendMailer
 from shared.providers.smtp import DEFAULT_SENDER, SmtpMailer
@@ -76,8 +76,8 @@ class SendResult:
     error: str | None = None
 
 
-def mailer_for(session: Session, settings: Settings) -> Mailer:
-    provider = get_provider(session, resend_provider.PROVIDER)
+def mailer_for(provider: IntegrationProvider | None, settings: Settings) -> Mailer:
+    """The backend for a send, given the `resend` providers row (or None)."""
     if resend_provider.is_configured(provider):
         return ResendMailer.from_provider(provider, settings)
     if settings.smtp_host:
@@ -97,7 +97,6 @@ def send_outbox_email(
     *,
     settings: Settings,
     clock: Callable[[], datetime],
-    mailer_factory: Callable[[Session, Settings], Mailer] = mailer_for,
 ) -> SendResult:
     """Send a pending row once. A retryable failure leaves it pending with the error and returns
     RETRY (the caller schedules the retry); a permanent one marks it failed."""
@@ -115,8 +114,9 @@ def send_outbox_email(
             # (FOR KEY SHARE on the account), which deadlocks with a handler that holds the
             # account's lock while queuing the same idempotency key.
             with session.no_autoflush:
-                email = _outgoing(session, row, settings)
-                mailer = mailer_factory(session, settings)
+                provider = get_provider(session, resend_provider.PROVIDER)  # read once: it names the backend too
+                email = _outgoing(session, row, settings, provider)
+                mailer = mailer_for(provider, settings)
             message_id = mailer.send(email)
         except ProviderError as exc:
             row.last_error = str(exc)[:4000]  # names the backend: "resend: 429 rate_limit_exceeded: ..."
@@ -159,14 +159,15 @@ def _mark_failed(row: EmailOutbox, error: str) -> None:
     row.next_attempt_at = None
 
 
-def _outgoing(session: Session, row: EmailOutbox, settings: Settings) -> OutgoingEmail:
+def _outgoing(
+    session: Session, row: EmailOutbox, settings: Settings, provider: IntegrationProvider | None
+) -> OutgoingEmail:
     if not row.recipient:
         account = session.get(Account, row.account_id) if row.account_id else None
         if account is None or not account.email:
             # The event naming the address may still be on its way: retry, then fail for ops to see.
             raise ProviderError("outbox", "no email address known for the account yet", retryable=True)
         row.recipient = account.email
-    provider = get_provider(session, resend_provider.PROVIDER)
     product_name = ((provider.config if provider else None) or {}).get("product_name") or "billhook"
     rendered = render(row.template, row.context or {}, product_name=product_name, app_url=settings.frontend_url)
     return OutgoingEmail(
