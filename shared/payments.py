@@ -35,6 +35,8 @@ class PaymentRecord:
     provider_invoice_id: str | None = None
     line_items: list = field(default_factory=list)
     failure_message: str | None = None
+    # The credits this payment grants (what a refund of it takes back); None: this record does not say.
+    credits_granted: int | None = None
 
 
 def record_payment(session: Session, record: PaymentRecord, *, at: datetime) -> tuple[Payment, bool]:
@@ -55,6 +57,7 @@ def record_payment(session: Session, record: PaymentRecord, *, at: datetime) -> 
         "package_id": record.package_id,
         "subscription_id": record.subscription_id,
         "failure_message": record.failure_message,
+        "credits_granted": record.credits_granted or 0,  # in the INSERT: no UPDATE for it after
         "created_at": at,
         "updated_at": at,
     }
@@ -66,6 +69,8 @@ def record_payment(session: Session, record: PaymentRecord, *, at: datetime) -> 
         payment = find_payment(session, record.provider, record.provider_payment_id, lock=True)
     if not created and payment.provider_charge_ref is None and record.provider_charge_ref:
         payment.provider_charge_ref = record.provider_charge_ref
+    if not created and record.credits_granted is not None:
+        payment.credits_granted = record.credits_granted  # an UPDATE only when it changes
     succeeded_now = created and record.status == SUCCEEDED
     if not created and payment.status in (FAILED, PENDING) and record.status == SUCCEEDED:
         # A failure or a pending state was recorded first (events arrive in any order, or the

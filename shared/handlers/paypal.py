@@ -272,10 +272,10 @@ def sale_completed(session: Session, event: WebhookEvent, now: datetime) -> None
             subscription_id=subscription.id,
             provider_invoice_id=sale["id"],
             line_items=[{"description": f"{plan.name} plan", "amount_cents": plan.price_cents, "quantity": 1}],
+            credits_granted=plan.included_credits,
         ),
         at=now,
     )
-    payment.credits_granted = plan.included_credits
     key = _sale_key(subscription, plan, sale, subscription_id, _event_at(event))
     subscriptions.grant_period_credits(
         session, subscription, plan, idempotency_key=key, at=now, payment_id=payment.id, source_event_id=event.id

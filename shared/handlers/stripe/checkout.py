@@ -144,10 +144,10 @@ def _grant_package_purchase(
                     "quantity": 1,
                 }
             ],
+            credits_granted=package.credits,
         ),
         at=now,
     )
-    payment.credits_granted = package.credits
     ledger.grant_credits(
         session,
         account_id=account_id,

@@ -48,6 +48,8 @@ def invoice_paid(session: Session, event: WebhookEvent, now: datetime) -> None:
         event_at=event_at(event),
         event_id=event.event_id,
     )
+    key = _period_key(invoice, subscription_id, period)
+    grants = key is not None and plan is not None  # else a mid-period change (proration): paid, no new period
     payment, _ = payments.record_payment(
         session,
         payments.PaymentRecord(
@@ -65,14 +67,13 @@ def invoice_paid(session: Session, event: WebhookEvent, now: datetime) -> None:
                 {"description": li.get("description"), "amount_cents": li.get("amount"), "quantity": li.get("quantity")}
                 for li in (invoice.get("lines") or {}).get("data", [])
             ],
+            credits_granted=plan.included_credits if grants else None,
         ),
         at=now,
     )
     _paid_emails(session, invoice, subscription, plan, payment, period)
-    key = _period_key(invoice, subscription_id, period)
-    if key is None or plan is None:
-        return  # a mid-period change (proration): paid, but no new period of credits
-    payment.credits_granted = plan.included_credits
+    if not grants:
+        return
     subscriptions.grant_period_credits(
         session, subscription, plan, idempotency_key=key, at=now, payment_id=payment.id, source_event_id=event.id
     )
