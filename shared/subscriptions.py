@@ -76,6 +76,19 @@ def _lock(session: Session, provider: str, provider_subscription_id: str) -> Sub
     return subscription
 
 
+_ACCOUNT_OF = select(Subscription.account_id).where(
+    Subscription.provider == bindparam("provider"),
+    Subscription.provider_subscription_id == bindparam("provider_subscription_id"),
+)
+
+
+def account_of(session: Session, provider: str, provider_subscription_id: str) -> str | None:
+    """The account a known subscription belongs to (one column: no row to load before the
+    account's lock is taken and the subscription's after it)."""
+    params = {"provider": provider, "provider_subscription_id": provider_subscription_id}
+    return session.scalar(_ACCOUNT_OF, params)
+
+
 def find_subscription(session: Session, provider: str, provider_subscription_id: str) -> Subscription | None:
     params = {"provider": provider, "provider_subscription_id": provider_subscription_id}
     return session.scalars(_FIND, params).one_or_none()

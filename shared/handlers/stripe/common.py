@@ -60,8 +60,7 @@ def lock_subscription_for(session: Session, event: WebhookEvent, subscription_id
     """Find the account a subscription event belongs to, whatever order events came in: the
     subscription row, else the account id billhook put in the metadata, else the Stripe customer.
     Then lock the account and the subscription, in that order (see `ensure_account`)."""
-    existing = subscriptions.find_subscription(session, PROVIDER, subscription_id)
-    account_id = existing.account_id if existing else None
+    account_id = subscriptions.account_of(session, PROVIDER, subscription_id)
     meta = metadata(obj) if obj.get("object") == "subscription" else invoice_metadata(obj)
     if account_id is None:
         account_id = meta.get("account_id")
