@@ -37,12 +37,15 @@ class EventFilter:
     status: str | None = None
     account: str | None = None
     since: datetime | None = None
+    before: int | None = None  # a page's cursor: only events older than this one (by id)
     limit: int = 50
 
 
 def find_events(session: Session, f: EventFilter) -> list[WebhookEvent]:
     """Newest first."""
     stmt = select(WebhookEvent).order_by(WebhookEvent.id.desc()).limit(f.limit)
+    if f.before is not None:
+        stmt = stmt.where(WebhookEvent.id < f.before)
     for column, value in (("provider", f.provider), ("type", f.type), ("status", f.status), ("account_id", f.account)):
         if value:
             stmt = stmt.where(getattr(WebhookEvent, column) == value)

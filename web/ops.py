@@ -83,9 +83,13 @@ def index():
     status = request.args.get("status") or None
     if status is not None and status not in STATUSES:
         status = None
+    before = request.args.get("before", type=int)  # None when absent or not a number: the newest page
     with billhook().session_factory() as session:
-        events = event_ops.find_events(session, event_ops.EventFilter(status=status, limit=PAGE_SIZE))
+        # One row more than a page: whether an older page exists, without a count of the table.
+        rows = event_ops.find_events(session, event_ops.EventFilter(status=status, before=before, limit=PAGE_SIZE + 1))
         counts = inbox.counts_by_status(session)
+    events = rows[:PAGE_SIZE]
+    older = events[-1].id if len(rows) > PAGE_SIZE else None
     response = Response(
         render_template(
             "ops.html",
@@ -93,6 +97,8 @@ def index():
             counts=counts,
             statuses=STATUSES,
             status=status,
+            before=before,
+            older=older,
             token=csrf_token(g.ops_user),
             replayed=request.args.get("replayed"),
             notice=request.args.get("notice"),

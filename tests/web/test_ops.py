@@ -94,6 +94,29 @@ def test_ops_page_filters_by_status(ops, seeded):
     assert f"event-{failed}" in page and f"event-{done}" not in page
 
 
+def test_ops_page_pages_back_through_older_events_within_the_status_filter(ops, seeded, monkeypatch):
+    monkeypatch.setattr("web.ops.PAGE_SIZE", 2)
+    failed = [store(seeded, status="failed", error=f"e{i}") for i in range(5)]
+    store(seeded, status="succeeded")
+
+    pages, url = [], "/ops?status=failed"
+    while url and len(pages) < 5:  # bounded: a cursor that did not move would loop
+        page = ops.get(url, headers=OPS).get_data(as_text=True)
+        pages.append([int(pk) for pk in re.findall(r'id="event-(\d+)"', page)])
+        older = re.search(r'href="([^"]+)" id="older"', page)
+        url = older[1].replace("&amp;", "&") if older else None
+
+    assert pages == [failed[4:2:-1], failed[2:0:-1], failed[0:1]]  # newest first, each once, then no link
+    assert 'id="newest"' in page
+
+
+def test_ops_page_ignores_a_cursor_that_is_not_a_number(ops, seeded):
+    pk = store(seeded, status="failed", error="x")
+    response = ops.get("/ops?before=abc", headers=OPS)
+    assert response.status_code == 200
+    assert f"event-{pk}" in response.get_data(as_text=True)
+
+
 def test_replay_button_requeues_the_event_and_publishes_it(ops, seeded, enqueued):
     pk = store(seeded, status="failed", error="TransientError: x", attempts=8)
     token = token_of(ops.get("/ops", headers=OPS).get_data(as_text=True))
