@@ -127,6 +127,7 @@ def invoice(
     metadata: dict | None = None,
     invoice_id: str | None = None,
     payment_intent: str | None = None,
+    proration: bool = False,
 ) -> dict:
     obj = fixture("invoice")
     invoice_id = invoice_id or unique("in")
@@ -144,7 +145,7 @@ def invoice(
         "invoice_item_details": None,
         "subscription_item_details": {
             "invoice_item": None,
-            "proration": False,
+            "proration": proration,
             "proration_details": None,
             "subscription": subscription_id,
             "subscription_item": unique("si"),

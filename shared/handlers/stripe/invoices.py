@@ -34,8 +34,11 @@ def invoice_paid(session: Session, event: WebhookEvent, now: datetime) -> None:
         return  # a one-off invoice: checkout payments are handled from their session
     subscription = lock_subscription_for(session, event, subscription_id, invoice)
     line = _subscription_line(invoice)
-    plan = _invoice_plan(session, invoice, line, subscription)
-    period = (line or {}).get("period") or {}
+    # A proration line says nothing reliable about the plan (it may be the old price's credit) or
+    # the period (it spans from the change): only a whole period's line is taken for them.
+    full_line = line if _is_full_period_line(line) else None
+    plan = _invoice_plan(session, invoice, full_line, subscription)
+    period = (full_line or {}).get("period") or {}
     subscriptions.apply_subscription_state(
         session,
         subscription,
@@ -48,7 +51,7 @@ def invoice_paid(session: Session, event: WebhookEvent, now: datetime) -> None:
         event_at=event_at(event),
         event_id=event.event_id,
     )
-    key = _period_key(invoice, subscription_id, period)
+    key = _period_key(invoice, subscription_id, line)
     grants = key is not None and plan is not None  # else a mid-period change (proration): paid, no new period
     payment, _ = payments.record_payment(
         session,
@@ -161,12 +164,17 @@ def _subscription_id(invoice: dict) -> str | None:
 def _subscription_line(invoice: dict) -> dict | None:
     lines = (invoice.get("lines") or {}).get("data") or []
     for line in lines:
-        parent = line.get("parent") or {}
-        if parent.get("type") == "subscription_item_details" and not (
-            parent.get("subscription_item_details") or {}
-        ).get("proration"):
+        if _is_full_period_line(line):
             return line
     return lines[0] if lines else None
+
+
+def _is_full_period_line(line: dict | None) -> bool:
+    """A subscription item billed for a whole period, not a proration of one."""
+    parent = (line or {}).get("parent") or {}
+    return parent.get("type") == "subscription_item_details" and not (
+        parent.get("subscription_item_details") or {}
+    ).get("proration")
 
 
 def _line_price_id(line: dict | None) -> str | None:
@@ -192,12 +200,20 @@ def _payment_intent(invoice: dict) -> str | None:
     return None
 
 
-def _period_key(invoice: dict, subscription_id: str, period: dict) -> str | None:
+def _period_key(invoice: dict, subscription_id: str, line: dict | None) -> str | None:
     """One grant per billing period. The first invoice shares its key with the checkout
-    completion, so whichever arrives first grants and the other finds the key taken."""
+    completion, so whichever arrives first grants and the other finds the key taken.
+
+    A plan change invoices `subscription_update`: prorations only while the period goes on (no new
+    credits), but a whole new period when the change restarted the billing cycle (Stripe does so
+    when the interval changes, e.g. monthly to yearly): that period's credits are granted like a
+    renewal's, under the same key scheme, so the period is never granted twice."""
     reason = invoice.get("billing_reason")
     if reason == "subscription_create":
         return initial_period_key(subscription_id)
-    if reason == "subscription_cycle" and period.get("start"):
-        return f"stripe:subscription:{subscription_id}:period:{period['start']}"
+    start = ((line or {}).get("period") or {}).get("start")
+    if not start:
+        return None
+    if reason == "subscription_cycle" or (reason == "subscription_update" and _is_full_period_line(line)):
+        return f"stripe:subscription:{subscription_id}:period:{start}"
     return None

@@ -100,6 +100,7 @@ class StripeSubscription:
         invoice_id: str | None = None,
         payment_intent: str | None = None,
         status: str = "paid",
+        proration: bool = False,
     ) -> dict:
         start = self.t0 + period * 30 * DAY
         obj = se.invoice(
@@ -114,6 +115,7 @@ class StripeSubscription:
             invoice_id=invoice_id,
             payment_intent=payment_intent,
             status=status,
+            proration=proration,
         )
         return se.event(event_type, obj, created=start + 1 if at is None else at)
 
@@ -307,10 +309,79 @@ def test_proration_invoice_records_the_payment_without_a_new_period_of_credits(s
     sub = StripeSubscription(t0)
     run(seeded, sub.checkout_completed(), now)
 
-    run(seeded, sub.invoice(reason="subscription_update", period=0, at=t0 + DAY), now)
+    run(seeded, sub.invoice(reason="subscription_create"), now)
+    # An upgrade invoiced at once: the proration spans from the change to the period's end.
+    proration = se.invoice(
+        subscription_id=sub.id,
+        customer=sub.customer,
+        price_id="price_billhook_scale_monthly",
+        amount=5000,
+        period_start=t0 + DAY,
+        period_end=t0 + 30 * DAY,
+        billing_reason="subscription_update",
+        metadata=sub.metadata,
+        proration=True,
+    )
+
+    run(seeded, se.event("invoice.paid", proration, created=t0 + DAY), now)
 
     assert balance(seeded) == 12_000
-    assert count(seeded, Payment) == 1
+    assert count(seeded, Payment) == 2
+    subscription = only(seeded, Subscription)
+    assert subscription.current_period_start == datetime.fromtimestamp(t0, UTC)  # the period goes on
+
+
+def test_plan_change_that_restarts_the_billing_cycle_grants_the_new_periods_credits_once(seeded, now, t0):
+    # Growth -> scale with a new billing cycle from the change on (Stripe restarts it when the
+    # interval changes): the update invoice credits the unused growth time (a proration line) and
+    # charges a whole scale period (a full line), which is a new period of the new plan's credits.
+    sub = StripeSubscription(t0)
+    run(seeded, sub.checkout_completed(), now)
+    run(seeded, sub.invoice(reason="subscription_create"), now)
+    changed_at = t0 + 10 * DAY
+    obj = se.invoice(
+        subscription_id=sub.id,
+        customer=sub.customer,
+        price_id="price_billhook_scale_monthly",
+        amount=39900,
+        period_start=changed_at,
+        period_end=changed_at + 30 * DAY,
+        billing_reason="subscription_update",
+        metadata={"account_id": ACCOUNT, "plan_id": "scale"},
+    )
+    credit = {**obj["lines"]["data"][0], "id": se.unique("il"), "amount": -13300}
+    credit["parent"] = {
+        **credit["parent"],
+        "subscription_item_details": {**credit["parent"]["subscription_item_details"], "proration": True},
+    }
+    credit["pricing"] = {**credit["pricing"], "price_details": {"price": sub.price_id, "product": "prod_growth"}}
+    obj["lines"]["data"].insert(0, credit)  # the proration first: the whole period's line must still be found
+    update = se.event("invoice.paid", obj, created=changed_at + 1)
+
+    run(seeded, update, now)
+    run(seeded, se.event("invoice.paid", obj, created=changed_at + 1), now)  # delivered again, new event id
+
+    assert balance(seeded) == 12_000 + 20_000
+    subscription = only(seeded, Subscription)
+    assert (subscription.plan_id, subscription.current_period_start) == (
+        "scale",
+        datetime.fromtimestamp(changed_at, UTC),
+    )
+    with seeded() as session:
+        payment = session.scalars(select(Payment).filter_by(provider_payment_id=obj["id"])).one()
+        assert payment.credits_granted == 20_000  # what a refund of it would take back
+
+    renewal = se.invoice(
+        subscription_id=sub.id,
+        customer=sub.customer,
+        price_id="price_billhook_scale_monthly",
+        amount=39900,
+        period_start=changed_at + 30 * DAY,
+        period_end=changed_at + 60 * DAY,
+        metadata={"account_id": ACCOUNT, "plan_id": "scale"},
+    )
+    run(seeded, se.event("invoice.paid", renewal, created=changed_at + 30 * DAY + 1), now)
+    assert balance(seeded) == 12_000 + 2 * 20_000
 
 
 def test_invoice_payment_failed_makes_the_subscription_past_due(seeded, now, t0):
