@@ -40,7 +40,7 @@ class KeepAliveClient(HTTPClient):
     under `_SDK_LOCK`, one request at a time; a forked child starts a session of its own (it must
     not write to its parent's sockets)."""
 
-    def __init__(self, timeout: int):
+    def __init__(self, timeout: float):
         self._timeout = timeout
         self._session: requests.Session | None = None
         self._pid: int | None = None
@@ -63,13 +63,16 @@ class KeepAliveClient(HTTPClient):
         return response.content, response.status_code, response.headers
 
 
-_clients: dict[int, KeepAliveClient] = {}
+_clients: dict[float, KeepAliveClient] = {}
 
 
-def _client(timeout: int) -> KeepAliveClient:
+def _client(timeout: float) -> KeepAliveClient:
     """One client per timeout, shared by every mailer of the process (a mailer lives for one email)."""
     with _SDK_LOCK:
-        return _clients.setdefault(timeout, KeepAliveClient(timeout))
+        client = _clients.get(timeout)
+        if client is None:
+            client = _clients[timeout] = KeepAliveClient(timeout)
+        return client
 
 
 @dataclass(frozen=True)
