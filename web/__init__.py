@@ -35,7 +35,7 @@ class Billhook:
         # committed before the 2xx. And no pre-ping: a ping is a round trip on every webhook (a
         # fifth of the request's CPU). A connection the server dropped meanwhile fails its INSERT
         # with a disconnect instead, which empties the pool, and `store_event` tries once more.
-        self._intake_engine = (
+        self.intake_engine = (
             self.engine
             if settings.is_sqlite
             else make_engine(settings, pool_pre_ping=False, isolation_level="AUTOCOMMIT")
@@ -50,19 +50,19 @@ class Billhook:
         the INSERT is idempotent, so the first try may even have committed: a `received` row found
         then is reported as new, so that it is enqueued (a second message for it is harmless)."""
         try:
-            with self._intake_engine.begin() as connection:
+            with self.intake_engine.begin() as connection:
                 return inbox.record_event(connection, **fields)
         except DBAPIError as exc:
             if not exc.connection_invalidated:
                 raise
-        with self._intake_engine.begin() as connection:
+        with self.intake_engine.begin() as connection:
             stored = inbox.record_event(connection, **fields)
         return replace(stored, new=True) if stored.status == inbox.RECEIVED else stored
 
     def dispose(self) -> None:
         """Close the pooled connections (tests, and processes that are done serving)."""
         self.engine.dispose()
-        self._intake_engine.dispose()
+        self.intake_engine.dispose()
 
 
 def create_app(

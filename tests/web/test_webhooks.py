@@ -148,7 +148,7 @@ def test_an_event_whose_insert_committed_before_the_connection_dropped_is_still_
 
     pg_settings, engine = postgresql_store(settings, pg_database)
     app = create_app(pg_settings, enqueue=enqueued)
-    intake = app.extensions["billhook"]._intake_engine
+    intake = app.extensions["billhook"].intake_engine
     dropped = []
 
     @sa_event.listens_for(intake, "after_cursor_execute")
