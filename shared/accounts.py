@@ -3,7 +3,7 @@ from __future__ import annotations
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from shared.db import held_in_transaction, lock_or_insert
+from shared.db import for_update, lock_once, lock_or_insert
 from shared.models import Account
 
 
@@ -20,7 +20,8 @@ def ensure_account(session: Session, account_id: str, *, email: str | None = Non
     account = lock_or_insert(
         session,
         (Account, account_id),
-        lambda: lock_account(session, account_id),
+        _LOCK_ACCOUNT,
+        {"account_id": account_id},
         Account,
         {"id": account_id, "email": email, "name": name},
         ["id"],
@@ -47,23 +48,12 @@ def account_for_stripe_customer(session: Session, customer_id: str | None) -> Ac
     return session.query(Account).filter_by(stripe_customer_id=customer_id).one_or_none()
 
 
-_LOCK_ACCOUNT = (
-    select(Account)
-    .where(Account.id == bindparam("account_id"))
-    .with_for_update()
-    .execution_options(populate_existing=True)
-)  # built once: a statement's construction costs about as much CPU as its execution
+# Built once: a statement's construction costs about as much CPU as its execution.
+_LOCK_ACCOUNT = for_update(select(Account).where(Account.id == bindparam("account_id")))
 
 
 def lock_account(session: Session, account_id: str) -> Account | None:
     """The account row locked for this transaction (SELECT ... FOR UPDATE): balance checks and
     the entries they allow serialise per account, so concurrent debits cannot overdraw it. A row
     this transaction has locked already is returned without a second round trip."""
-    locked = held_in_transaction(session)
-    account = locked.get((Account, account_id))
-    if account is not None:
-        return account
-    account = session.scalars(_LOCK_ACCOUNT, {"account_id": account_id}).one_or_none()
-    if account is not None:
-        locked[(Account, account_id)] = account
-    return account
+    return lock_once(session, (Account, account_id), _LOCK_ACCOUNT, {"account_id": account_id})

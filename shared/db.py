@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, Select, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.config import Settings
-
-T = TypeVar("T")
 
 
 class JsonText(str):
@@ -124,18 +121,42 @@ def insert_ignore_row(session: Session, model: type, values: dict[str, Any], con
     return session.scalars(stmt, [values]).one_or_none()
 
 
+def for_update(stmt: Select) -> Select:
+    """The SELECT locking its rows for the transaction (FOR UPDATE) and loading them afresh: an
+    object the session loaded before the lock may be stale, the locked row is not."""
+    return stmt.with_for_update().execution_options(populate_existing=True)
+
+
+def lock_once(session: Session, key: tuple, lock: Select, params: dict[str, Any]) -> Any:
+    """The row the `for_update` statement finds, locked; a row this transaction already locked or
+    created under `key` (see held_in_transaction) comes back without a round trip."""
+    held = held_in_transaction(session)
+    row = held.get(key)
+    if row is None:
+        row = session.scalars(lock, params).one_or_none()
+        if row is not None:
+            held[key] = row
+    return row
+
+
 def lock_or_insert(
-    session: Session, key: tuple, lock: Callable[[], T | None], model: type, values: dict[str, Any], conflict: list[str]
-) -> T:
-    """The row `lock()` finds and locks; on a miss, the row inserted now (this transaction's alone
-    until it commits, remembered under `key` in held_in_transaction); when a concurrent first
-    caller inserted it meanwhile, that row, locked. A known row costs one statement, and the
-    unique key still decides between two first callers."""
-    row = lock()
+    session: Session,
+    key: tuple,
+    lock: Select,
+    params: dict[str, Any],
+    model: type,
+    values: dict[str, Any],
+    conflict: list[str],
+) -> Any:
+    """The row `lock_once` finds; on a miss, the row inserted now (this transaction's alone until
+    it commits, remembered under `key`); when a concurrent first caller inserted it meanwhile,
+    that row, locked. A known row costs one statement, and the unique key still decides between
+    two first callers."""
+    row = lock_once(session, key, lock, params)
     if row is None:
         row = insert_ignore_row(session, model, values, conflict)
         if row is None:
-            row = lock()
+            row = lock_once(session, key, lock, params)
         else:
             held_in_transaction(session)[key] = row
     return row

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from shared.db import JsonText, held_in_transaction, insert_ignore
+from shared.db import JsonText, for_update, held_in_transaction, insert_ignore
 from shared.models import WebhookEvent
 from shared.models.events import DONE_STATUSES, FAILED, IGNORED, RECEIVED, SUCCEEDED
 
@@ -61,12 +61,7 @@ def record_event(
 
 # The worker's per-event statements are built once, with bound parameters: building an ORM
 # statement costs about as much CPU as running it.
-_LOCK_EVENT = (
-    select(WebhookEvent)
-    .where(WebhookEvent.id == bindparam("event_pk"))
-    .with_for_update()
-    .execution_options(populate_existing=True)
-)
+_LOCK_EVENT = for_update(select(WebhookEvent).where(WebhookEvent.id == bindparam("event_pk")))
 _CLAIM = (
     update(WebhookEvent)
     .where(WebhookEvent.id == bindparam("event_pk"), WebhookEvent.status.not_in(DONE_STATUSES))

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from shared.db import insert_ignore
+from shared.db import for_update, insert_ignore
 from shared.emails import TEMPLATES
 from shared.logs import log_line
 from shared.models import Account, EmailOutbox
@@ -110,12 +110,8 @@ def forget_queued(session: Session) -> None:
     session.info.pop(_QUEUED, None)
 
 
-_LOCK_ROW = (
-    select(EmailOutbox)
-    .where(EmailOutbox.id == bindparam("outbox_id"))
-    .with_for_update()
-    .execution_options(populate_existing=True)
-)  # built once: a statement's construction costs about as much CPU as its execution
+# Built once: a statement's construction costs about as much CPU as its execution.
+_LOCK_ROW = for_update(select(EmailOutbox).where(EmailOutbox.id == bindparam("outbox_id")))
 
 
 def lock_row(session: Session, outbox_id: int) -> EmailOutbox | None:

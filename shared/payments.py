@@ -9,7 +9,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from shared import ledger
-from shared.db import held_in_transaction, insert_ignore_row
+from shared.db import for_update, held_in_transaction, insert_ignore_row
 from shared.models import Invoice, Payment
 
 SUCCEEDED = "succeeded"
@@ -108,7 +108,7 @@ def _issue_invoice(session: Session, payment: Payment, record: PaymentRecord, at
 _FIND_PAYMENT = select(Payment).where(
     Payment.provider == bindparam("provider"), Payment.provider_payment_id == bindparam("provider_payment_id")
 )
-_LOCK_PAYMENT = _FIND_PAYMENT.with_for_update().execution_options(populate_existing=True)
+_LOCK_PAYMENT = for_update(_FIND_PAYMENT)
 _INVOICE_FOR_PAYMENT = select(Invoice).where(Invoice.payment_id == bindparam("payment_id"))
 
 
@@ -122,7 +122,7 @@ def find_payment_by_charge_ref(
 ) -> Payment | None:
     stmt = select(Payment).filter_by(provider=provider, provider_charge_ref=charge_ref)
     if lock:
-        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+        stmt = for_update(stmt)
     return session.scalars(stmt).first()
 
 

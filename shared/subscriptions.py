@@ -9,7 +9,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from shared import ledger
-from shared.db import held_in_transaction, lock_or_insert
+from shared.db import for_update, lock_or_insert
 from shared.models import Plan, Subscription
 
 ACTIVE = "active"
@@ -43,7 +43,8 @@ def lock_subscription(
     return lock_or_insert(
         session,
         (Subscription, provider, provider_subscription_id),
-        lambda: _lock(session, provider, provider_subscription_id),
+        _LOCK,
+        {"provider": provider, "provider_subscription_id": provider_subscription_id},
         Subscription,
         {
             "provider": provider,
@@ -60,26 +61,8 @@ _FIND = select(Subscription).where(
     Subscription.provider == bindparam("provider"),
     Subscription.provider_subscription_id == bindparam("provider_subscription_id"),
 )
-_LOCK = _FIND.with_for_update().execution_options(populate_existing=True)
-
-
-def _lock(session: Session, provider: str, provider_subscription_id: str) -> Subscription | None:
-    """The row locked; one already locked in this transaction is returned without a round trip."""
-    key = (Subscription, provider, provider_subscription_id)
-    locked = held_in_transaction(session)
-    if key in locked:
-        return locked[key]
-    params = {"provider": provider, "provider_subscription_id": provider_subscription_id}
-    subscription = session.scalars(_LOCK, params).one_or_none()
-    if subscription is not None:
-        locked[key] = subscription
-    return subscription
-
-
-_ACCOUNT_OF = select(Subscription.account_id).where(
-    Subscription.provider == bindparam("provider"),
-    Subscription.provider_subscription_id == bindparam("provider_subscription_id"),
-)
+_LOCK = for_update(_FIND)
+_ACCOUNT_OF = _FIND.with_only_columns(Subscription.account_id)
 
 
 def account_of(session: Session, provider: str, provider_subscription_id: str) -> str | None:
