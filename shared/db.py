@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Select, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.config import Settings
@@ -110,6 +111,20 @@ def insert_ignore(
     if returning is not None:
         return result.scalar_one_or_none()
     return result.rowcount == 1
+
+
+def insert_ignore_sql(dialect: Dialect, model: type, columns: list[str], conflict: list[str], returning: Any) -> str:
+    """`insert_ignore`'s statement as the dialect's SQL text, with a named parameter for each of
+    `columns`: for a hot path that runs it on a DBAPI cursor. Every column the INSERT writes must
+    be among `columns` (a column with a Python-side default would need a value the cursor never
+    gets)."""
+    compiled = _insert_ignore_stmt(dialect.name, model, tuple(conflict), returning).compile(
+        dialect=dialect, column_keys=columns
+    )
+    missing = set(compiled.binds) - set(columns)
+    if missing:
+        raise ValueError(f"the INSERT also writes {sorted(missing)}: give them values")
+    return str(compiled)
 
 
 def insert_ignore_row(session: Session, model: type, values: dict[str, Any], conflict: list[str]) -> Any:

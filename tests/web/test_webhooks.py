@@ -140,26 +140,28 @@ def test_an_intake_connection_the_server_dropped_is_retried_not_answered_503(set
 
 @pytest.mark.postgres
 def test_an_event_whose_insert_committed_before_the_connection_dropped_is_still_enqueued(
-    settings, pg_database, enqueued
+    settings, pg_database, enqueued, monkeypatch
 ):
-    from sqlalchemy import event as sa_event
-
+    from shared import inbox
     from web import create_app
 
     pg_settings, engine = postgresql_store(settings, pg_database)
     app = create_app(pg_settings, enqueue=enqueued)
-    intake = app.extensions["billhook"].intake_engine
     dropped = []
+    record = inbox.record_event_on_cursor
 
-    @sa_event.listens_for(intake, "after_cursor_execute")
-    def _answer_lost(conn, cursor, statement, parameters, context, executemany):
+    def answer_lost(cursor, sql, **fields):
         # The INSERT ran in autocommit (committed); then the server ends the session, and the
         # intake sees the drop (the retry must find the row that did commit).
-        if statement.startswith("INSERT") and not dropped:
-            dropped.append(statement)
+        stored = record(cursor, sql, **fields)
+        if not dropped:
+            dropped.append(stored)
             with engine.connect() as admin:
                 admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": cursor.connection.info.backend_pid})
-            cursor.connection.execute("SELECT 1")  # raises: the server closed the connection
+            cursor.execute("SELECT 1")  # raises: the server closed the connection
+        return stored
+
+    monkeypatch.setattr(inbox, "record_event_on_cursor", answer_lost)
 
     response = post_signed(app.test_client(), checkout_event(event_id="evt_answer_lost"))
 
