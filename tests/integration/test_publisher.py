@@ -64,6 +64,35 @@ def test_published_ids_arrive_in_the_real_redis_queue_in_batches(settings, redis
         client.close()
 
 
+@pytest.mark.redis
+def test_what_the_publisher_sends_a_real_worker_runs(store_settings, store_session_factory, worker_factory):
+    """The publisher builds Celery's message itself (no send_task): a worker takes it as a task."""
+    from shared import ledger
+    from tests.integration import support
+
+    purchases = [
+        se.event(
+            "checkout.session.completed",
+            se.checkout_session(account_id=f"acct_pub_{n}", mode="payment", package_id="starter", amount_total=999),
+        )
+        for n in range(3)
+    ]
+    pks = [support.store_event(store_session_factory, evt) for evt in purchases]
+    worker_factory(store_settings, concurrency=1)
+    publisher = Publisher(lambda: publishing_celery(store_settings))
+    for pk in pks:
+        publisher.event(pk)
+
+    assert publisher.flush(20) and publisher.published == len(pks)
+    support.wait_for(
+        lambda: support.all_succeeded(store_session_factory, [evt["id"] for evt in purchases]),
+        30,
+        message="the published events succeeded",
+    )
+    with store_session_factory() as session:
+        assert [ledger.balance(session, f"acct_pub_{n}") for n in range(3)] == [500, 500, 500]
+
+
 def test_a_hung_broker_never_holds_a_caller_and_the_failure_drops_ids_for_a_while(settings, hung_broker):
     publisher = Publisher(lambda: publishing_celery(settings.with_overrides(redis_url=hung_broker)), pause_seconds=60)
 
