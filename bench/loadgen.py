@@ -114,22 +114,17 @@ def closed_loop(
     """Send every delivery once (or until `max_seconds`), `connections` at a time."""
     cursor = itertools.count()
     results = [LoadResult() for _ in range(connections)]
-    started = time.perf_counter()
-    deadline = started + max_seconds
 
-    def run(result: LoadResult) -> None:
-        client = _Client(port, path)
-        try:
-            while time.perf_counter() < deadline:
-                i = next(cursor)
-                if i >= len(deliveries):
-                    return
-                body, headers = deliveries[i]
-                _record(result, client, body, headers, time.perf_counter())
-        finally:
-            client.close()
+    def run(client: _Client, result: LoadResult, started: float) -> None:
+        deadline = started + max_seconds
+        while time.perf_counter() < deadline:
+            i = next(cursor)
+            if i >= len(deliveries):
+                return
+            body, headers = deliveries[i]
+            _record(result, client, body, headers, time.perf_counter())
 
-    _run_threads(run, results)
+    started = _run_threads(port, path, run, results, lead=0.0)
     return _merge(results, time.perf_counter() - started)
 
 
@@ -140,32 +135,52 @@ def fixed_rate(
     """Send delivery i at `start + i / rate`; latency counts from that due time."""
     cursor = itertools.count()
     results = [LoadResult() for _ in range(connections)]
-    started = time.perf_counter() + 0.05
-    deadline = started + max_seconds
+
+    def run(client: _Client, result: LoadResult, started: float) -> None:
+        deadline = started + max_seconds
+        while True:
+            i = next(cursor)
+            due = started + i / rate
+            if i >= len(deliveries) or due > deadline:
+                return
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            body, headers = deliveries[i]
+            _record(result, client, body, headers, due)
+
+    started = _run_threads(port, path, run, results, lead=0.05)
+    return _merge(results, time.perf_counter() - started)
+
+
+def _run_threads(port: int, path: str, target, results: list[LoadResult], *, lead: float) -> float:
+    """Run `target(client, result, started)` on a thread per connection; returns `started`.
+
+    The threads start and connect first, and the clock starts `lead` seconds after the last one
+    is connected: thread start-up and TCP set-up are the generator's own cost, not the server's
+    latency (counted in, they made the first tenth of a second of every fixed-rate run a stall
+    that alone could decide its p99)."""
+    connected = threading.Barrier(len(results) + 1)
+    go = threading.Event()
+    clock: dict[str, float] = {}
 
     def run(result: LoadResult) -> None:
         client = _Client(port, path)
         try:
-            while True:
-                i = next(cursor)
-                due = started + i / rate
-                if i >= len(deliveries) or due > deadline:
-                    return
-                delay = due - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-                body, headers = deliveries[i]
-                _record(result, client, body, headers, due)
+            with contextlib.suppress(OSError):  # a refused connect is retried by the first request
+                client.conn.connect()
+            connected.wait()
+            go.wait()
+            target(client, result, clock["started"])
         finally:
             client.close()
 
-    _run_threads(run, results)
-    return _merge(results, time.perf_counter() - started)
-
-
-def _run_threads(target, results: list[LoadResult]) -> None:
-    threads = [threading.Thread(target=target, args=(r,), daemon=True) for r in results]
+    threads = [threading.Thread(target=run, args=(r,), daemon=True) for r in results]
     for t in threads:
         t.start()
+    connected.wait()
+    clock["started"] = time.perf_counter() + lead
+    go.set()
     for t in threads:
         t.join()
+    return clock["started"]
