@@ -9,8 +9,8 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from shared import ledger
-from shared.db import for_update, lock_or_insert
-from shared.models import Plan, Subscription
+from shared.db import for_update, held_in_transaction, lock_or_insert
+from shared.models import Account, Plan, Subscription
 
 ACTIVE = "active"
 PAST_DUE = "past_due"
@@ -63,13 +63,19 @@ _FIND = select(Subscription).where(
 )
 _LOCK = for_update(_FIND)
 _ACCOUNT_OF = _FIND.with_only_columns(Subscription.account_id)
+# The subscriber's account row, locked, found through the subscription in the same statement (the
+# subscription's row is only read here; its lock comes next, in lock order).
+_LOCK_SUBSCRIBER = for_update(select(Account).where(Account.id == _ACCOUNT_OF.scalar_subquery()))
 
 
-def account_of(session: Session, provider: str, provider_subscription_id: str) -> str | None:
-    """The account a known subscription belongs to (one column: no row to load before the
-    account's lock is taken and the subscription's after it)."""
+def lock_subscriber(session: Session, provider: str, provider_subscription_id: str) -> Account | None:
+    """The account a known subscription belongs to, locked for this transaction as
+    `ensure_account` would lock it (one statement); None for a subscription not seen yet."""
     params = {"provider": provider, "provider_subscription_id": provider_subscription_id}
-    return session.scalar(_ACCOUNT_OF, params)
+    account = session.scalars(_LOCK_SUBSCRIBER, params).one_or_none()
+    if account is not None:
+        held_in_transaction(session)[(Account, account.id)] = account
+    return account
 
 
 def find_subscription(session: Session, provider: str, provider_subscription_id: str) -> Subscription | None:

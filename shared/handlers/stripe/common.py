@@ -60,16 +60,17 @@ def lock_subscription_for(session: Session, event: WebhookEvent, subscription_id
     """Find the account a subscription event belongs to, whatever order events came in: the
     subscription row, else the account id billhook put in the metadata, else the Stripe customer.
     Then lock the account and the subscription, in that order (see `ensure_account`)."""
-    account_id = subscriptions.account_of(session, PROVIDER, subscription_id)
-    meta = metadata(obj) if obj.get("object") == "subscription" else invoice_metadata(obj)
-    if account_id is None:
+    account = subscriptions.lock_subscriber(session, PROVIDER, subscription_id)
+    if account is None:
+        meta = metadata(obj) if obj.get("object") == "subscription" else invoice_metadata(obj)
         account_id = meta.get("account_id")
-    if account_id is None:
-        account = account_for_stripe_customer(session, expandable_id(obj.get("customer")))
-        account_id = account.id if account else None
-    if account_id is None:
-        raise RetryLater(f"no account known yet for subscription {subscription_id}")
-    ensure_account(session, account_id)
+        if account_id is None:
+            known = account_for_stripe_customer(session, expandable_id(obj.get("customer")))
+            account_id = known.id if known else None
+        if account_id is None:
+            raise RetryLater(f"no account known yet for subscription {subscription_id}")
+        account = ensure_account(session, account_id)
+    account_id = account.id
     inbox.note_account(session, event, account_id)
     return subscriptions.lock_subscription(
         session, provider=PROVIDER, provider_subscription_id=subscription_id, account_id=account_id
