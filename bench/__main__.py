@@ -6,6 +6,11 @@ Environment: DATABASE_URL / REDIS_URL (else the embedded SQLite + redis-server),
 BENCH_RATE and BENCH_RATE_SECONDS (fixed-rate run, default 500 req/s for 10 s), BENCH_CONNECTIONS
 (default 16), BENCH_SEED (default 1), BENCH_WORKER_CONCURRENCY (prefork processes of the worker,
 billhook's and the no-op baseline's alike; default WORKER_CONCURRENCY, the Procfile's).
+
+The closed-loop intake runs use wrk when it is on PATH (bench/wrk.py: BENCH_WRK_SECONDS a run,
+default 5, over a list of 2 x BENCH_INTAKE_REQUESTS deliveries) and the Python generator
+(bench/loadgen.py) otherwise, or with BENCH_LOADGEN=python; the fixed-rate run always uses the
+Python generator, which paces requests and times each from when it was due.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import delete, func, insert, select
 
-from bench import loadgen, scenario, services
+from bench import loadgen, scenario, services, wrk
 from bench.measure import CpuClock, PeakRss, drain_window
 from bench.worker_app import NOOP
 from shared import inbox
@@ -103,16 +108,24 @@ def deliveries_for(seed: int, count: int, prefix: str) -> list[loadgen.Delivery]
 
 
 def bench_intake(web, bare, seed, requests, rate, rate_seconds, connections) -> dict:
-    say("intake: warming up")
+    generator = closed_loop_generator()
+    say(f"intake: closed-loop runs with {generator}; warming up")
     for proc, prefix in ((web, "w"), (bare, "wb")):
         loadgen.closed_loop(proc.port, PATH, deliveries_for(seed, 400, prefix), connections=connections)
-    runs: dict[str, list[tuple[loadgen.LoadResult, float]]] = {"billhook": [], "bare": []}
+    runs: dict[str, list[tuple[loadgen.LoadResult | wrk.WrkResult, float]]] = {"billhook": [], "bare": []}
     # Two alternating rounds: a noisy neighbour hurts one round, not one side.
     for round_ in range(2):
-        deliveries = deliveries_for(seed + round_, requests, f"i{round_}")
+        if generator == PYTHON_GENERATOR:
+            deliveries = deliveries_for(seed + round_, requests, f"i{round_}")
+        else:  # duration-bound: a list long enough that billhook's run does not get to its end
+            deliveries = deliveries_for(seed + round_, 2 * requests, f"i{round_}")
         for name, proc in (("bare", bare), ("billhook", web)):
             clock = CpuClock(proc.pid)
-            result = loadgen.closed_loop(proc.port, PATH, deliveries, connections=connections, max_seconds=30)
+            if generator == PYTHON_GENERATOR:
+                result = loadgen.closed_loop(proc.port, PATH, deliveries, connections=connections, max_seconds=30)
+            else:
+                seconds = env_int("BENCH_WRK_SECONDS", 5)
+                result = wrk.closed_loop(proc.port, PATH, deliveries, connections=connections, seconds=seconds)
             cpu_ms = 1000 * clock.total() / result.sent if result.sent else 0.0
             say(
                 f"intake round {round_ + 1} {name}: {result.rate:.0f} req/s, {cpu_ms:.2f} ms CPU a request, "
@@ -128,12 +141,24 @@ def bench_intake(web, bare, seed, requests, rate, rate_seconds, connections) -> 
         say(f"fixed {rate} req/s {name}: p99 {result.percentile(99):.1f} ms, {result.errors} errors")
         fixed[name] = result
     return {
+        "generator": generator,
         "closed": {name: {**summary(r), "cpu_ms": best_runs[name][1]} for name, r in best.items()},
         "ratio": best["billhook"].rate / best["bare"].rate if best["bare"].rate else 0.0,
+        "repeated": getattr(best["billhook"], "repeated", 0),
         "rate": rate,
         "fixed": {name: summary(r) for name, r in fixed.items()},
         "connections": connections,
     }
+
+
+PYTHON_GENERATOR = "the Python generator"
+
+
+def closed_loop_generator() -> str:
+    """wrk when it is on PATH (BENCH_LOADGEN=python picks the Python generator anyway)."""
+    if os.environ.get("BENCH_LOADGEN", "").lower() == "python" or not wrk.available():
+        return PYTHON_GENERATOR
+    return wrk.version()
 
 
 def summary(result: loadgen.LoadResult) -> dict:
@@ -251,11 +276,13 @@ def print_table(r: dict) -> None:
         "",
         "| measure | billhook | baseline | ratio | target |",
         "| --- | --- | --- | --- | --- |",
-        f"| intake, req/s ({i['connections']} connections, 20% duplicates) | {c['billhook']['rps']:.0f} "
+        f"| intake, req/s ({i['connections']} connections, 20% duplicates; {i['generator']}) "
+        f"| {c['billhook']['rps']:.0f} "
         f"| {c['bare']['rps']:.0f} (bare Flask) | {i['ratio']:.2f} | ≥ 0.5 on PostgreSQL |",
         f"| intake p50 / p99, ms (closed loop) | {c['billhook']['p50_ms']:.1f} / {c['billhook']['p99_ms']:.1f} "
         f"| {c['bare']['p50_ms']:.1f} / {c['bare']['p99_ms']:.1f} | | |",
-        f"| intake p50 / p99 at {i['rate']} req/s, ms | {f['billhook']['p50_ms']:.1f} / {f['billhook']['p99_ms']:.1f} "
+        f"| intake p50 / p99 at {i['rate']} req/s, ms (Python generator) "
+        f"| {f['billhook']['p50_ms']:.1f} / {f['billhook']['p99_ms']:.1f} "
         f"| {f['bare']['p50_ms']:.1f} / {f['bare']['p99_ms']:.1f} | | p99 ≤ 25 ms |",
         f"| CPU a request, ms (gunicorn processes) | {c['billhook']['cpu_ms']:.2f} | {c['bare']['cpu_ms']:.2f} | | |",
         f"| processing, messages/s ({p['messages']} queued, {p['distinct']} distinct) | {p['billhook_per_s']:.0f} "
@@ -268,7 +295,8 @@ def print_table(r: dict) -> None:
         "| | | worker ≤ 150 |",
         "",
         f"errors: intake {c['billhook']['errors']} billhook / {c['bare']['errors']} bare, "
-        f"fixed rate {f['billhook']['errors']}; inbox after processing {p['statuses']}",
+        f"fixed rate {f['billhook']['errors']}; deliveries repeated by wrk {i['repeated']}; "
+        f"inbox after processing {p['statuses']}",
     ]
     print("\n".join(lines), flush=True)
 
