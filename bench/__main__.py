@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from sqlalchemy import delete, func, insert, select
 
 from bench import loadgen, scenario, services, wrk
-from bench.measure import CpuClock, PeakRss, drain_window
+from bench.measure import CpuClock, GeneratorCpu, PeakRss, ServiceCpu, drain_window
 from bench.worker_app import NOOP
 from shared import inbox
 from shared.config import Settings
@@ -112,7 +112,7 @@ def bench_intake(web, bare, seed, requests, rate, rate_seconds, connections) -> 
     say(f"intake: closed-loop runs with {generator}; warming up")
     for proc, prefix in ((web, "w"), (bare, "wb")):
         loadgen.closed_loop(proc.port, PATH, deliveries_for(seed, 400, prefix), connections=connections)
-    runs: dict[str, list[tuple[loadgen.LoadResult | wrk.WrkResult, float]]] = {"billhook": [], "bare": []}
+    runs: dict[str, list[tuple[loadgen.LoadResult | wrk.WrkResult, dict]]] = {"billhook": [], "bare": []}
     # Two alternating rounds: a noisy neighbour hurts one round, not one side.
     for round_ in range(2):
         if generator == PYTHON_GENERATOR:
@@ -120,16 +120,22 @@ def bench_intake(web, bare, seed, requests, rate, rate_seconds, connections) -> 
         else:  # duration-bound: a list long enough that billhook's run does not get to its end
             deliveries = deliveries_for(seed + round_, 2 * requests, f"i{round_}")
         for name, proc in (("bare", bare), ("billhook", web)):
-            clock = CpuClock(proc.pid)
+            clock, service_clock, generator_clock = CpuClock(proc.pid), ServiceCpu(), GeneratorCpu()
             if generator == PYTHON_GENERATOR:
                 result = loadgen.closed_loop(proc.port, PATH, deliveries, connections=connections, max_seconds=30)
             else:
                 seconds = env_int("BENCH_WRK_SECONDS", 5)
                 result = wrk.closed_loop(proc.port, PATH, deliveries, connections=connections, seconds=seconds)
-            cpu_ms = 1000 * clock.total() / result.sent if result.sent else 0.0
+            per_request = 1000 / result.sent if result.sent else 0.0
+            cpu_ms = {
+                "cpu_ms": clock.total() * per_request,
+                "service_cpu_ms": service_clock.total() * per_request,
+                "generator_cpu_ms": generator_clock.total() * per_request,
+            }
             say(
-                f"intake round {round_ + 1} {name}: {result.rate:.0f} req/s, {cpu_ms:.2f} ms CPU a request, "
-                f"{result.errors} errors"
+                f"intake round {round_ + 1} {name}: {result.rate:.0f} req/s, {result.errors} errors; CPU a request, "
+                f"ms: gunicorn {cpu_ms['cpu_ms']:.2f}, PostgreSQL + Redis {cpu_ms['service_cpu_ms']:.2f}, "
+                f"load generator {cpu_ms['generator_cpu_ms']:.2f}"
             )
             runs[name].append((result, cpu_ms))
     best_runs = {name: max(results, key=lambda r: r[0].rate) for name, results in runs.items()}
@@ -142,7 +148,7 @@ def bench_intake(web, bare, seed, requests, rate, rate_seconds, connections) -> 
         fixed[name] = result
     return {
         "generator": generator,
-        "closed": {name: {**summary(r), "cpu_ms": best_runs[name][1]} for name, r in best.items()},
+        "closed": {name: {**summary(r), **best_runs[name][1]} for name, r in best.items()},
         "ratio": best["billhook"].rate / best["bare"].rate if best["bare"].rate else 0.0,
         "repeated": getattr(best["billhook"], "repeated", 0),
         "rate": rate,
@@ -285,6 +291,10 @@ def print_table(r: dict) -> None:
         f"| {f['billhook']['p50_ms']:.1f} / {f['billhook']['p99_ms']:.1f} "
         f"| {f['bare']['p50_ms']:.1f} / {f['bare']['p99_ms']:.1f} | | p99 ≤ 25 ms |",
         f"| CPU a request, ms (gunicorn processes) | {c['billhook']['cpu_ms']:.2f} | {c['bare']['cpu_ms']:.2f} | | |",
+        f"| CPU a request, ms (PostgreSQL + Redis processes) | {c['billhook']['service_cpu_ms']:.2f} "
+        f"| {c['bare']['service_cpu_ms']:.2f} | | |",
+        f"| CPU a request, ms (load generator) | {c['billhook']['generator_cpu_ms']:.2f} "
+        f"| {c['bare']['generator_cpu_ms']:.2f} | | |",
         f"| processing, messages/s ({p['messages']} queued, {p['distinct']} distinct) | {p['billhook_per_s']:.0f} "
         f"| {p['noop_per_s']:.0f} (no-op task) | {p['ratio']:.2f} | ≥ 0.5 |",
         f"| processing, committed effects/s (first → last) | {p['effects_per_s']:.0f} | | | |",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import resource
 import threading
 import time
 
@@ -88,6 +89,49 @@ class CpuClock:
 
     def total(self) -> float:
         return sum(self.split())
+
+
+class ServiceCpu:
+    """CPU seconds the store's and broker's server processes on this machine (PostgreSQL
+    backends, redis-server) spend between two readings: their share of a request, on the same
+    CPUs as the services measured. Zero when they run elsewhere (or the store is SQLite, whose
+    work is the service's own)."""
+
+    NAMES = ("postgres", "redis-server")
+
+    def __init__(self):
+        self._start = self._read()
+
+    def _read(self) -> dict[int, float]:
+        seconds = {}
+        for process in psutil.process_iter(["name"]):
+            if not (process.info["name"] or "").startswith(self.NAMES):
+                continue
+            try:
+                times = process.cpu_times()
+            except psutil.Error:
+                continue
+            seconds[process.pid] = times.user + times.system
+        return seconds
+
+    def total(self) -> float:
+        return sum(seconds - self._start.get(pid, 0.0) for pid, seconds in self._read().items())
+
+
+class GeneratorCpu:
+    """CPU seconds of the load generator: this process (the Python generator's threads) plus
+    the children that ended meanwhile (a wrk run)."""
+
+    def __init__(self):
+        self._start = self._read()
+
+    @staticmethod
+    def _read() -> float:
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return time.process_time() + children.ru_utime + children.ru_stime
+
+    def total(self) -> float:
+        return self._read() - self._start
 
 
 def unacked_for(client: redis.Redis, queue: str) -> int:
