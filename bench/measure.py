@@ -6,6 +6,7 @@ import json
 import resource
 import threading
 import time
+from collections.abc import Iterable
 
 import psutil
 import redis
@@ -56,6 +57,18 @@ class PeakRss:
             self._stop.wait(self.interval)
 
 
+def cpu_seconds(processes: Iterable[psutil.Process]) -> dict[int, float]:
+    """User + system CPU seconds by pid; a process that ended meanwhile is left out."""
+    seconds = {}
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        seconds[process.pid] = times.user + times.system
+    return seconds
+
+
 class CpuClock:
     """CPU seconds (user + system) a process tree spends between two readings: its main process,
     and its children alive at the second reading (gunicorn workers, Celery pool processes). It
@@ -68,17 +81,9 @@ class CpuClock:
     def _read(self) -> dict[int, float]:
         try:
             main = psutil.Process(self.pid)
-            processes = [main, *main.children(recursive=True)]
+            return cpu_seconds([main, *main.children(recursive=True)])
         except psutil.Error:
             return {}
-        seconds = {}
-        for process in processes:
-            try:
-                times = process.cpu_times()
-            except psutil.Error:
-                continue
-            seconds[process.pid] = times.user + times.system
-        return seconds
 
     def split(self) -> tuple[float, float]:
         """(main process, children) CPU seconds since the clock was made."""
@@ -103,16 +108,7 @@ class ServiceCpu:
         self._start = self._read()
 
     def _read(self) -> dict[int, float]:
-        seconds = {}
-        for process in psutil.process_iter(["name"]):
-            if not (process.info["name"] or "").startswith(self.NAMES):
-                continue
-            try:
-                times = process.cpu_times()
-            except psutil.Error:
-                continue
-            seconds[process.pid] = times.user + times.system
-        return seconds
+        return cpu_seconds(p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith(self.NAMES))
 
     def total(self) -> float:
         return sum(seconds - self._start.get(pid, 0.0) for pid, seconds in self._read().items())
