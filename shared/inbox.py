@@ -102,7 +102,9 @@ def record_event_on_cursor(cursor: Any, sql: IntakeSql, **fields: Any) -> Stored
 _LOCK_EVENT = for_update(select(WebhookEvent).where(WebhookEvent.id == bindparam("event_pk")))
 _CLAIM = (
     update(WebhookEvent)
-    .where(WebhookEvent.id == bindparam("event_pk"), WebhookEvent.status.not_in(DONE_STATUSES))
+    # Only a `received` event: a done one is done, and a dead-lettered (`failed`) one runs again
+    # when an operator replays it (which makes it `received`), not on a stray duplicate message.
+    .where(WebhookEvent.id == bindparam("event_pk"), WebhookEvent.status == RECEIVED)
     .values(
         attempts=WebhookEvent.attempts + 1,
         next_attempt_at=None,
@@ -119,9 +121,9 @@ def lock_event(session: Session, event_pk: int) -> WebhookEvent | None:
 
 
 def claim(session: Session, event_pk: int, *, at: datetime) -> WebhookEvent | None:
-    """Take a not-done event for this transaction: lock its row, count the attempt and load it, in
-    one statement. None when the event is missing or already done (a duplicate task that waited
-    on the lock finds the first one's commit).
+    """Take a `received` event for this transaction: lock its row, count the attempt and load it,
+    in one statement. None when the event is missing, already done (a duplicate task that waited
+    on the lock finds the first one's commit) or dead-lettered.
 
     The count commits only with the handler's effects: a run that fails rolls it back, and
     `record_failure` counts it instead; a killed worker's run leaves no trace at all, the event

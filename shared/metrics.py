@@ -46,7 +46,7 @@ INTAKE_SECONDS = Histogram(
 )
 EVENTS_PROCESSED = Counter(
     "billhook_events_processed",
-    "Event task runs by outcome (done, already_done, ignored, missing, retry, failed).",
+    "Event task runs by outcome (done, already_done, ignored, missing, retry, failed, dead_lettered).",
     ["type", "outcome"],
 )
 HANDLER_SECONDS = Histogram(

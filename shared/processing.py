@@ -26,7 +26,7 @@ from shared import inbox, outbox
 from shared.errors import PermanentError, RetryLater, TransientError
 from shared.handlers import handler_for
 from shared.models import WebhookEvent
-from shared.models.events import IGNORED
+from shared.models.events import FAILED, IGNORED
 
 log = logging.getLogger("billhook.processing")
 
@@ -37,6 +37,8 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (TransientError, Operational
 DONE = "done"
 ALREADY_DONE = "already_done"
 MISSING = "missing"
+# A message for an event that failed for good: left alone until an operator replays it.
+DEAD_LETTERED = "dead_lettered"
 
 
 @dataclass(frozen=True)
@@ -54,10 +56,12 @@ def process_event(session_factory: sessionmaker[Session], event_pk: int, *, cloc
     with session_factory.begin() as session:
         event = inbox.claim(session, event_pk, at=clock())
         if event is None:
-            done = session.execute(
-                select(WebhookEvent.type, WebhookEvent.account_id).filter_by(id=event_pk)
+            found = session.execute(
+                select(WebhookEvent.type, WebhookEvent.account_id, WebhookEvent.status).filter_by(id=event_pk)
             ).one_or_none()
-            return Result(MISSING) if done is None else Result(ALREADY_DONE, done.type, done.account_id)
+            if found is None:
+                return Result(MISSING)
+            return Result(DEAD_LETTERED if found.status == FAILED else ALREADY_DONE, found.type, found.account_id)
         handler = handler_for(event.provider, event.type)
         now = clock()
         if handler is None:

@@ -127,6 +127,20 @@ def test_a_failed_event_runs_again_once_requeued(seeded, now):
     assert loaded(seeded, pk).attempts == 2
 
 
+def test_a_stray_message_for_a_dead_lettered_event_leaves_it_dead_lettered(seeded, now):
+    pk = store(seeded, checkout(plan_id=None), now)
+    with pytest.raises(RetryLater) as raised:
+        processing.process_event(seeded, pk, clock=lambda: now)
+    processing.record_failure(seeded, pk, raised.value, at=now, retry_at=None)
+
+    stray = processing.process_event(seeded, pk, clock=lambda: now)
+
+    assert stray.outcome == processing.DEAD_LETTERED
+    event = loaded(seeded, pk)
+    assert (event.status, event.attempts) == ("failed", 1)  # not run again: only a replay does that
+    assert event.last_error.startswith("RetryLater: plan of subscription")
+
+
 def test_processing_a_done_event_again_does_nothing(seeded, now):
     pk = store(seeded, checkout(), now)
     processing.process_event(seeded, pk, clock=lambda: now)
