@@ -140,6 +140,54 @@ class Report:
         return "\n".join(lines)
 
 
+class Supervisor:
+    """The worker instances, kept running as systemd's Restart= or Kubernetes would keep them: an
+    instance that exits without being told to is started again, and the report says so, with the
+    last critical line of its log (kombu 5.7.0 can end a worker with an unrecoverable error while
+    Redis restarts: see the README's "Chaos")."""
+
+    def __init__(self, config: Config, env: dict, tmp, procs: list[services.Proc], report: Report, say):
+        self.config, self.env, self.tmp, self.procs, self.report, self.say = config, env, tmp, procs, report, say
+        self.lock = threading.Lock()
+        self.instances = [self._start(f"worker{i}") for i in range(config.worker_instances)]
+
+    def _start(self, name: str) -> services.Proc:
+        proc = services.start_worker(name, self.env, self.tmp, concurrency=self.config.concurrency)
+        self.procs.append(proc)
+        return proc
+
+    def kill_and_restart(self, index: int) -> None:
+        """The chaos action: SIGKILL an instance (main process and pool, tasks in flight), start it again."""
+        with self.lock:
+            victim = self.instances[index]
+            victim.kill()
+            self._note(f"SIGKILLed worker instance {victim.name} (pid {victim.pid} and its pool)")
+            self.instances[index] = self._start(f"{victim.name}-restarted")
+            self.report.actions.append(f"restarted it as pid {self.instances[index].pid}")
+
+    def watch(self, stop: threading.Event, every: float = 0.5) -> None:
+        while not stop.wait(every):
+            with self.lock:
+                for index, proc in enumerate(self.instances):
+                    if proc.alive() or stop.is_set():  # the run's end stops them all
+                        continue
+                    replacement = self._start(f"{proc.name}-respawned")
+                    self.instances[index] = replacement
+                    self._note(
+                        f"worker instance {proc.name} exited on its own (status {proc.process.returncode}; "
+                        f"{_last_critical(proc)}); started again as pid {replacement.pid}, as a supervisor would"
+                    )
+
+    def _note(self, action: str) -> None:
+        self.report.actions.append(action)
+        self.say(f"[chaos] {action}")
+
+
+def _last_critical(proc: services.Proc) -> str:
+    lines = [line for line in proc.log_tail(400).splitlines() if "CRITICAL" in line]
+    return lines[-1].split("CRITICAL", 1)[1].strip()[:160] if lines else "no critical line in its log"
+
+
 def run(config: Config, base_url: str, say: Callable[[str], None] = print) -> Report:
     report = Report(config)
     started = time.monotonic()
@@ -171,11 +219,8 @@ def run(config: Config, base_url: str, say: Callable[[str], None] = print) -> Re
 
         web = services.start_gunicorn("web", "web.wsgi:app", env, tmp)
         procs.append(web)
-        workers = [
-            services.start_worker(f"worker{i}", env, tmp, concurrency=config.concurrency)
-            for i in range(config.worker_instances)
-        ]
-        procs.extend(workers)
+        workers = Supervisor(config, env, tmp, procs, report, say)
+        threading.Thread(target=workers.watch, args=(stop,), daemon=True, name="chaos-supervisor").start()
         settings = Settings(database_url=store.url, redis_url=broker.url, var_dir=tmp, queue_name=queue)
         sweeper = threading.Thread(target=_sweep_loop, args=(store, settings, config, stop, report), daemon=True)
         sweeper.start()
@@ -186,7 +231,7 @@ def run(config: Config, base_url: str, say: Callable[[str], None] = print) -> Re
             config,
             report,
             say,
-            chaos=_chaos(config, broker, workers, env, tmp, procs, report, say),
+            chaos=_chaos(config, broker, workers, report, say),
         )
         report.accepted = len(accepted)
         say(f"[chaos] posted: {report.accepted} distinct events accepted; waiting for the workers")
@@ -201,19 +246,13 @@ def run(config: Config, base_url: str, say: Callable[[str], None] = print) -> Re
     return report
 
 
-def _chaos(config, broker, workers, env, tmp, procs, report, say):
+def _chaos(config, broker, workers: Supervisor, report, say):
     """Actions fired once each when the posted share of deliveries crosses their mark."""
     done: set[str] = set()
     lock = threading.Lock()
 
     def kill_worker():
-        victim = workers[0]
-        victim.kill()
-        report.actions.append(f"SIGKILLed worker instance {victim.name} (pid {victim.pid} and its pool)")
-        say(f"[chaos] {report.actions[-1]}")
-        replacement = services.start_worker(f"{victim.name}-restarted", env, tmp, concurrency=config.concurrency)
-        procs.append(replacement)
-        report.actions.append(f"restarted it as pid {replacement.pid}")
+        workers.kill_and_restart(0)
 
     def restart_redis():
         broker.restart(down_seconds=1.0)
