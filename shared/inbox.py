@@ -58,9 +58,7 @@ def _event_values(provider, event_id, type, payload, event_created_at, handled, 
     }
 
 
-_EVENT_COLUMNS = [
-    "provider", "event_id", "type", "payload", "event_created_at", "received_at", "updated_at", "status", "attempts"
-]  # fmt: skip
+_EVENT_COLUMNS = list(_event_values(None, None, None, None, None, True, None))  # what the INSERT writes
 _EVENT_KEY = ["provider", "event_id"]
 _FIND_EVENT = select(WebhookEvent.id, WebhookEvent.status).where(
     WebhookEvent.provider == bindparam("provider"), WebhookEvent.event_id == bindparam("event_id")
