@@ -6,7 +6,8 @@ in a database of its own, dropped after), a redis-server of its own on a free po
 restarted), gunicorn, two Celery worker instances of two prefork processes each, and a sweeper.
 What breaks: deliveries come shuffled, concurrently, 30% of them duplicates; mid-run one worker
 instance is SIGKILLed (its main process and its pool, tasks in flight) and started again, and Redis
-is stopped and started again.
+is stopped and started again. The harness keeps the worker instances running as a supervisor would
+(one that exits unasked is started again, and the report lists it).
 What is checked: no accepted event lost; exactly one credit grant per subscription period and per
 package purchase; each account's ledger sums to what the scenario says; each subscription's status
 is the one of its newest event (by `created`); one email per idempotency key. Exit status 1 on any
