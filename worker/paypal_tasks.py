@@ -19,7 +19,7 @@ from shared import paypal_orders
 from shared.credentials import active_provider
 from shared.errors import NotConfigured, ProviderError
 from shared.logs import log_line
-from worker.celery_app import PAYPAL_CAPTURE_ORDER, SWEEP_PAYPAL_CAPTURES, runtime
+from worker.celery_app import PAYPAL_CAPTURE_ORDER, SWEEP_PAYPAL_CAPTURES, publish, runtime
 
 log = logging.getLogger("billhook.worker")
 
@@ -75,9 +75,8 @@ def sweep_paypal_captures(self) -> int:
             grace_seconds=float(config.get("capture_grace_seconds", DEFAULT_CAPTURE_GRACE_SECONDS)),
             window_seconds=float(config.get("capture_window_seconds", DEFAULT_CAPTURE_WINDOW_SECONDS)),
         )
-    queue = rt.settings.queue_name
     for event_pk in due:
-        self.app.send_task(PAYPAL_CAPTURE_ORDER, args=[event_pk], queue=queue, retry=False)
+        publish(self.app, PAYPAL_CAPTURE_ORDER, event_pk)
     if due:
         log_line(log, "sweep", task=SWEEP_PAYPAL_CAPTURES, queued=len(due))
     return len(due)

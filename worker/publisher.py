@@ -24,12 +24,11 @@ import threading
 import time
 from collections.abc import Callable
 
-from celery import Celery, uuid
-from kombu import Producer
+from celery import Celery
 
 from shared.config import Settings
 from shared.logs import log_line
-from worker.celery_app import PROCESS_EVENT, SEND_EMAIL, make_celery
+from worker.celery_app import PROCESS_EVENT, SEND_EMAIL, make_celery, publish_task
 
 log = logging.getLogger("billhook.publisher")
 
@@ -52,26 +51,6 @@ def publishing_celery(settings: Settings) -> Celery:
         "socket_connect_timeout": BROKER_SOCKET_TIMEOUT_SECONDS,
     }
     return app
-
-
-def publish_task(app: Celery, producer: Producer, queue_name: str, task: str, pk: int) -> None:
-    """Publish `task(pk)` on `producer`: the message `send_task` would send (Celery builds it, as
-    `as_task_v2`), put straight on the queue by the broker's default exchange. What `send_task`
-    adds around it (routing, publish signals, an AsyncResult, a repr of the arguments) was half
-    of the publishing thread's CPU a webhook, and none of it applies here: one queue, no results,
-    no signal receivers."""
-    message = app.amqp.as_task_v2(
-        uuid(), task, args=[pk], argsrepr=f"[{pk}]", kwargsrepr="{}", ignore_result=False, reply_to=""
-    )
-    producer.publish(
-        message.body,
-        exchange="",
-        routing_key=queue_name,
-        headers=message.headers,
-        serializer=app.conf.task_serializer,
-        retry=False,
-        **message.properties,
-    )
 
 
 class Publisher:
@@ -181,10 +160,9 @@ class Publisher:
     def _publish(self, batch: list[tuple[str, int]]) -> None:
         try:
             app = self._celery()
-            queue_name = app.billhook.settings.queue_name
             with app.producer_or_acquire() as producer, producer.batch(max_size=len(batch)):
                 for task, pk in batch:
-                    publish_task(app, producer, queue_name, task, pk)
+                    publish_task(app, producer, task, pk)
         except Exception as exc:  # noqa: BLE001 - any publish failure opens the breaker
             self._open_breaker(len(batch), exc)
             return
