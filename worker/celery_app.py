@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared.config import Settings
 from shared.db import make_engine, make_sessionmaker
+from worker import redis_transport
 from worker.interrupted_runs import StartCounter
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ class Runtime:
 
 
 def make_celery(settings: Settings) -> Celery:
+    redis_transport.install()  # a Redis restart is a reconnect, not a worker exit
     app = Celery(
         "billhook", broker=settings.redis_url, include=["worker.tasks", "worker.email_tasks", "worker.paypal_tasks"]
     )

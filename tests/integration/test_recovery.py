@@ -20,7 +20,7 @@ from shared.models import CreditLedgerEntry, Payment, Subscription, WebhookEvent
 from tests.factories import stripe_events as se
 from tests.integration import support
 from tests.integration.worker_app import PROCESS_KILLER
-from worker.celery_app import SWEEP_INBOX
+from worker.celery_app import SWEEP_INBOX, enqueue_event, make_celery
 
 pytestmark = pytest.mark.redis  # on PostgreSQL; on SQLite where it is missing (not in CI)
 
@@ -349,6 +349,38 @@ def test_pool_process_killed_mid_task_is_redelivered_and_the_event_succeeds_once
         assert _count(session, CreditLedgerEntry, account_id="acct_child") == 2
         assert session.get(WebhookEvent, renewal_pk).attempts == 1  # the killed run rolled back, its count too
     assert worker.alive()
+
+
+@pytest.mark.postgres  # holds a PostgreSQL row lock
+def test_worker_with_a_task_in_flight_survives_a_broker_restart_and_goes_on_consuming(
+    pg_settings, pg_session_factory, worker_factory, own_redis
+):
+    settings = pg_settings.with_overrides(redis_url=own_redis.url)
+    app = make_celery(settings)
+    publish = lambda event_pk: enqueue_event(app, event_pk)  # noqa: E731
+    # Two pool processes: one busy with the blocked task, the other waiting on the queue, so the
+    # broker goes away with a message in flight and a fetch outstanding (a busy worker's usual state).
+    worker = worker_factory(settings, concurrency=2)
+    ids, renewal, renewal_pk = _subscription_with_pending_renewal(pg_session_factory, publish, "acct_redis_restart")
+    with _worker_blocked_on_subscription(pg_session_factory, publish, ids, renewal_pk) as blocker:
+        own_redis.stop()  # a Redis restart or failover
+        time.sleep(1)
+        own_redis.start()
+        blocker.rollback()
+
+    support.wait_for(lambda: support.event_status(pg_session_factory, renewal["id"]) == "succeeded")
+    # The worker reconnected (it did not exit): a new event is taken and processed.
+    later = _purchase("acct_redis_restart")
+    publish(support.store_event(pg_session_factory, later))
+    support.wait_for(
+        lambda: support.event_status(pg_session_factory, later["id"]) == "succeeded" or not worker.alive(),
+        timeout=60,
+    )
+    assert worker.alive(), worker.log_tail()
+    assert support.event_status(pg_session_factory, later["id"]) == "succeeded"
+    with pg_session_factory() as session:
+        assert ledger.balance(session, "acct_redis_restart") == 2 * 12_000 + 500
+    app.close()
 
 
 def test_event_whose_run_kills_its_pool_process_is_dead_lettered_after_three_runs_and_the_worker_goes_on(
