@@ -144,8 +144,8 @@ class Report:
 class Supervisor:
     """The worker instances, kept running as systemd's Restart= or Kubernetes would keep them: an
     instance that exits without being told to is started again, and the report says so, with the
-    last critical line of its log (kombu 5.7.0 can end a worker with an unrecoverable error while
-    Redis restarts: see the README's "Chaos")."""
+    last critical line of its log (before worker/redis_transport.py, kombu 5.7.0 ended workers with
+    an unrecoverable error when Redis restarted: see the README's "Chaos")."""
 
     def __init__(self, config: Config, env: dict, tmp, procs: list[services.Proc], report: Report, say):
         self.config, self.env, self.tmp, self.procs, self.report, self.say = config, env, tmp, procs, report, say
