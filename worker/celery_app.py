@@ -71,6 +71,10 @@ def make_celery(settings: Settings) -> Celery:
         # A retry's countdown is capped well below this, or Redis would redeliver it in a loop.
         broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout_seconds},
         broker_connection_retry_on_startup=True,
+        # On a lost broker connection, let running tasks finish (Celery 6 will cancel them by
+        # default): their effects commit, and the ack the dead connection refuses only means a
+        # redelivery that finds the work done. Cancelling would roll the work back to be swept.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         broker_connection_timeout=2,
         worker_hijack_root_logger=False,
         timezone="UTC",
