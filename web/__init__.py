@@ -37,13 +37,13 @@ class Billhook:
         # with a disconnect instead, which empties the pool, and `store_event` tries once more. The
         # INSERT runs on a DBAPI cursor (`inbox.record_event_on_cursor`): SQLAlchemy's execution
         # layer around it was ~0.25 of the ~1.7 ms of CPU a webhook cost under gunicorn.
-        self.intake_engine = (
+        self._intake_engine = (
             self.engine
             if settings.is_sqlite
             else make_engine(settings, pool_pre_ping=False, isolation_level="AUTOCOMMIT")
         )
-        self._intake_sql = None if settings.is_sqlite else inbox.IntakeSql.for_dialect(self.intake_engine.dialect)
-        self._dbapi_error = self.intake_engine.dialect.loaded_dbapi.Error
+        self._intake_sql = None if settings.is_sqlite else inbox.IntakeSql.for_dialect(self._intake_engine.dialect)
+        self._dbapi_error = self._intake_engine.dialect.loaded_dbapi.Error
         self.webhook_secrets = WebhookSecretCache(self.session_factory, ttl=settings.provider_cache_seconds)
         self.enqueue = enqueue
         self.enqueue_email = enqueue_email
@@ -63,22 +63,22 @@ class Billhook:
 
     def _store_once(self, fields: dict[str, Any]) -> inbox.Stored:
         if self._intake_sql is None:  # SQLite: the store's one engine, and its BEGIN IMMEDIATE
-            with self.intake_engine.begin() as connection:
+            with self._intake_engine.begin() as connection:
                 return inbox.record_event(connection, **fields)
         # PostgreSQL: the statements on a DBAPI cursor of the intake pool (autocommit). Its errors
         # reach the caller as SQLAlchemy's; on a disconnect the pool is replaced, as a Core
         # connection would (the others it holds are likely dead too: the server restarted).
-        connection = self.intake_engine.raw_connection()
+        connection = self._intake_engine.raw_connection()
         cursor = None
         try:
             cursor = connection.cursor()
             return inbox.record_event_on_cursor(cursor, self._intake_sql, **fields)
         except self._dbapi_error as exc:
-            dialect = self.intake_engine.dialect
+            dialect = self._intake_engine.dialect
             dropped = dialect.is_disconnect(exc, connection.dbapi_connection, cursor)
             if dropped:
                 connection.invalidate(exc)
-                self.intake_engine.dispose()
+                self._intake_engine.dispose()
             raise DBAPIError.instance(
                 None, None, exc, self._dbapi_error, connection_invalidated=dropped, dialect=dialect
             ) from exc
@@ -88,7 +88,7 @@ class Billhook:
     def dispose(self) -> None:
         """Close the pooled connections (tests, and processes that are done serving)."""
         self.engine.dispose()
-        self.intake_engine.dispose()
+        self._intake_engine.dispose()
 
 
 def create_app(
