@@ -112,20 +112,26 @@ def bench_intake(web, bare, seed, requests, rate, rate_seconds, connections) -> 
     say(f"intake: closed-loop runs with {generator}; warming up")
     for proc, prefix in ((web, "w"), (bare, "wb")):
         loadgen.closed_loop(proc.port, PATH, deliveries_for(seed, 400, prefix), connections=connections)
+    if generator == PYTHON_GENERATOR:
+        list_size = requests
+
+        def closed_loop(port: int, deliveries: list[loadgen.Delivery]) -> loadgen.LoadResult:
+            return loadgen.closed_loop(port, PATH, deliveries, connections=connections, max_seconds=30)
+
+    else:  # duration-bound: a list long enough that billhook's run does not get to its end
+        list_size = 2 * requests
+        seconds = env_int("BENCH_WRK_SECONDS", 5)
+
+        def closed_loop(port: int, deliveries: list[loadgen.Delivery]) -> wrk.WrkResult:
+            return wrk.closed_loop(port, PATH, deliveries, connections=connections, seconds=seconds)
+
     runs: dict[str, list[tuple[loadgen.LoadResult | wrk.WrkResult, dict]]] = {"billhook": [], "bare": []}
     # Two alternating rounds: a noisy neighbour hurts one round, not one side.
     for round_ in range(2):
-        if generator == PYTHON_GENERATOR:
-            deliveries = deliveries_for(seed + round_, requests, f"i{round_}")
-        else:  # duration-bound: a list long enough that billhook's run does not get to its end
-            deliveries = deliveries_for(seed + round_, 2 * requests, f"i{round_}")
+        deliveries = deliveries_for(seed + round_, list_size, f"i{round_}")
         for name, proc in (("bare", bare), ("billhook", web)):
             clock, service_clock, generator_clock = CpuClock(proc.pid), ServiceCpu(), GeneratorCpu()
-            if generator == PYTHON_GENERATOR:
-                result = loadgen.closed_loop(proc.port, PATH, deliveries, connections=connections, max_seconds=30)
-            else:
-                seconds = env_int("BENCH_WRK_SECONDS", 5)
-                result = wrk.closed_loop(proc.port, PATH, deliveries, connections=connections, seconds=seconds)
+            result = closed_loop(proc.port, deliveries)
             per_request = 1000 / result.sent if result.sent else 0.0
             cpu_ms = {
                 "cpu_ms": clock.total() * per_request,
