@@ -29,11 +29,12 @@ from bench.measure import CpuClock, GeneratorCpu, PeakRss, ServiceCpu, drain_win
 from bench.worker_app import NOOP
 from shared import inbox
 from shared.config import Settings
-from shared.handlers import is_handled
+from shared.dispatch import is_handled
 from shared.models import WebhookEvent
-from shared.models.events import SUCCEEDED
+from shared.models.events import EventStatus
 from tests.factories.stripe_events import signed
-from worker.celery_app import PROCESS_EVENT, make_celery
+from worker.celery_app import make_celery
+from worker.messages import PROCESS_EVENT
 
 PATH = "/webhooks/stripe"
 WORKER_CONCURRENCY = 2  # as in the Procfile
@@ -204,12 +205,14 @@ def bench_processing(store, broker, tmp, rss, seed, events, q_proc, q_noop, proc
     with store.session_factory() as session:
         done, first, last = session.execute(
             select(func.count(), func.min(WebhookEvent.processed_at), func.max(WebhookEvent.processed_at)).where(
-                WebhookEvent.status == SUCCEEDED
+                WebhookEvent.status == EventStatus.SUCCEEDED
             )
         ).one()
         statuses = inbox.counts_by_status(session)
         failures = session.execute(
-            select(WebhookEvent.type, WebhookEvent.last_error).where(WebhookEvent.status != SUCCEEDED).limit(5)
+            select(WebhookEvent.type, WebhookEvent.last_error)
+            .where(WebhookEvent.status != EventStatus.SUCCEEDED)
+            .limit(5)
         ).all()
     for event_type, error in failures:
         say(f"not succeeded: {event_type}: {error}")

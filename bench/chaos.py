@@ -34,9 +34,10 @@ from bench import scenario, services
 from shared import processing
 from shared.config import Settings
 from shared.models import CreditLedgerEntry, Subscription, WebhookEvent
-from shared.models.events import DONE_STATUSES, FAILED
+from shared.models.events import DONE_STATUSES, EventStatus
 from tests.factories.stripe_events import signed
-from worker.celery_app import enqueue_event, make_celery
+from worker.celery_app import make_celery
+from worker.messages import enqueue_event
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 PATH = "/webhooks/stripe"
@@ -351,11 +352,11 @@ def _wait_done(store, accepted: set[str], config: Config, say) -> None:
         done = sum(n for s, n in counts.items() if s in DONE_STATUSES)
         if done >= len(accepted):
             return
-        if done + counts.get(FAILED, 0) >= len(accepted):  # a failed event never gets done: report it
+        if done + counts.get(EventStatus.FAILED, 0) >= len(accepted):  # a failed event never gets done: report it
             with store.session_factory() as session:
                 failed = session.execute(
                     select(WebhookEvent.event_id, WebhookEvent.type, WebhookEvent.last_error)
-                    .where(WebhookEvent.status == FAILED)
+                    .where(WebhookEvent.status == EventStatus.FAILED)
                     .limit(5)
                 ).all()
             for event_id, event_type, error in failed:

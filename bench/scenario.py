@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from shared.catalog import SEED_PACKAGES, SEED_PLANS
+from shared.billing.catalog import SEED_PACKAGES, SEED_PLANS
 from tests.factories import stripe_events as se
 
 PERIOD = 30 * 24 * 3600

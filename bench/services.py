@@ -22,8 +22,10 @@ from alembic import command
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from cli import embedded_redis
 from cli.db import alembic_config
-from shared import catalog, credentials, embedded_redis
+from shared import credentials
+from shared.billing import catalog
 from shared.config import PROJECT_ROOT, Settings
 from shared.db import make_engine, make_sessionmaker
 

@@ -5,8 +5,8 @@ import json
 import click
 
 from cli.context import CliContext, pass_ctx
-from shared.account_summary import account_summary
-from shared.accounts import ensure_account
+from shared.billing.account_summary import account_summary
+from shared.billing.accounts import ensure_account
 from shared.models import Account
 
 

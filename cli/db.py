@@ -5,7 +5,8 @@ from alembic import command
 from alembic.config import Config
 
 from cli.context import CliContext, pass_ctx
-from shared import catalog, credentials
+from shared import credentials
+from shared.billing import catalog
 from shared.config import PROJECT_ROOT
 
 

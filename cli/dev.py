@@ -6,8 +6,8 @@ import sys
 
 import click
 
+from cli import embedded_redis
 from cli.context import CliContext, pass_ctx
-from shared import embedded_redis
 from shared.config import EMBEDDED_REDIS_PORT
 
 

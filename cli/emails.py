@@ -7,8 +7,9 @@ import click
 from jinja2 import TemplateError
 
 from cli.context import CliContext, pass_ctx
-from shared import emails, outbox
 from shared.credentials import get_provider
+from shared.email import outbox
+from shared.email import render as emails
 from shared.models import EmailOutbox
 
 
@@ -85,7 +86,8 @@ def retry(ctx: CliContext, outbox_id: int) -> None:
         row.status = outbox.PENDING
         row.next_attempt_at = None
     try:
-        from worker.celery_app import enqueue_email, make_celery
+        from worker.celery_app import make_celery
+        from worker.messages import enqueue_email
 
         enqueue_email(make_celery(ctx.settings), outbox_id)
         click.echo(f"outbox row {outbox_id} is pending; send task published")

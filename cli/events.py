@@ -12,8 +12,8 @@ import requests
 from cli.context import CliContext, pass_ctx
 from shared import credentials, event_ops
 from shared.models import WebhookEvent
-from shared.models.events import STATUSES
-from shared.signing import stripe_signature_header
+from shared.models.events import EventStatus
+from shared.stripe.signing import stripe_signature_header
 
 
 @click.group("events")
@@ -43,7 +43,7 @@ def parse_since(value: str | None, now: datetime | None = None) -> datetime | No
 
 
 @events_group.command("list")
-@click.option("--status", type=click.Choice(STATUSES))
+@click.option("--status", type=click.Choice([s.value for s in EventStatus]))
 @click.option("--provider")
 @click.option("--type", "event_type")
 @click.option("--account")
@@ -100,7 +100,8 @@ def replay(ctx: CliContext, event_pk: int | None, failed: bool, since: str | Non
     """Queue events again. Effects stay exactly once: each is keyed in the store.
 
     Without --force only events not done are replayed (failed, or stuck waiting)."""
-    from worker.celery_app import enqueue_event, make_celery
+    from worker.celery_app import make_celery
+    from worker.messages import enqueue_event
 
     if (event_pk is None) == (not (failed or since)):
         raise click.UsageError("give one EVENT_PK, or --failed and/or --since")

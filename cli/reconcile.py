@@ -10,7 +10,7 @@ import click
 from cli.context import CliContext, pass_ctx
 from cli.events import parse_since
 from shared.errors import BillhookError
-from shared.reconcile import reconcile_stripe, sync_stripe_subscription
+from shared.stripe.reconcile import reconcile_stripe, sync_stripe_subscription
 
 
 @click.group("reconcile")
@@ -25,7 +25,8 @@ def reconcile_group() -> None:
 @pass_ctx
 def stripe(ctx: CliContext, since: str) -> None:
     """Store and queue every handled Stripe event since then that the inbox lacks."""
-    from worker.celery_app import enqueue_event, make_celery
+    from worker.celery_app import make_celery
+    from worker.messages import enqueue_event
 
     now = datetime.now(UTC)
     start = parse_since(since, now)

@@ -45,6 +45,8 @@ class Settings:
     frontend_url: str = "http://localhost:3000"
     # intake
     webhook_tolerance_seconds: int = 300
+    # How far ahead of this clock a signature's timestamp may be (the sender's clock runs fast).
+    webhook_future_tolerance_seconds: int = 300
     max_webhook_bytes: int = 1024 * 1024
     provider_cache_seconds: float = 30.0
     # worker
@@ -97,6 +99,8 @@ class Settings:
             service_token=env.get("BILLHOOK_SERVICE_TOKEN") or _dev_secret(var_dir, "service_token"),
             frontend_url=env.get("BILLHOOK_FRONTEND_URL", "http://localhost:3000"),
             queue_name=env.get("BILLHOOK_QUEUE", "billhook"),
+            webhook_tolerance_seconds=int(env.get("BILLHOOK_WEBHOOK_TOLERANCE_SECONDS", "300")),
+            webhook_future_tolerance_seconds=int(env.get("BILLHOOK_WEBHOOK_FUTURE_TOLERANCE_SECONDS", "300")),
             stripe_api_base=env.get("STRIPE_API_BASE") or None,
             paypal_api_base=env.get("PAYPAL_API_BASE") or None,
             resend_api_url=env.get("RESEND_API_URL") or None,

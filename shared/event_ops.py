@@ -22,9 +22,9 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from shared import inbox
-from shared.handlers import is_handled
+from shared.dispatch import is_handled
 from shared.models import CreditLedgerEntry, Payment, Subscription, WebhookEvent
-from shared.models.events import DONE_STATUSES, FAILED, IGNORED, RECEIVED
+from shared.models.events import DONE_STATUSES, EventStatus
 
 MIN_RETENTION_DAYS = 7
 PURGE_BATCH = 500
@@ -166,12 +166,16 @@ def replay_candidates(
         WebhookEvent.id
     )
     if failed:
-        stmt = stmt.where(WebhookEvent.status == FAILED)
+        stmt = stmt.where(WebhookEvent.status == EventStatus.FAILED)
     if since is not None:
         stmt = stmt.where(WebhookEvent.received_at >= since)
     if not include_done:
         stmt = stmt.where(WebhookEvent.status.not_in(DONE_STATUSES))
-    return [row.id for row in session.execute(stmt) if row.status != IGNORED or is_handled(row.provider, row.type)]
+    return [
+        row.id
+        for row in session.execute(stmt)
+        if row.status != EventStatus.IGNORED or is_handled(row.provider, row.type)
+    ]
 
 
 def reset_for_replay(session: Session, event_pk: int, *, at: datetime, include_done: bool = False) -> bool:
@@ -183,7 +187,7 @@ def reset_for_replay(session: Session, event_pk: int, *, at: datetime, include_d
         return False
     if event.status in DONE_STATUSES and not include_done:
         return False
-    event.status = RECEIVED
+    event.status = EventStatus.RECEIVED
     event.next_attempt_at = None
     event.updated_at = at
     return True

@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.models import EmailOutbox, WebhookEvent
-from shared.models.events import RECEIVED, STATUSES
+from shared.models.events import EventStatus
 
 log = logging.getLogger("billhook.metrics")
 
@@ -141,10 +141,12 @@ class StoreCollector:
             by_status = dict(
                 session.execute(select(WebhookEvent.status, func.count()).group_by(WebhookEvent.status)).all()
             )
-            oldest = session.scalar(select(func.min(WebhookEvent.received_at)).where(WebhookEvent.status == RECEIVED))
+            oldest = session.scalar(
+                select(func.min(WebhookEvent.received_at)).where(WebhookEvent.status == EventStatus.RECEIVED)
+            )
             emails = dict(session.execute(select(EmailOutbox.status, func.count()).group_by(EmailOutbox.status)).all())
         backlog = GaugeMetricFamily("billhook_inbox_events", "Inbox events by status.", labels=["status"])
-        for status in STATUSES:
+        for status in tuple(EventStatus):
             backlog.add_metric([status], by_status.get(status, 0))
         age = GaugeMetricFamily(
             "billhook_inbox_oldest_unprocessed_age_seconds",

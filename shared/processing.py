@@ -22,11 +22,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import inbox, outbox
+from shared import inbox
+from shared.dispatch import handler_for
 from shared.errors import PermanentError, RetryLater, TransientError
-from shared.handlers import handler_for
 from shared.models import WebhookEvent
-from shared.models.events import FAILED, IGNORED
+from shared.models.events import EventStatus
+from shared.outcome import Outcome
 
 log = logging.getLogger("billhook.processing")
 
@@ -61,18 +62,21 @@ def process_event(session_factory: sessionmaker[Session], event_pk: int, *, cloc
             ).one_or_none()
             if found is None:
                 return Result(MISSING)
-            return Result(DEAD_LETTERED if found.status == FAILED else ALREADY_DONE, found.type, found.account_id)
+            return Result(
+                DEAD_LETTERED if found.status == EventStatus.FAILED else ALREADY_DONE, found.type, found.account_id
+            )
         handler = handler_for(event.provider, event.type)
         now = clock()
         if handler is None:
-            event.status = IGNORED
+            event.status = EventStatus.IGNORED
             event.updated_at = now
-            return Result(IGNORED, event.type)
-        handler(session, event, now)
-        event.account_id = inbox.noted_account(session, event) or event.account_id
+            return Result(EventStatus.IGNORED, event.type)
+        outcome = Outcome()
+        handler(session, event, now, outcome)
+        event.account_id = outcome.account_id or event.account_id
         inbox.mark_succeeded(event, at=now)
         # Returned from inside the block: the caller gets the ids only once the commit succeeded.
-        return Result(DONE, event.type, event.account_id, tuple(outbox.queued_ids(session)))
+        return Result(DONE, event.type, event.account_id, tuple(outcome.emails))
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -140,5 +144,5 @@ def sweep(
             break
         queued.append(event_pk)
     with session_factory.begin() as session:
-        inbox.touch(session, queued, at=now)
+        inbox.restart_sweep_clock(session, queued, at=now)
     return queued

@@ -17,7 +17,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from shared import catalog, credentials
+from shared import credentials
+from shared.billing import catalog
 from shared.config import Settings
 from shared.db import make_engine, make_sessionmaker
 from shared.models import Base

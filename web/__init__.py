@@ -3,92 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
-from typing import Any
 
 from flask import Flask
-from sqlalchemy.exc import DBAPIError
 
-from shared import inbox
 from shared.config import Settings
-from shared.credentials import WebhookSecretCache
-from shared.db import make_engine, make_sessionmaker
+from web import billing_api, errors, health, internal_api, metrics, openapi, ops, webhooks
+from web.context import Billhook
 from web.json import IsoJSONProvider
-
-
-class Billhook:
-    """What the views need, kept on `app.extensions['billhook']`."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        enqueue: Callable[[int], None],
-        enqueue_email: Callable[[int], None],
-    ):
-        self.settings = settings
-        self.engine = make_engine(settings)
-        self.session_factory = make_sessionmaker(self.engine)
-        # Intake stores an event with one atomic statement (INSERT ... ON CONFLICT DO NOTHING) on a
-        # Core connection of its own pool (no ORM session to set up per webhook). On PostgreSQL the
-        # connections are in autocommit from the start: the INSERT is a transaction of its own, no
-        # BEGIN/COMMIT round trips, no isolation level set and reset per checkout; the row is still
-        # committed before the 2xx. And no pre-ping: a ping is a round trip on every webhook (a
-        # fifth of the request's CPU). A connection the server dropped meanwhile fails its INSERT
-        # with a disconnect instead, which empties the pool, and `store_event` tries once more. The
-        # INSERT runs on a DBAPI cursor (`inbox.record_event_on_cursor`): SQLAlchemy's execution
-        # layer around it was ~0.25 of the ~1.7 ms of CPU a webhook cost under gunicorn.
-        self._intake_engine = (
-            self.engine
-            if settings.is_sqlite
-            else make_engine(settings, pool_pre_ping=False, isolation_level="AUTOCOMMIT")
-        )
-        self._intake_sql = None if settings.is_sqlite else inbox.IntakeSql.for_dialect(self._intake_engine.dialect)
-        self._dbapi_error = self._intake_engine.dialect.loaded_dbapi.Error
-        self.webhook_secrets = WebhookSecretCache(self.session_factory, ttl=settings.provider_cache_seconds)
-        self.enqueue = enqueue
-        self.enqueue_email = enqueue_email
-
-    def store_event(self, **fields: Any) -> inbox.Stored:
-        """`inbox.record_event` on an intake connection, committed when it returns. A connection
-        found dropped (the database restarted, a proxy timed it out) is retried once on a fresh one;
-        the INSERT is idempotent, so the first try may even have committed: a `received` row found
-        then is reported as new, so that it is enqueued (a second message for it is harmless)."""
-        try:
-            return self._store_once(fields)
-        except DBAPIError as exc:
-            if not exc.connection_invalidated:
-                raise
-        stored = self._store_once(fields)
-        return replace(stored, new=True) if stored.status == inbox.RECEIVED else stored
-
-    def _store_once(self, fields: dict[str, Any]) -> inbox.Stored:
-        if self._intake_sql is None:  # SQLite: the store's one engine, and its BEGIN IMMEDIATE
-            with self._intake_engine.begin() as connection:
-                return inbox.record_event(connection, **fields)
-        # PostgreSQL: the statements on a DBAPI cursor of the intake pool (autocommit). Its errors
-        # reach the caller as SQLAlchemy's; on a disconnect the pool is replaced, as a Core
-        # connection would (the others it holds are likely dead too: the server restarted).
-        connection = self._intake_engine.raw_connection()
-        cursor = None
-        try:
-            cursor = connection.cursor()
-            return inbox.record_event_on_cursor(cursor, self._intake_sql, **fields)
-        except self._dbapi_error as exc:
-            dialect = self._intake_engine.dialect
-            dropped = dialect.is_disconnect(exc, connection.dbapi_connection, cursor)
-            if dropped:
-                connection.invalidate(exc)
-                self._intake_engine.dispose()
-            raise DBAPIError.instance(
-                None, None, exc, self._dbapi_error, connection_invalidated=dropped, dialect=dialect
-            ) from exc
-        finally:
-            connection.close()
-
-    def dispose(self) -> None:
-        """Close the pooled connections (tests, and processes that are done serving)."""
-        self.engine.dispose()
-        self._intake_engine.dispose()
+from worker.publisher import Publisher, publishing_celery
 
 
 def create_app(
@@ -100,30 +22,18 @@ def create_app(
     settings = settings or Settings.from_env()
     if enqueue is None or enqueue_email is None:
         publisher = _celery_publisher(settings)
-        enqueue = publisher.event if enqueue is None else enqueue
-        enqueue_email = publisher.email if enqueue_email is None else enqueue_email
+        enqueue = publisher.publish_event if enqueue is None else enqueue
+        enqueue_email = publisher.publish_email if enqueue_email is None else enqueue_email
     app = Flask(__name__)
     app.json = IsoJSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_webhook_bytes
     app.extensions["billhook"] = Billhook(settings, enqueue, enqueue_email)
 
-    from web import errors, paypal_webhooks, webhooks
-
     errors.register(app)
     app.register_blueprint(webhooks.bp)
-
-    from web import internal_api
-
     app.register_blueprint(internal_api.bp)
-    app.register_blueprint(paypal_webhooks.bp)
-
-    from web import billing_api, openapi
-
     app.register_blueprint(billing_api.bp)
     app.register_blueprint(openapi.bp)
-
-    from web import health, metrics, ops
-
     app.register_blueprint(health.bp)
     metrics.init_app(app)
     app.register_blueprint(ops.bp)
@@ -133,6 +43,4 @@ def create_app(
 def _celery_publisher(settings: Settings):
     """Publishes ids from a thread of its own, so no request waits on the broker (see
     worker/publisher.py); the Celery app is built there, in the serving process."""
-    from worker.publisher import Publisher, publishing_celery
-
     return Publisher(lambda: publishing_celery(settings))

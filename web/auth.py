@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import jwt
 from flask import g, request
 
-from shared.accounts import ensure_account
+from shared.billing.accounts import ensure_account
 from shared.config import Settings
 from web.context import billhook
 from web.errors import ApiError

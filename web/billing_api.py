@@ -13,21 +13,21 @@ import uuid
 
 from flask import Blueprint, g, jsonify, request
 
-from shared import catalog
-from shared.account_summary import account_summary
-from shared.checkout import (
+from shared.billing import catalog
+from shared.billing.account_summary import account_summary
+from shared.billing.checkout import (
     CheckoutRefused,
     NoCustomer,
     NotFound,
     NotPurchasable,
     OrderNotApproved,
-    StripeCheckout,
     SubscriptionConflict,
 )
 from shared.errors import NotConfigured, ProviderError
 from shared.logs import log_line
 from shared.models import Account
-from shared.paypal_checkout import PayPalCheckout
+from shared.paypal.checkout import PayPalCheckout
+from shared.stripe.checkout import StripeCheckout
 from web.auth import current_caller, require_account
 from web.context import billhook
 from web.errors import ApiError, json_error

@@ -18,9 +18,12 @@ from flask import Blueprint, jsonify, request
 from jinja2 import TemplateError
 from sqlalchemy import select
 
-from shared import emails, ledger, notifications, outbox
-from shared.accounts import ensure_account
+from shared.billing import ledger, notifications
+from shared.billing.accounts import ensure_account
+from shared.email import outbox
+from shared.email import render as emails
 from shared.models import Account, EmailOutbox
+from shared.outcome import Outcome
 from web.auth import require_static_token
 from web.context import billhook
 from web.errors import ApiError
@@ -76,6 +79,7 @@ def queue_email():
     note_request(account=account_id)  # on the request's one log line
     ext = billhook()
     full_key = f"api:{key}"
+    outcome = Outcome()
     with ext.session_factory.begin() as session:
         if account_id is not None:
             account = ensure_account(session, account_id)
@@ -85,6 +89,7 @@ def queue_email():
             context = {"name": account.name, **context}
         queued = outbox.queue_email(
             session,
+            outcome,
             account_id=account_id,
             recipient=recipient.strip(),
             template=template,
@@ -95,8 +100,7 @@ def queue_email():
         if not queued and (row.template != template or row.recipient != recipient.strip()):
             raise ApiError(409, "idempotency_key_reused", "this idempotency key was used for a different email")
         answer = {"id": row.id, "status": row.status, "duplicate": not queued}
-        new_ids = outbox.queued_ids(session)
-    outbox.enqueue_committed(billhook().enqueue_email, new_ids)  # after the commit
+    outbox.enqueue_committed(ext.enqueue_email, outcome.emails)  # after the commit
     return jsonify(answer), 200 if answer["duplicate"] else 202
 
 
@@ -136,6 +140,7 @@ def debit_credits():
     key = _idempotency_key(body)
     note_request(account=account_id)  # on the request's one log line
     ext = billhook()
+    outcome = Outcome()
     with ext.session_factory.begin() as session:
         try:
             debit = ledger.debit_credits(
@@ -159,13 +164,13 @@ def debit_credits():
         if not debit.replayed:
             notifications.low_credits_if_crossed(
                 session,
+                outcome,
                 session.get(Account, account_id),
                 before=debit.balance_before,
                 after=debit.balance_after,
                 cause_key=f"api:debit:{key}",
             )
-        new_ids = outbox.queued_ids(session)
-    outbox.enqueue_committed(billhook().enqueue_email, new_ids)  # after the commit
+    outbox.enqueue_committed(ext.enqueue_email, outcome.emails)  # after the commit
     answer = {"entry_id": debit.entry_id, "amount": amount, "balance": debit.balance_after, "replayed": debit.replayed}
     return jsonify(answer), 200 if debit.replayed else 201
 

@@ -21,7 +21,7 @@ from flask import Blueprint, Response, g, redirect, render_template, request, ur
 
 from shared import event_ops, inbox
 from shared.logs import log_line
-from shared.models.events import STATUSES
+from shared.models.events import EventStatus
 from web.context import billhook
 
 log = logging.getLogger("billhook.web.ops")
@@ -81,7 +81,7 @@ def _refusal() -> Response | None:
 @require_ops_auth
 def index():
     status = request.args.get("status") or None
-    if status is not None and status not in STATUSES:
+    if status is not None and status not in tuple(EventStatus):
         status = None
     before = request.args.get("before", type=int)  # None when absent or not a number: the newest page
     with billhook().session_factory() as session:
@@ -95,7 +95,7 @@ def index():
             "ops.html",
             events=events,
             counts=counts,
-            statuses=STATUSES,
+            statuses=tuple(EventStatus),
             status=status,
             before=before,
             older=older,

@@ -28,7 +28,8 @@ from celery import Celery
 
 from shared.config import Settings
 from shared.logs import log_line
-from worker.celery_app import PROCESS_EVENT, SEND_EMAIL, make_celery, publish_task
+from worker.config import new_celery
+from worker.messages import PROCESS_EVENT, SEND_EMAIL, publish_task
 
 log = logging.getLogger("billhook.publisher")
 
@@ -37,6 +38,8 @@ MAX_BATCH = 500
 LINGER_SECONDS = 0.005
 PAUSE_SECONDS = 5.0
 EXIT_FLUSH_SECONDS = 2.0
+
+
 BROKER_SOCKET_TIMEOUT_SECONDS = 2.0
 
 
@@ -44,7 +47,7 @@ def publishing_celery(settings: Settings) -> Celery:
     """The Celery app of a process that only publishes (web): socket timeouts on the broker's
     connections too, so a broker that accepts and never answers opens the breaker instead of
     holding the publishing thread forever. (Not for consumers: their blocking reads wait by design.)"""
-    app = make_celery(settings)
+    app = new_celery(settings)
     app.conf.broker_transport_options = {
         **app.conf.broker_transport_options,
         "socket_timeout": BROKER_SOCKET_TIMEOUT_SECONDS,
@@ -83,10 +86,10 @@ class Publisher:
 
     # -- the caller's side: never blocks, never raises for the broker --------------------------
 
-    def event(self, event_pk: int) -> None:
+    def publish_event(self, event_pk: int) -> None:
         self._put(PROCESS_EVENT, event_pk)
 
-    def email(self, outbox_id: int) -> None:
+    def publish_email(self, outbox_id: int) -> None:
         self._put(SEND_EMAIL, outbox_id)
 
     @property

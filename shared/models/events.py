@@ -1,18 +1,22 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.models.base import Base, utcnow
 
-RECEIVED = "received"
-SUCCEEDED = "succeeded"
-FAILED = "failed"
-IGNORED = "ignored"
-STATUSES = (RECEIVED, SUCCEEDED, FAILED, IGNORED)
-DONE_STATUSES = (SUCCEEDED, IGNORED)
+
+class EventStatus(StrEnum):
+    RECEIVED = "received"  # waiting for a run (or its retry)
+    SUCCEEDED = "succeeded"  # its effects are committed
+    FAILED = "failed"  # failed for good (or dead-lettered): waits for an operator's replay
+    IGNORED = "ignored"  # a type billhook has no handler for: kept, never queued
+
+
+DONE_STATUSES = (EventStatus.SUCCEEDED, EventStatus.IGNORED)
 
 
 class WebhookEvent(Base):
@@ -32,7 +36,7 @@ class WebhookEvent(Base):
     # When the provider created the event: the order events are applied in.
     event_created_at: Mapped[datetime | None]
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
-    status: Mapped[str] = mapped_column(String(16), default=RECEIVED)
+    status: Mapped[str] = mapped_column(String(16), default=EventStatus.RECEIVED)
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     next_attempt_at: Mapped[datetime | None]

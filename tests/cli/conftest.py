@@ -11,8 +11,8 @@ import pytest
 import redis
 from click.testing import CliRunner, Result
 
+from cli import embedded_redis
 from cli.main import main
-from shared import embedded_redis
 from shared.config import Settings
 from shared.db import make_engine, make_sessionmaker
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import requests
 
+from cli.embedded_redis import free_port
 from shared.config import PROJECT_ROOT
-from shared.embedded_redis import free_port
 
 
 def start_flower(tmp_path, port: int, basic_auth: str | None) -> subprocess.Popen:

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import json
 
-from shared import outbox
-from shared.accounts import ensure_account
+from shared.billing.accounts import ensure_account
+from shared.email import outbox
+from shared.outcome import Outcome
 
 
 def test_preview_writes_the_html_with_sample_data(billhook, tmp_path):
@@ -34,15 +35,17 @@ def test_preview_with_bad_context_json_is_refused(billhook):
 def _queue_failed(billhook) -> int:
     with billhook.session_factory.begin() as session:
         ensure_account(session, "acct_1", email="ada@example.com")
+        outcome = Outcome()
         outbox.queue_email(
             session,
+            outcome,
             account_id="acct_1",
             recipient="ada@example.com",
             template="welcome",
             context={},
             idempotency_key="w-1",
         )
-        [row_id] = outbox.queued_ids(session)
+        [row_id] = outcome.emails
         row = outbox.lock_row(session, row_id)
         row.status, row.last_error = outbox.FAILED, "resend: 422 validation_error: bad"
     return row_id

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 
-from shared import inbox, ledger, processing
+from shared import inbox, processing
+from shared.billing import ledger
 from shared.models import CreditLedgerEntry, WebhookEvent
 from tests.factories import stripe_events as se
 

@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from shared.paypal_orders import order_custom_id, subscription_custom_id
-from shared.providers.paypal_webhooks import signed_message
+from shared.paypal.orders import order_custom_id, subscription_custom_id
+from shared.paypal.webhooks import signed_message
 
 API = "https://api-m.sandbox.paypal.com"
 WEBHOOK_ID = "8PT597110X687430LKGECATA"

@@ -13,7 +13,7 @@ import json
 import time
 
 from shared.config import PROJECT_ROOT
-from shared.signing import stripe_signature_header
+from shared.stripe.signing import stripe_signature_header
 
 FIXTURES = PROJECT_ROOT.parent / "shared" / "stripe" / "fixtures3.json"
 _counter = itertools.count(1)

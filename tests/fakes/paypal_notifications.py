@@ -12,7 +12,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from shared.providers.paypal_webhooks import signed_message
+from shared.paypal.webhooks import signed_message
 from tests.factories.paypal_events import SigningCert
 from tests.fakes.http import Recorded
 from tests.fakes.paypal_api import FakePayPal, error

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from aiosmtpd.controller import Controller
 
-from shared.embedded_redis import free_port
+from cli.embedded_redis import free_port
 
 
 @dataclass

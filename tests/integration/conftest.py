@@ -33,8 +33,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 from werkzeug.serving import make_server
 
+from cli import embedded_redis
 from cli.db import alembic_config
-from shared import catalog, credentials, embedded_redis
+from shared import credentials
+from shared.billing import catalog
 from shared.config import PROJECT_ROOT, Settings
 from shared.db import make_engine, make_sessionmaker
 from shared.models import Base
@@ -363,7 +365,7 @@ def celery_app(store_settings):
 @pytest.fixture
 def publisher(celery_app) -> Callable[[int], None]:
     """`publisher(event_pk)` publishes one process_event task to the test's queue."""
-    from worker.celery_app import enqueue_event
+    from worker.messages import enqueue_event
 
     return lambda event_pk: enqueue_event(celery_app, event_pk)
 
@@ -374,7 +376,8 @@ class LiveWeb:
 
     def __init__(self, settings: Settings):
         from web import create_app
-        from worker.celery_app import enqueue_event, make_celery
+        from worker.celery_app import make_celery
+        from worker.messages import enqueue_event
 
         self.celery = make_celery(settings)
         self.app = create_app(settings, enqueue=lambda event_pk: enqueue_event(self.celery, event_pk))

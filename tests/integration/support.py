@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import inbox
-from shared.handlers import is_handled
+from shared.dispatch import is_handled
 from shared.models import WebhookEvent
 from tests.factories import stripe_events as se
 

@@ -9,7 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from shared import credentials, ledger
+from shared import credentials
+from shared.billing import ledger
 from shared.models import Account, Invoice, Payment
 from tests.factories import stripe_events as se
 from tests.fakes.paypal_api import CLIENT_ID, CLIENT_SECRET

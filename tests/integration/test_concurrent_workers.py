@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import func, select
 
-from shared import ledger
+from shared.billing import ledger
 from shared.models import CreditLedgerEntry, Invoice, Payment, Subscription, WebhookEvent
 from tests.factories import stripe_events as se
 from tests.integration import support

@@ -13,10 +13,12 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from shared import credentials, outbox
-from shared.accounts import ensure_account
-from shared.embedded_redis import free_port
+from cli.embedded_redis import free_port
+from shared import credentials
+from shared.billing.accounts import ensure_account
+from shared.email import outbox
 from shared.models import EmailOutbox
+from shared.outcome import Outcome
 from tests.factories import stripe_events as se
 from tests.fakes.resend_api import SERVER_ERROR, VALIDATION_ERROR
 from tests.integration import support
@@ -170,13 +172,16 @@ def test_a_validation_error_fails_the_email_without_retrying(
 def test_duplicate_send_tasks_for_one_row_send_one_email(
     email_settings, pg_session_factory, worker_factory, publisher, celery_app, fake_resend
 ):
-    from worker.celery_app import enqueue_email
+    from worker.messages import enqueue_email
 
     worker = worker_factory(email_settings, concurrency=4)
     with pg_session_factory.begin() as session:
         ensure_account(session, "acct_dup", email="dup@example.com")
-        outbox.queue_account_email(session, "acct_dup", template="welcome", context={}, idempotency_key="dup-1")
-        [row_id] = outbox.queued_ids(session)
+        outcome = Outcome()
+        outbox.queue_account_email(
+            session, outcome, "acct_dup", template="welcome", context={}, idempotency_key="dup-1"
+        )
+        [row_id] = outcome.emails
 
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda _: enqueue_email(celery_app, row_id), range(4)))
@@ -189,7 +194,7 @@ def test_duplicate_send_tasks_for_one_row_send_one_email(
 def test_internal_api_email_is_sent_once_and_a_lost_enqueue_is_swept(
     email_settings, pg_session_factory, worker_factory, live_web_factory, celery_app, fake_resend
 ):
-    from worker.celery_app import SWEEP_OUTBOX
+    from worker.messages import SWEEP_OUTBOX
 
     worker_factory(email_settings, concurrency=2)
     web = live_web_factory(email_settings)
@@ -227,14 +232,17 @@ def test_internal_api_email_is_sent_once_and_a_lost_enqueue_is_swept(
 def test_a_worker_killed_mid_send_leaves_the_row_to_the_sweep_and_resend_dedupes_the_retry(
     email_settings, pg_session_factory, worker_factory, celery_app, fake_resend
 ):
-    from worker.celery_app import SWEEP_OUTBOX, enqueue_email
+    from worker.messages import SWEEP_OUTBOX, enqueue_email
 
     fake_resend.stall_next("/emails", 2.0)
     first = worker_factory(email_settings, concurrency=1)
     with pg_session_factory.begin() as session:
         ensure_account(session, "acct_kill", email="kill@example.com")
-        outbox.queue_account_email(session, "acct_kill", template="welcome", context={}, idempotency_key="kill-1")
-        [row_id] = outbox.queued_ids(session)
+        outcome = Outcome()
+        outbox.queue_account_email(
+            session, outcome, "acct_kill", template="welcome", context={}, idempotency_key="kill-1"
+        )
+        [row_id] = outcome.emails
     enqueue_email(celery_app, row_id)
 
     support.wait_for(lambda: fake_resend.calls("POST", "/emails"), timeout=20, message="the send reached Resend")

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared import ledger
-from shared.accounts import ensure_account
+from shared.billing import ledger
+from shared.billing.accounts import ensure_account
 
 pytestmark = [pytest.mark.postgres]
 

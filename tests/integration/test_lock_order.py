@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import func, select
 
-from shared import ledger, processing
-from shared.accounts import ensure_account
+from shared import processing
+from shared.billing import ledger
+from shared.billing.accounts import ensure_account
 from shared.models import Account, CreditLedgerEntry
 from tests.integration import support
 

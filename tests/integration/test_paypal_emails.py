@@ -17,16 +17,18 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from shared import credentials, outbox, paypal_orders
-from shared.accounts import ensure_account
+from shared import credentials
+from shared.billing.accounts import ensure_account
+from shared.email import outbox
 from shared.models import EmailOutbox, WebhookEvent
-from shared.providers.paypal_webhooks import CertificateCache
+from shared.paypal import orders as paypal_orders
+from shared.paypal.webhooks import CertificateCache
 from tests.factories import paypal_events as pe
 from tests.fakes.paypal_api import CLIENT_ID, CLIENT_SECRET
 from tests.integration import support
 from web.auth import issue_token
-from web.paypal_webhooks import CERTS_EXTENSION
-from worker.celery_app import SWEEP_PAYPAL_CAPTURES
+from web.webhooks.paypal import CERTS_EXTENSION
+from worker.messages import SWEEP_PAYPAL_CAPTURES
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 

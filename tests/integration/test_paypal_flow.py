@@ -10,14 +10,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from shared import credentials, ledger, paypal_orders
+from shared import credentials
+from shared.billing import ledger
 from shared.models import Payment, Subscription, WebhookEvent
-from shared.providers.paypal_webhooks import CertificateCache
+from shared.paypal import orders as paypal_orders
+from shared.paypal.webhooks import CertificateCache
 from tests.factories import paypal_events as pe
 from tests.fakes.paypal_api import CLIENT_ID, CLIENT_SECRET
 from tests.integration import support
-from web.paypal_webhooks import CERTS_EXTENSION
-from worker.celery_app import SWEEP_PAYPAL_CAPTURES
+from web.webhooks.paypal import CERTS_EXTENSION
+from worker.messages import SWEEP_PAYPAL_CAPTURES
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 

@@ -16,7 +16,7 @@ import redis
 from shared import processing
 from tests.conftest import TEST_WEBHOOK_SECRET
 from tests.factories import stripe_events as se
-from worker.celery_app import PROCESS_EVENT, SEND_EMAIL
+from worker.messages import PROCESS_EVENT, SEND_EMAIL
 from worker.publisher import Publisher, publishing_celery
 
 # Before the publisher, one webhook waited ~2 s on a dead broker; this bound is far above what a
@@ -51,8 +51,8 @@ def test_published_ids_arrive_in_the_real_redis_queue_in_batches(settings, redis
     client = redis.Redis.from_url(redis_url)
     try:
         for pk in range(1, 301):
-            publisher.event(pk)
-        publisher.email(7)
+            publisher.publish_event(pk)
+        publisher.publish_email(7)
 
         assert publisher.flush(20)
         queued = _queued(client, queue)
@@ -67,7 +67,7 @@ def test_published_ids_arrive_in_the_real_redis_queue_in_batches(settings, redis
 @pytest.mark.redis
 def test_what_the_publisher_sends_a_real_worker_runs(store_settings, store_session_factory, worker_factory):
     """The publisher builds Celery's message itself (no send_task): a worker takes it as a task."""
-    from shared import ledger
+    from shared.billing import ledger
     from tests.integration import support
 
     purchases = [
@@ -81,7 +81,7 @@ def test_what_the_publisher_sends_a_real_worker_runs(store_settings, store_sessi
     worker_factory(store_settings, concurrency=1)
     publisher = Publisher(lambda: publishing_celery(store_settings))
     for pk in pks:
-        publisher.event(pk)
+        publisher.publish_event(pk)
 
     assert publisher.flush(20) and publisher.published == len(pks)
     support.wait_for(
@@ -98,14 +98,14 @@ def test_a_hung_broker_never_holds_a_caller_and_the_failure_drops_ids_for_a_whil
 
     started = time.monotonic()
     for pk in range(1, 1001):
-        publisher.event(pk)
+        publisher.publish_event(pk)
     assert time.monotonic() - started < BOUND_SECONDS
 
     # The thread gives up on the broker (socket timeout), drops what was pending and pauses.
     assert publisher.flush(30)
     assert publisher.paused
     assert (publisher.published, publisher.dropped) == (0, 1000)
-    publisher.event(1001)  # while paused: dropped at once, no broker round trip tried
+    publisher.publish_event(1001)  # while paused: dropped at once, no broker round trip tried
     assert publisher.dropped == 1001
 
 

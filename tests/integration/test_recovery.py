@@ -15,12 +15,15 @@ import pytest
 import redis
 from sqlalchemy import func, select, text
 
-from shared import embedded_redis, inbox, ledger, processing
+from cli import embedded_redis
+from shared import inbox, processing
+from shared.billing import ledger
 from shared.models import CreditLedgerEntry, Payment, Subscription, WebhookEvent
 from tests.factories import stripe_events as se
 from tests.integration import support
 from tests.integration.worker_app import PROCESS_KILLER
-from worker.celery_app import SWEEP_INBOX, enqueue_event, make_celery
+from worker.celery_app import make_celery
+from worker.messages import SWEEP_INBOX, enqueue_event
 
 pytestmark = pytest.mark.redis  # on PostgreSQL; on SQLite where it is missing (not in CI)
 

@@ -12,7 +12,8 @@ import redis
 from flower.utils.broker import Broker
 
 from worker import redis_transport
-from worker.celery_app import enqueue_event, make_celery
+from worker.celery_app import make_celery
+from worker.messages import enqueue_event
 
 pytestmark = pytest.mark.redis
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from celery.signals import worker_ready
 
 from shared.config import Settings
-from shared.handlers import handles
+from shared.inbox.registry import handles
 from shared.logs import configure_logging
 from worker.celery_app import make_celery
 
@@ -35,7 +35,7 @@ celery = make_celery(Settings.from_env())
 
 
 @handles("stripe", PROCESS_KILLER)
-def _kill_the_process(session, event, now) -> None:
+def _kill_the_process(session, event, now, outcome) -> None:
     """Stands in for an event whose handling takes its process down (out of memory, a crash in C)."""
     os._exit(1)
 

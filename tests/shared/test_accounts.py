@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.accounts import account_for_stripe_customer, ensure_account, link_stripe_customer, lock_account
+from shared.billing.accounts import account_for_stripe_customer, ensure_account, link_stripe_customer, lock_account
 from shared.models import Account
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared import catalog
+from shared.billing import catalog
 
 
 def test_the_seed_has_three_monthly_plans_and_four_credit_packages_in_order(session):

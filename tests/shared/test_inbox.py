@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from shared import inbox
+from shared import event_ops, inbox
 from shared.models import WebhookEvent
 from tests.factories import stripe_events as se
 
@@ -57,24 +57,24 @@ def test_unhandled_types_are_stored_ignored(session, now):
     assert inbox.counts_by_status(session) == {"ignored": 1}
 
 
-def test_requeue_makes_a_failed_event_received_again(session, now):
+def test_replay_makes_a_failed_event_received_again(session, now):
     pk = record(session, now).id
     inbox.record_failure(session, pk, "PermanentError: nope", at=now, retry_at=None)
 
-    assert inbox.requeue(session, pk, at=now + timedelta(hours=1)) is True
+    assert event_ops.reset_for_replay(session, pk, at=now + timedelta(hours=1)) is True
 
     event = session.get(WebhookEvent, pk)
     assert (event.status, event.next_attempt_at, event.attempts) == ("received", None, 1)
 
 
-def test_requeue_refuses_done_and_missing_events(session, now):
+def test_replay_refuses_done_and_missing_events(session, now):
     pk = record(session, now).id
     inbox.mark_succeeded(session.get(WebhookEvent, pk), at=now)
     ignored_pk = record(session, now, handled=False).id
 
-    assert inbox.requeue(session, pk, at=now) is False
-    assert inbox.requeue(session, ignored_pk, at=now) is False
-    assert inbox.requeue(session, 999_999, at=now) is False
+    assert event_ops.reset_for_replay(session, pk, at=now) is False
+    assert event_ops.reset_for_replay(session, ignored_pk, at=now) is False
+    assert event_ops.reset_for_replay(session, 999_999, at=now) is False
     assert session.get(WebhookEvent, pk).status == "succeeded"
 
 

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from shared import ledger, payments
-from shared.accounts import ensure_account
+from shared.billing import ledger, payments
+from shared.billing.accounts import ensure_account
 from shared.models import Invoice, Payment
 
 

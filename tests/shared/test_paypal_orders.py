@@ -7,10 +7,13 @@ from datetime import timedelta
 
 import pytest
 
-from shared import credentials, ledger, paypal_orders, processing
+from shared import credentials, processing
+from shared.billing import ledger
 from shared.errors import PermanentError
 from shared.models import Payment, WebhookEvent
-from shared.providers.paypal import PayPalClient, PayPalError
+from shared.outcome import Outcome
+from shared.paypal import orders as paypal_orders
+from shared.paypal.client import PayPalError, PayPalGateway
 from tests.factories import paypal_events as pe
 from tests.fakes.paypal_api import CLIENT_ID, CLIENT_SECRET, INSTRUMENT_DECLINED, INTERNAL_SERVER_ERROR
 from tests.shared.handlers.test_paypal import run
@@ -85,13 +88,13 @@ def test_uncaptured_order_is_captured_once_and_granted(configured, pp_settings, 
 
 def test_capture_racing_the_browser_return_is_one_capture_and_one_grant(configured, pp_settings, fake_paypal, now):
     event_pk, order_id = approve(configured, fake_paypal, now)
-    client = PayPalClient.from_provider(_provider(configured), pp_settings)
+    client = PayPalGateway.from_provider(_provider(configured), pp_settings)
     # The capture endpoint's PayPal call went through, its transaction has not committed yet.
     browser = client.capture_order(order_id, request_id=paypal_orders.capture_request_id(order_id))
 
     assert capture(configured, pp_settings, event_pk, now) == "succeeded"
     with configured.begin() as session:
-        late = paypal_orders.grant_capture(session, paypal_orders.CaptureResult.from_order(browser), at=now)
+        late = paypal_orders.grant_capture(session, Outcome(), paypal_orders.CaptureResult.from_order(browser), at=now)
     assert late.credits_granted_now == 0
 
     assert balance(configured) == 500
@@ -102,7 +105,7 @@ def test_capture_racing_the_browser_return_is_one_capture_and_one_grant(configur
 
 def test_order_captured_under_another_request_id_is_read_back_and_granted(configured, pp_settings, fake_paypal, now):
     event_pk, order_id = approve(configured, fake_paypal, now)
-    client = PayPalClient.from_provider(_provider(configured), pp_settings)
+    client = PayPalGateway.from_provider(_provider(configured), pp_settings)
     client.capture_order(order_id, request_id="someone-else")
 
     assert capture(configured, pp_settings, event_pk, now) == "succeeded"

@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from shared import inbox, ledger, processing
+from shared import event_ops, inbox, processing
+from shared.billing import ledger
 from shared.errors import PermanentError, RetryLater
 from shared.models import Account, CreditLedgerEntry, Subscription, WebhookEvent
 from tests.conftest import Enqueued
@@ -119,7 +120,7 @@ def test_a_failed_event_runs_again_once_requeued(seeded, now):
         processing.process_event(seeded, pk, clock=lambda: now)
     processing.record_failure(seeded, pk, raised.value, at=now, retry_at=None)
     with seeded.begin() as session:
-        inbox.requeue(session, pk, at=now)
+        event_ops.reset_for_replay(session, pk, at=now)
 
     with pytest.raises(RetryLater) as raised:
         processing.process_event(seeded, pk, clock=lambda: now)

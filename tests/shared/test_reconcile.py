@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import select
 
 from shared import inbox, processing
+from shared.billing.subscriptions import find_subscription
+from shared.dispatch import handled_types
 from shared.errors import ProviderError
-from shared.handlers import handled_types
 from shared.models import Subscription, WebhookEvent
-from shared.reconcile import reconcile_stripe, sync_stripe_subscription
-from shared.subscriptions import find_subscription
+from shared.stripe.reconcile import reconcile_stripe, sync_stripe_subscription
 from tests.factories import stripe_events as se
 from tests.fakes.http import Recorded
 from tests.fakes.stripe_api import FakeStripe
@@ -210,7 +210,8 @@ def test_sync_of_a_subscription_stripe_does_not_know_changes_nothing(seeded, str
 
 
 def test_beat_runs_reconciliation_at_the_configured_interval(settings):
-    from worker.celery_app import RECONCILE_STRIPE, make_celery
+    from worker.celery_app import make_celery
+    from worker.messages import RECONCILE_STRIPE
 
     app = make_celery(settings.with_overrides(reconcile_interval_seconds=900.0))
     try:

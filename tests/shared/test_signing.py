@@ -7,7 +7,7 @@ import time
 import pytest
 import stripe
 
-from shared.signing import stripe_signature_header
+from shared.stripe.signing import stripe_signature_header
 
 SECRET = "whsec_signing_test_0123456789abcdef"
 

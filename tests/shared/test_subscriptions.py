@@ -6,15 +6,15 @@ from datetime import timedelta
 
 import pytest
 
-from shared import subscriptions
-from shared.accounts import ensure_account
-from shared.subscriptions import SubscriptionChange
+from shared.billing import subscriptions
+from shared.billing.accounts import ensure_account
+from shared.billing.subscriptions import SubscriptionChange
 
 
 @pytest.fixture
 def sub(session):
     ensure_account(session, "acct_s")
-    return subscriptions.lock_subscription(
+    return subscriptions.lock_or_create_subscription(
         session, provider="stripe", provider_subscription_id="sub_1", account_id="acct_s"
     )
 
@@ -26,7 +26,7 @@ def apply(session, sub, at, event_id: str, **change) -> bool:
 
 
 def test_lock_subscription_creates_the_row_once(session, sub):
-    again = subscriptions.lock_subscription(
+    again = subscriptions.lock_or_create_subscription(
         session, provider="stripe", provider_subscription_id="sub_1", account_id="acct_s"
     )
 
@@ -79,7 +79,7 @@ def test_of_two_events_from_the_same_second_a_cancellation_wins(session, sub, no
 def test_current_subscription_prefers_the_live_one(session, sub, now):
     apply(session, sub, now, "e1", status="canceled")
     session.flush()
-    live = subscriptions.lock_subscription(
+    live = subscriptions.lock_or_create_subscription(
         session, provider="stripe", provider_subscription_id="sub_2", account_id="acct_s"
     )
     apply(session, live, now, "e2", status="active")

@@ -10,7 +10,8 @@ from datetime import timedelta
 
 import pytest
 
-from shared import credentials, ledger, processing
+from shared import credentials, processing
+from shared.billing import ledger
 from shared.models import Account, Plan, Subscription
 from tests.conftest import TEST_WEBHOOK_SECRET
 from tests.factories import stripe_events as se

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared import credentials, inbox, ledger, processing
+from shared import credentials, inbox, processing
+from shared.billing import ledger
 from shared.models import Account, Payment, Plan, Subscription
 from tests.fakes.paypal_api import CLIENT_ID, CLIENT_SECRET, INSTRUMENT_DECLINED, INTERNAL_SERVER_ERROR
 from web.auth import issue_token

@@ -5,8 +5,8 @@ import threading
 import pytest
 from sqlalchemy import select
 
-from shared import ledger
-from shared.accounts import ensure_account
+from shared.billing import ledger
+from shared.billing.accounts import ensure_account
 from shared.models import EmailOutbox
 from tests.conftest import Enqueued
 

@@ -9,11 +9,11 @@ import pytest
 
 from shared import credentials
 from shared.models import WebhookEvent
-from shared.providers.paypal_webhooks import CertificateCache
+from shared.paypal.webhooks import CertificateCache
 from tests.factories import paypal_events as pe
 from tests.fakes.paypal_api import CLIENT_ID, CLIENT_SECRET
 from tests.fakes.paypal_notifications import VERIFY_PATH, FakePayPalNotifications
-from web.paypal_webhooks import CERTS_EXTENSION
+from web.webhooks.paypal import CERTS_EXTENSION
 
 
 class CertFetches(list):

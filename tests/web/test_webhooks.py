@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
-from shared import credentials, ledger, processing
+from shared import credentials, processing
+from shared.billing import ledger
 from shared.db import make_engine, make_sessionmaker
 from shared.models import Base, Subscription, WebhookEvent
-from shared.signing import stripe_signature_header
+from shared.stripe.signing import stripe_signature_header
 from tests.conftest import TEST_WEBHOOK_SECRET, Enqueued
 from tests.factories import stripe_events as se
 

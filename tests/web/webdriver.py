@@ -14,7 +14,7 @@ import time
 
 import requests
 
-from shared.embedded_redis import free_port
+from cli.embedded_redis import free_port
 from tests.conftest import service_missing
 
 ELEMENT = "element-6066-11e4-a52e-4f735466cecf"  # the W3C web element key

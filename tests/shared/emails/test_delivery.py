@@ -5,10 +5,12 @@ import threading
 
 import pytest
 
-from shared import credentials, outbox
-from shared.accounts import ensure_account
-from shared.emails import SAMPLES, delivery
+from shared import credentials
+from shared.billing.accounts import ensure_account
+from shared.email import delivery, outbox
+from shared.email.render import SAMPLES
 from shared.models import EmailOutbox
+from shared.outcome import Outcome
 from tests.fakes.resend_api import SERVER_ERROR, VALIDATION_ERROR
 from tests.fakes.smtp import LocalSmtp
 
@@ -25,15 +27,17 @@ def resend_settings(settings, seeded, fake_resend):
 def _queue(session_factory, template="payment_confirmation", context=None, key="stripe:invoice:in_1:confirmation"):
     with session_factory.begin() as session:
         ensure_account(session, "acct_1", email="ada@example.com", name="Ada")
+        outcome = Outcome()
         outbox.queue_email(
             session,
+            outcome,
             account_id="acct_1",
             recipient="ada@example.com",
             template=template,
             context=SAMPLES[template] if context is None else context,
             idempotency_key=key,
         )
-        return outbox.queued_ids(session)[0]
+        return outcome.emails[0]
 
 
 def _send(session_factory, outbox_id, settings, now):
@@ -154,10 +158,16 @@ def test_with_neither_the_log_says_so_without_personal_data(seeded, settings, no
 def test_address_unknown_at_queue_time_is_read_from_the_account_when_known(seeded, resend_settings, fake_resend, now):
     with seeded.begin() as session:
         ensure_account(session, "acct_9")
+        outcome = Outcome()
         outbox.queue_account_email(
-            session, "acct_9", template="low_credits", context={"balance": 5, "threshold": 100}, idempotency_key="lc-1"
+            session,
+            outcome,
+            "acct_9",
+            template="low_credits",
+            context={"balance": 5, "threshold": 100},
+            idempotency_key="lc-1",
         )
-        [outbox_id] = outbox.queued_ids(session)
+        [outbox_id] = outcome.emails
 
     assert _send(seeded, outbox_id, resend_settings, now).outcome == delivery.RETRY
     assert "no email address" in _row(seeded, outbox_id).last_error

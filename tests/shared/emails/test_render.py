@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from jinja2 import UndefinedError
 
-from shared.emails import SAMPLES, TEMPLATES, money, render
+from shared.email.render import SAMPLES, TEMPLATES, money, render
 
 
 @pytest.mark.parametrize("template", TEMPLATES)

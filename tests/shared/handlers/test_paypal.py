@@ -10,10 +10,13 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from shared import inbox, ledger, outbox, paypal_orders, processing
-from shared.accounts import ensure_account
+from shared import inbox, processing
+from shared.billing import ledger
+from shared.billing.accounts import ensure_account
 from shared.errors import PermanentError, RetryLater
 from shared.models import Account, CreditLedgerEntry, EmailOutbox, Invoice, Payment, Subscription, WebhookEvent
+from shared.outcome import Outcome
+from shared.paypal import orders as paypal_orders
 from tests.factories import paypal_events as pe
 
 ACCOUNT = "acct_pp"
@@ -87,14 +90,14 @@ def test_capture_endpoint_then_webhook_grant_once_whichever_first(seeded, now):
     capture = pe.capture(order_id="ORDER2", account_id=ACCOUNT, package_id="starter", amount_cents=STARTER_PRICE)
     with seeded.begin() as session:  # what the capture endpoint does with PayPal's capture answer
         outcome = paypal_orders.grant_capture(
-            session, paypal_orders.CaptureResult.from_order(pe.captured_order(order, capture)), at=now
+            session, Outcome(), paypal_orders.CaptureResult.from_order(pe.captured_order(order, capture)), at=now
         )
         assert outcome.credits_granted_now == STARTER_CREDITS
 
     run(seeded, pe.event("PAYMENT.CAPTURE.COMPLETED", capture), now)
     with seeded.begin() as session:  # the endpoint called twice
         again = paypal_orders.grant_capture(
-            session, paypal_orders.CaptureResult.from_order(pe.captured_order(order, capture)), at=now
+            session, Outcome(), paypal_orders.CaptureResult.from_order(pe.captured_order(order, capture)), at=now
         )
         assert again.credits_granted_now == 0
 
@@ -144,7 +147,7 @@ def test_pending_capture_is_recorded_without_credits_until_it_completes(seeded, 
 def test_an_order_without_a_capture_grants_and_records_nothing(seeded, now):
     order = pe.order(account_id=ACCOUNT, package_id="starter", amount_cents=STARTER_PRICE)
     with seeded.begin() as session:
-        outcome = paypal_orders.grant_capture(session, paypal_orders.CaptureResult.from_order(order), at=now)
+        outcome = paypal_orders.grant_capture(session, Outcome(), paypal_orders.CaptureResult.from_order(order), at=now)
     assert (outcome.payment, outcome.credits_granted_now) == (None, 0)
     assert count(seeded, Payment) == 0
 
@@ -374,10 +377,11 @@ def test_a_completed_capture_queues_one_receipt_whichever_path_grants(seeded, no
     order = pe.order(account_id=ACCOUNT, package_id="starter", amount_cents=STARTER_PRICE, order_id="ORDER20")
     capture = pe.capture(order_id="ORDER20", account_id=ACCOUNT, package_id="starter", amount_cents=STARTER_PRICE)
     with seeded.begin() as session:  # the capture endpoint: it publishes these ids after its commit
+        endpoint = Outcome()
         paypal_orders.grant_capture(
-            session, paypal_orders.CaptureResult.from_order(pe.captured_order(order, capture)), at=now
+            session, endpoint, paypal_orders.CaptureResult.from_order(pe.captured_order(order, capture)), at=now
         )
-        assert len(outbox.queued_ids(session)) == 1
+        assert len(endpoint.emails) == 1
     completed = pe.event("PAYMENT.CAPTURE.COMPLETED", capture)
 
     assert run(seeded, completed, now).emails == ()  # the webhook after it queues nothing more

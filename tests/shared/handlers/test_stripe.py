@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from shared import inbox, ledger, processing
+from shared import event_ops, inbox, processing
+from shared.billing import ledger
 from shared.errors import PermanentError, RetryLater
 from shared.models import Account, CreditLedgerEntry, Invoice, Payment, Subscription, WebhookEvent
 from tests.factories import stripe_events as se
@@ -613,7 +614,7 @@ def test_replaying_a_succeeded_event_has_no_new_effects(seeded, now, t0):
 
     again = processing.process_event(seeded, pk, clock=lambda: now + timedelta(hours=1))
     with seeded.begin() as session:
-        assert inbox.requeue(session, pk, at=now) is False  # `billhook events replay` refuses it too
+        assert event_ops.reset_for_replay(session, pk, at=now) is False  # `billhook events replay` refuses it too
 
     assert again.outcome == processing.ALREADY_DONE
     assert balance(seeded) == 12_000

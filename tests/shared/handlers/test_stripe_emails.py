@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from shared.accounts import ensure_account
-from shared.emails import render
+from shared.billing.accounts import ensure_account
+from shared.email.render import render
 from shared.models import Account, EmailOutbox
 from tests.factories import stripe_events as se
 from tests.shared.handlers.test_stripe import ACCOUNT, DAY, StripeSubscription, package_checkout, run

@@ -6,8 +6,8 @@ import pytest
 
 from shared.errors import NotConfigured
 from shared.models import IntegrationProvider
-from shared.providers import paypal
-from shared.providers.paypal import PayPalClient, PayPalError, TokenCache
+from shared.paypal import client as paypal
+from shared.paypal.client import PayPalError, PayPalGateway, TokenCache
 from tests.fakes.paypal_api import CLIENT_ID, CLIENT_SECRET, INSTRUMENT_DECLINED, INTERNAL_SERVER_ERROR, FakePayPal
 
 
@@ -33,10 +33,10 @@ def clock():
 
 @pytest.fixture
 def client(fake, clock):
-    return PayPalClient(CLIENT_ID, CLIENT_SECRET, base_url=fake.url, tokens=TokenCache(clock), timeout=2)
+    return PayPalGateway(CLIENT_ID, CLIENT_SECRET, base_url=fake.url, tokens=TokenCache(clock), timeout=2)
 
 
-def _order(client: PayPalClient, request_id: str = "req-1") -> dict:
+def _order(client: PayPalGateway, request_id: str = "req-1") -> dict:
     return client.create_order(
         amount_cents=2999,
         currency="usd",
@@ -85,7 +85,7 @@ def test_create_order_sends_paypals_amount_and_the_request_id(client, fake):
 
 
 def test_wrong_credentials_are_a_non_retryable_error_without_the_secret(fake, clock):
-    bad = PayPalClient(CLIENT_ID, "wrong-secret", base_url=fake.url, tokens=TokenCache(clock))
+    bad = PayPalGateway(CLIENT_ID, "wrong-secret", base_url=fake.url, tokens=TokenCache(clock))
     with pytest.raises(PayPalError) as raised:
         _order(bad)
     assert not raised.value.retryable and raised.value.status == 401
@@ -107,7 +107,7 @@ def test_server_errors_are_retryable_and_refusals_are_not(client, fake):
 
 
 def test_a_timeout_is_retryable(fake, clock):
-    slow = PayPalClient(CLIENT_ID, CLIENT_SECRET, base_url=fake.url, tokens=TokenCache(clock), timeout=0.2)
+    slow = PayPalGateway(CLIENT_ID, CLIENT_SECRET, base_url=fake.url, tokens=TokenCache(clock), timeout=0.2)
     slow.access_token()
     fake.stall_next("/v2/checkout/orders", 1.0)
     with pytest.raises(PayPalError) as raised:
@@ -124,15 +124,15 @@ def test_an_id_that_is_not_paypals_is_refused_without_a_request(client, fake):
 
 def test_base_url_comes_from_settings_then_endpoint_then_sandbox_or_live(settings):
     provider = IntegrationProvider(name="paypal", api_key="id", api_secret="s", sandbox=True, config={})
-    assert PayPalClient.from_provider(provider, settings).base_url == paypal.SANDBOX_API_BASE
+    assert PayPalGateway.from_provider(provider, settings).base_url == paypal.SANDBOX_API_BASE
     provider.sandbox = False
-    assert PayPalClient.from_provider(provider, settings).base_url == paypal.LIVE_API_BASE
+    assert PayPalGateway.from_provider(provider, settings).base_url == paypal.LIVE_API_BASE
     provider.endpoint = "https://paypal.internal.example"
-    assert PayPalClient.from_provider(provider, settings).base_url == "https://paypal.internal.example"
+    assert PayPalGateway.from_provider(provider, settings).base_url == "https://paypal.internal.example"
     local = settings.with_overrides(paypal_api_base="http://127.0.0.1:9/")
-    assert PayPalClient.from_provider(provider, local).base_url == "http://127.0.0.1:9"
+    assert PayPalGateway.from_provider(provider, local).base_url == "http://127.0.0.1:9"
     with pytest.raises(NotConfigured):
-        PayPalClient.from_provider(IntegrationProvider(name="paypal", api_key="id"), settings)
+        PayPalGateway.from_provider(IntegrationProvider(name="paypal", api_key="id"), settings)
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.providers import paypal_webhooks as pw
+from shared.paypal import webhooks as pw
 from tests.factories import paypal_events as pe
 
 

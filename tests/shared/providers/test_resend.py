@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from shared import credentials
+from shared.email.resend import OutgoingEmail, ResendMailer
 from shared.errors import NotConfigured, ProviderError
-from shared.providers.resend import OutgoingEmail, ResendMailer
 from tests.fakes.resend_api import RATE_LIMITED, SERVER_ERROR, VALIDATION_ERROR
 
 API_KEY = "re_test_0123456789abcdef"
@@ -98,7 +98,7 @@ def fake_resend_slow_mailer(fake_resend):
 
 
 def test_unreachable_api_is_retryable():
-    from shared.embedded_redis import free_port
+    from cli.embedded_redis import free_port
 
     mailer = ResendMailer(API_KEY, sender="b@example.com", api_url=f"http://127.0.0.1:{free_port()}", timeout=1)
     with pytest.raises(ProviderError) as caught:

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from shared.embedded_redis import free_port
+from cli.embedded_redis import free_port
+from shared.email.resend import OutgoingEmail
+from shared.email.smtp import SmtpMailer
 from shared.errors import ProviderError
-from shared.providers.resend import OutgoingEmail
-from shared.providers.smtp import SmtpMailer
 from tests.fakes.smtp import LocalSmtp
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from shared.errors import NotConfigured, ProviderError
 from shared.models import IntegrationProvider
-from shared.providers.stripe import StripeGateway
+from shared.stripe.client import StripeGateway
 from tests.fakes.stripe_api import API_ERROR, CARD_DECLINED
 
 KEY = "sk_test_adapter_0123456789"

@@ -1,0 +1,43 @@
+"""An account as the people who ask about it see it: balance, subscription, recent ledger.
+Served to the frontend (GET /api/v1/billing/account) and to ops (`billhook accounts show`)."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from shared.billing import ledger
+from shared.billing.subscriptions import current_subscription
+from shared.models import Account
+
+
+def account_summary(session: Session, account: Account, *, ledger_limit: int = 20) -> dict:
+    """Plain data (datetimes left as datetimes): each caller renders it for its audience."""
+    subscription = current_subscription(session, account.id)
+    return {
+        "id": account.id,
+        "email": account.email,
+        "name": account.name,
+        "stripe_customer_id": account.stripe_customer_id,
+        "balance": ledger.balance(session, account.id),
+        "subscription": None
+        if subscription is None
+        else {
+            "provider": subscription.provider,
+            "id": subscription.provider_subscription_id,
+            "plan_id": subscription.plan_id,
+            "status": subscription.status,
+            "current_period_start": subscription.current_period_start,
+            "current_period_end": subscription.current_period_end,
+            "cancel_at_period_end": subscription.cancel_at_period_end,
+        },
+        "ledger": [
+            {
+                "at": entry.created_at,
+                "amount": entry.amount,
+                "kind": entry.kind,
+                "description": entry.description,
+                "key": entry.idempotency_key,
+            }
+            for entry in ledger.recent_entries(session, account.id, ledger_limit)
+        ],
+    }

@@ -1,0 +1,163 @@
+"""The append-only credit ledger. Every entry carries an idempotency key under a unique
+constraint: inserting the same key twice is a no-op decided by the database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from shared.billing.accounts import lock_account
+from shared.db import insert_ignore
+from shared.errors import PermanentError
+from shared.models import CreditLedgerEntry
+
+GRANT_SUBSCRIPTION = "subscription_grant"
+GRANT_PURCHASE = "purchase_grant"
+REFUND_REVERSAL = "refund_reversal"
+DEBIT = "debit"
+ADJUSTMENT = "adjustment"
+
+
+def add_entry(
+    session: Session,
+    *,
+    account_id: str,
+    amount: int,
+    kind: str,
+    description: str,
+    idempotency_key: str,
+    at: datetime,
+    payment_id: int | None = None,
+    source_event_id: int | None = None,
+) -> bool:
+    """Append one entry; False when an entry with this key already exists."""
+    if amount == 0:
+        raise ValueError("a ledger entry moves credits")
+    return insert_ignore(
+        session,
+        CreditLedgerEntry,
+        {
+            "account_id": account_id,
+            "amount": amount,
+            "kind": kind,
+            "description": description[:300],
+            "idempotency_key": idempotency_key,
+            "payment_id": payment_id,
+            "source_event_id": source_event_id,
+            "created_at": at,
+        },
+        ["idempotency_key"],
+    )
+
+
+def grant_credits(
+    session: Session,
+    *,
+    account_id: str,
+    credits: int,
+    kind: str,
+    description: str,
+    idempotency_key: str,
+    at: datetime,
+    payment_id: int | None = None,
+    source_event_id: int | None = None,
+) -> bool:
+    if credits <= 0:
+        raise ValueError("a grant adds credits")
+    return add_entry(
+        session,
+        account_id=account_id,
+        amount=credits,
+        kind=kind,
+        description=description,
+        idempotency_key=idempotency_key,
+        at=at,
+        payment_id=payment_id,
+        source_event_id=source_event_id,
+    )
+
+
+def entry_by_key(session: Session, idempotency_key: str) -> CreditLedgerEntry | None:
+    return session.scalars(select(CreditLedgerEntry).filter_by(idempotency_key=idempotency_key)).one_or_none()
+
+
+def balance(session: Session, account_id: str) -> int:
+    total = session.scalar(select(func.sum(CreditLedgerEntry.amount)).filter_by(account_id=account_id))
+    return int(total or 0)
+
+
+def recent_entries(session: Session, account_id: str, limit: int = 20) -> list[CreditLedgerEntry]:
+    stmt = (
+        select(CreditLedgerEntry)
+        .filter_by(account_id=account_id)
+        .order_by(CreditLedgerEntry.created_at.desc(), CreditLedgerEntry.id.desc())
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))
+
+
+def reversed_for_payment(session: Session, payment_id: int) -> int:
+    """Credits already taken back for a payment's refunds (a positive number)."""
+    total = session.scalar(
+        select(func.sum(CreditLedgerEntry.amount)).filter_by(payment_id=payment_id, kind=REFUND_REVERSAL)
+    )
+    return -int(total or 0)
+
+
+class InsufficientCredits(PermanentError):
+    def __init__(self, balance: int, amount: int):
+        super().__init__(f"the balance ({balance}) does not cover {amount} credits")
+        self.balance = balance
+        self.amount = amount
+
+
+class KeyReused(PermanentError):
+    """An idempotency key already used for a different entry."""
+
+
+class UnknownAccount(PermanentError):
+    pass
+
+
+@dataclass(frozen=True)
+class Debit:
+    entry_id: int
+    amount: int
+    balance_before: int
+    balance_after: int
+    replayed: bool
+
+
+def debit_credits(
+    session: Session, *, account_id: str, amount: int, description: str, idempotency_key: str, at: datetime
+) -> Debit:
+    """Take credits once per key, never below zero. The account row is locked first, so two
+    concurrent debits see each other's entries and cannot both spend the last credits; a replay
+    of a key returns the first debit."""
+    if amount <= 0:
+        raise ValueError("a debit takes a positive number of credits")
+    if lock_account(session, account_id) is None:
+        raise UnknownAccount(f"no account {account_id!r}")
+    existing = entry_by_key(session, idempotency_key)
+    if existing is not None:
+        if existing.account_id != account_id or existing.amount != -amount or existing.kind != DEBIT:
+            raise KeyReused(f"idempotency key {idempotency_key!r} was used for a different entry")
+        after = balance(session, account_id)
+        return Debit(existing.id, amount, after + amount, after, replayed=True)
+    before = balance(session, account_id)
+    if before < amount:
+        raise InsufficientCredits(before, amount)
+    add_entry(
+        session,
+        account_id=account_id,
+        amount=-amount,
+        kind=DEBIT,
+        description=description,
+        idempotency_key=idempotency_key,
+        at=at,
+    )
+    entry = entry_by_key(session, idempotency_key)
+    return Debit(entry.id, amount, before, before - amount, replayed=False)

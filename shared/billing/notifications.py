@@ -1,0 +1,166 @@
+"""Which email each customer-facing change sends, and under which key.
+
+Every key names the change it tells about (a provider payment, a subscription, a refund level,
+a ledger entry), so a replayed or duplicated event finds the key taken and queues nothing.
+Provider-neutral: the Stripe and PayPal handlers call the same functions.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from shared.billing import payments
+from shared.email.outbox import queue_account_email
+from shared.models import Account, Payment, Plan, Subscription
+from shared.outcome import Outcome
+
+
+def payment_confirmation(
+    session: Session, outcome: Outcome, payment: Payment, *, description: str, credits: int | None = None
+) -> bool:
+    """A receipt for a paid invoice or a credit purchase, once per provider payment."""
+    if not payment.amount_cents:
+        return False  # nothing was charged (a trial, a 100% coupon): no receipt
+    return queue_account_email(
+        session,
+        outcome,
+        payment.account_id,
+        template="payment_confirmation",
+        context={**_money(payment), "description": description, "credits": credits, **_invoice(session, payment)},
+        idempotency_key=f"email:payment_confirmation:{payment.provider}:{payment.provider_payment_id}",
+    )
+
+
+def subscription_activated(session: Session, outcome: Outcome, subscription: Subscription, plan: Plan) -> bool:
+    """Once per provider subscription, whichever of its first events arrives first."""
+    return queue_account_email(
+        session,
+        outcome,
+        subscription.account_id,
+        template="subscription_activated",
+        context={
+            "plan_name": plan.name,
+            "credits": plan.included_credits,
+            "period_end": _date(subscription.current_period_end),
+        },
+        idempotency_key=f"email:subscription_activated:{subscription.provider}:{subscription.provider_subscription_id}",
+    )
+
+
+def subscription_renewal(
+    session: Session,
+    outcome: Outcome,
+    subscription: Subscription,
+    plan: Plan,
+    payment: Payment,
+    *,
+    period_end: datetime | None,
+) -> bool:
+    """The receipt for a renewal, once per renewal payment (it stands in for payment_confirmation)."""
+    return queue_account_email(
+        session,
+        outcome,
+        subscription.account_id,
+        template="subscription_renewal",
+        context={
+            **_money(payment),
+            "plan_name": plan.name,
+            "credits": plan.included_credits,
+            "period_end": _date(period_end),
+            **_invoice(session, payment),
+        },
+        idempotency_key=f"email:subscription_renewal:{payment.provider}:{payment.provider_payment_id}",
+    )
+
+
+def payment_failed(
+    session: Session,
+    outcome: Outcome,
+    *,
+    account_id: str,
+    provider: str,
+    reference: str,
+    amount_cents: int,
+    currency: str,
+    description: str,
+    reason: str | None = None,
+) -> bool:
+    """Once per failed invoice (or checkout), however many collection attempts fail."""
+    return queue_account_email(
+        session,
+        outcome,
+        account_id,
+        template="payment_failed",
+        context={
+            "amount_cents": amount_cents,
+            "currency": currency.lower(),
+            "description": description,
+            "reason": reason,
+        },
+        idempotency_key=f"email:payment_failed:{provider}:{reference}",
+    )
+
+
+def refund_notification(
+    session: Session,
+    outcome: Outcome,
+    payment: Payment,
+    *,
+    refunded_before_cents: int,
+    credits_reversed: int,
+    description: str,
+) -> bool:
+    """Once per refunded amount level of a payment: a partial refund and the rest are two emails,
+    a replay of either is none. Call after `payments.apply_refund` (which moved the level)."""
+    refunded_now = payment.amount_refunded_cents - refunded_before_cents
+    if refunded_now <= 0:
+        return False
+    return queue_account_email(
+        session,
+        outcome,
+        payment.account_id,
+        template="refund_notification",
+        context={
+            "amount_cents": refunded_now,
+            "currency": payment.currency,
+            "description": description,
+            "credits_reversed": credits_reversed or None,
+        },
+        idempotency_key=(
+            f"email:refund_notification:{payment.provider}:{payment.provider_payment_id}:{payment.amount_refunded_cents}"
+        ),
+    )
+
+
+def low_credits_if_crossed(
+    session: Session, outcome: Outcome, account: Account, *, before: int, after: int, cause_key: str
+) -> bool:
+    """Once each time the balance falls below the account's threshold: keyed on the ledger entry
+    that crossed it, so the next crossing (after a top-up) emails again. The caller holds the
+    account lock (`accounts.lock_account`) while it reads `before` and writes the entry."""
+    threshold = account.low_credits_threshold
+    if not (before >= threshold > after):
+        return False
+    return queue_account_email(
+        session,
+        outcome,
+        account.id,
+        template="low_credits",
+        context={"balance": after, "threshold": threshold},
+        idempotency_key=f"email:low_credits:{cause_key}",
+    )
+
+
+def _money(payment: Payment) -> dict:
+    return {"amount_cents": payment.amount_cents, "currency": payment.currency}
+
+
+def _invoice(session: Session, payment: Payment) -> dict:
+    invoice = payments.invoice_for_payment(session, payment.id)
+    return {"invoice_number": invoice.number if invoice else None}
+
+
+def _date(value: datetime | None) -> str | None:
+    return value.date().isoformat() if value else None

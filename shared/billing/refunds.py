@@ -1,0 +1,55 @@
+"""A refund, whichever provider reports it: the credits taken back once, and the customer told."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from shared.billing import ledger, notifications, payments
+from shared.models import Account, Payment
+from shared.outcome import Outcome
+
+
+def reverse_refunded_credits(
+    session: Session,
+    outcome: Outcome,
+    account: Account,
+    payment: Payment,
+    *,
+    amount_refunded_cents: int,
+    idempotency_key: str,
+    at: datetime,
+    source_event_id: int | None = None,
+) -> int:
+    """Reverse the credits of the cumulative refunded amount once (see `payments.apply_refund`);
+    queue one email per refunded level, and low_credits when the reversal crossed the account's
+    threshold. The caller holds the account lock, then the payment lock. Returns credits reversed."""
+    balance_before = ledger.balance(session, payment.account_id)
+    refunded_before = payment.amount_refunded_cents
+    reversed_credits = payments.apply_refund(
+        session,
+        payment,
+        amount_refunded_cents=amount_refunded_cents,
+        idempotency_key=idempotency_key,
+        at=at,
+        source_event_id=source_event_id,
+    )
+    invoice = payments.invoice_for_payment(session, payment.id)
+    notifications.refund_notification(
+        session,
+        outcome,
+        payment,
+        refunded_before_cents=refunded_before,
+        credits_reversed=reversed_credits,
+        description=f"Invoice {invoice.number}" if invoice and invoice.number else "Your payment",
+    )
+    notifications.low_credits_if_crossed(
+        session,
+        outcome,
+        account,
+        before=balance_before,
+        after=balance_before - reversed_credits,
+        cause_key=idempotency_key,
+    )
+    return reversed_credits

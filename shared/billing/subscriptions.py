@@ -1,0 +1,169 @@
+"""Subscription state, applied in event order whatever order the events arrive in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
+
+from shared.billing import ledger
+from shared.db import for_update, held_in_transaction, lock_or_insert
+from shared.models import Account, Plan, Subscription
+
+ACTIVE = "active"
+PAST_DUE = "past_due"
+CANCELED = "canceled"
+# Statuses in which the subscriber has the plan's service.
+LIVE_STATUSES = ("active", "trialing", "past_due")
+TERMINAL_STATUSES = ("canceled", "incomplete_expired")
+
+
+@dataclass(frozen=True)
+class SubscriptionChange:
+    """What one event says about a subscription; None means 'this event does not say'."""
+
+    status: str | None = None
+    plan_id: str | None = None
+    current_period_start: datetime | None = None
+    current_period_end: datetime | None = None
+    cancel_at_period_end: bool | None = None
+    canceled_at: datetime | None = None
+
+
+def lock_or_create_subscription(
+    session: Session, *, provider: str, provider_subscription_id: str, account_id: str
+) -> Subscription:
+    """The subscription row, created if new, locked for this transaction (SELECT ... FOR UPDATE).
+
+    The lock serialises concurrent events for one subscription, so none of their updates is lost.
+    A known subscription costs one statement (see `lock_or_insert`).
+    """
+    return lock_or_insert(
+        session,
+        (Subscription, provider, provider_subscription_id),
+        _LOCK,
+        {"provider": provider, "provider_subscription_id": provider_subscription_id},
+        Subscription,
+        {
+            "provider": provider,
+            "provider_subscription_id": provider_subscription_id,
+            "account_id": account_id,
+            "status": "incomplete",
+        },
+        ["provider", "provider_subscription_id"],
+    )
+
+
+# Built once: a statement's construction costs about as much CPU as its execution.
+_FIND = select(Subscription).where(
+    Subscription.provider == bindparam("provider"),
+    Subscription.provider_subscription_id == bindparam("provider_subscription_id"),
+)
+_LOCK = for_update(_FIND)
+_ACCOUNT_OF = _FIND.with_only_columns(Subscription.account_id)
+# The subscriber's account row, locked, found through the subscription in the same statement (the
+# subscription's row is only read here; its lock comes next, in lock order).
+_LOCK_SUBSCRIBER = for_update(select(Account).where(Account.id == _ACCOUNT_OF.scalar_subquery()))
+
+
+def lock_subscriber(session: Session, provider: str, provider_subscription_id: str) -> Account | None:
+    """The account a known subscription belongs to, locked for this transaction as
+    `ensure_account` would lock it (one statement); None for a subscription not seen yet."""
+    params = {"provider": provider, "provider_subscription_id": provider_subscription_id}
+    account = session.scalars(_LOCK_SUBSCRIBER, params).one_or_none()
+    if account is not None:
+        held_in_transaction(session)[(Account, account.id)] = account
+    return account
+
+
+def find_subscription(session: Session, provider: str, provider_subscription_id: str) -> Subscription | None:
+    params = {"provider": provider, "provider_subscription_id": provider_subscription_id}
+    return session.scalars(_FIND, params).one_or_none()
+
+
+def apply_subscription_state(
+    session: Session, subscription: Subscription, change: SubscriptionChange, *, event_at: datetime, event_id: str
+) -> bool:
+    """Apply what an event says, unless a newer event was already applied (the high-water mark).
+
+    A stale event may still fill in a plan or period nothing newer has told us yet. Events from
+    the same second cannot be ordered; of those, a terminal status wins.
+    Returns True when the change was applied as the newest state.
+    """
+    mark = subscription.last_event_at
+    stale = mark is not None and (
+        event_at < mark
+        or (
+            event_at == mark
+            and subscription.status in TERMINAL_STATUSES
+            and change.status not in (None, *TERMINAL_STATUSES)
+        )
+    )
+    if stale:
+        _fill_missing(subscription, change)
+        return False
+    for name in (
+        "status",
+        "plan_id",
+        "current_period_start",
+        "current_period_end",
+        "cancel_at_period_end",
+        "canceled_at",
+    ):
+        value = getattr(change, name)
+        if value is not None:
+            setattr(subscription, name, value)
+    subscription.last_event_at = event_at
+    subscription.last_event_id = event_id
+    return True
+
+
+def _fill_missing(subscription: Subscription, change: SubscriptionChange) -> None:
+    if subscription.plan_id is None and change.plan_id is not None:
+        subscription.plan_id = change.plan_id
+    if subscription.current_period_start is None and change.current_period_start is not None:
+        subscription.current_period_start = change.current_period_start
+        subscription.current_period_end = change.current_period_end
+
+
+def current_subscription(session: Session, account_id: str) -> Subscription | None:
+    """The account's live subscription if any, else its most recent one."""
+    rows = list(
+        session.scalars(select(Subscription).filter_by(account_id=account_id).order_by(Subscription.updated_at.desc()))
+    )
+    live = [s for s in rows if s.status in LIVE_STATUSES]
+    return (live or rows or [None])[0]
+
+
+def grant_period_credits(
+    session: Session,
+    subscription: Subscription,
+    plan: Plan,
+    *,
+    idempotency_key: str,
+    at: datetime,
+    payment_id: int | None = None,
+    source_event_id: int | None = None,
+) -> bool:
+    """Grant a billing period's plan credits once per key. Two events may name the same period
+    (a checkout completion and its first invoice): whichever comes first grants; when the other
+    carries the payment, the existing entry is linked to it so a refund of that payment finds it.
+    Returns True when this call granted."""
+    granted = ledger.grant_credits(
+        session,
+        account_id=subscription.account_id,
+        credits=plan.included_credits,
+        kind=ledger.GRANT_SUBSCRIPTION,
+        description=f"{plan.name} plan credits",
+        idempotency_key=idempotency_key,
+        at=at,
+        payment_id=payment_id,
+        source_event_id=source_event_id,
+    )
+    if not granted and payment_id is not None:
+        entry = ledger.entry_by_key(session, idempotency_key)
+        if entry is not None and entry.payment_id is None:
+            entry.payment_id = payment_id
+    return granted

@@ -1,0 +1,180 @@
+"""Sending one outbox row, exactly once.
+
+The row is locked (SELECT ... FOR UPDATE) while it is sent and marked, so two tasks for the
+same row (a duplicate enqueue, the sweep) serialise: the second finds it `sent` and does
+nothing. Should the process die between the provider's accept and the commit, the row stays
+pending and is sent again with the same key: Resend's `Idempotency-Key` turns that into the
+same email, SMTP carries the same Message-ID.
+
+Backends, chosen per send: Resend when the providers table has an active `resend` row with an
+API key; else SMTP when `settings.smtp_host` is set; else the log (development).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from jinja2 import TemplateError
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.config import Settings
+from shared.credentials import get_provider
+from shared.email import outbox
+from shared.email import resend as resend_provider
+from shared.email.render import render
+from shared.email.resend import OutgoingEmail, ResendMailer
+from shared.email.smtp import DEFAULT_SENDER, SmtpMailer
+from shared.errors import ProviderError
+from shared.logs import log_line
+from shared.models import Account, EmailOutbox, IntegrationProvider
+
+log = logging.getLogger("billhook.emails")
+
+SENT = "sent"
+ALREADY_DONE = "already_done"
+MISSING = "missing"
+FAILED = "failed"
+RETRY = "retry"
+
+
+class Mailer(Protocol):
+    name: str
+
+    def send(self, email: OutgoingEmail) -> str: ...
+
+
+class LogMailer:
+    """No Resend, no SMTP: say so in the log. The body (links, names) only at debug level."""
+
+    name = "log"
+
+    def send(self, email: OutgoingEmail) -> str:
+        message_id = f"log-{email.tags.get('outbox') if email.tags else email.idempotency_key}"
+        log_line(
+            log,
+            "email written to the log (no Resend or SMTP configured)",
+            backend=self.name,
+            subject=email.subject,
+            key=email.idempotency_key,
+            message_id=message_id,
+        )
+        log_line(log, "email body", level=logging.DEBUG, to=email.recipient, text=email.text)
+        return message_id
+
+
+@dataclass(frozen=True)
+class SendResult:
+    outcome: str
+    backend: str | None = None
+    template: str | None = None
+    account_id: str | None = None
+    message_id: str | None = None
+    error: str | None = None
+
+
+def mailer_for(provider: IntegrationProvider | None, settings: Settings) -> Mailer:
+    """The backend for a send, given the `resend` providers row (or None)."""
+    if resend_provider.is_configured(provider):
+        return ResendMailer.from_provider(provider, settings)
+    if settings.smtp_host:
+        config = (provider.config if provider else None) or {}
+        return SmtpMailer(
+            settings.smtp_host,
+            settings.smtp_port,
+            sender=config.get("from") or DEFAULT_SENDER,
+            reply_to=config.get("reply_to") or None,
+        )
+    return LogMailer()
+
+
+def send_outbox_email(
+    session_factory: sessionmaker[Session],
+    outbox_id: int,
+    *,
+    settings: Settings,
+    clock: Callable[[], datetime],
+) -> SendResult:
+    """Send a pending row once. A retryable failure leaves it pending with the error and returns
+    RETRY (the caller schedules the retry); a permanent one marks it failed."""
+    with session_factory.begin() as session:
+        row = outbox.lock_row(session, outbox_id)
+        if row is None:
+            return SendResult(MISSING)
+        if row.status != outbox.PENDING:
+            return SendResult(ALREADY_DONE, row.backend, row.template, row.account_id, row.provider_message_id)
+        row.attempts += 1
+        now = clock()
+        try:
+            # No autoflush: the row is written by one UPDATE at commit. A second UPDATE of a row
+            # this transaction already updated makes PostgreSQL re-check its account foreign key
+            # (FOR KEY SHARE on the account), which deadlocks with a handler that holds the
+            # account's lock while queuing the same idempotency key.
+            with session.no_autoflush:
+                provider = get_provider(session, resend_provider.PROVIDER)  # read once: it names the backend too
+                email = _outgoing(session, row, settings, provider)
+                mailer = mailer_for(provider, settings)
+            message_id = mailer.send(email)
+        except ProviderError as exc:
+            row.last_error = str(exc)[:4000]  # names the backend: "resend: 429 rate_limit_exceeded: ..."
+            if exc.retryable:
+                return SendResult(RETRY, exc.provider, row.template, row.account_id, error=row.last_error)
+            _mark_failed(row, row.last_error)
+            return SendResult(FAILED, exc.provider, row.template, row.account_id, error=row.last_error)
+        except (TemplateError, KeyError) as exc:
+            error = f"cannot render {row.template}: {type(exc).__name__}: {exc}"[:4000]
+            _mark_failed(row, error)
+            return SendResult(FAILED, None, row.template, row.account_id, error=error)
+        row.status = outbox.SENT
+        row.backend = mailer.name
+        row.provider_message_id = message_id[:200]
+        row.sent_at = now
+        row.last_error = None
+        row.next_attempt_at = None
+        return SendResult(SENT, mailer.name, row.template, row.account_id, message_id)
+
+
+def schedule_retry(session_factory: sessionmaker[Session], outbox_id: int, *, at: datetime) -> None:
+    """Note when the retry is due, so the sweep leaves the row to its countdown."""
+    with session_factory.begin() as session:
+        row = outbox.lock_row(session, outbox_id)
+        if row is not None and row.status == outbox.PENDING:
+            row.next_attempt_at = at
+
+
+def mark_failed(session_factory: sessionmaker[Session], outbox_id: int, error: str) -> None:
+    """Give up on a row (retries exhausted); `billhook emails retry` can make it pending again."""
+    with session_factory.begin() as session:
+        row = outbox.lock_row(session, outbox_id)
+        if row is not None and row.status == outbox.PENDING:
+            _mark_failed(row, error)
+
+
+def _mark_failed(row: EmailOutbox, error: str) -> None:
+    row.status = outbox.FAILED
+    row.last_error = error[:4000]
+    row.next_attempt_at = None
+
+
+def _outgoing(
+    session: Session, row: EmailOutbox, settings: Settings, provider: IntegrationProvider | None
+) -> OutgoingEmail:
+    if not row.recipient:
+        account = session.get(Account, row.account_id) if row.account_id else None
+        if account is None or not account.email:
+            # The event naming the address may still be on its way: retry, then fail for ops to see.
+            raise ProviderError("outbox", "no email address known for the account yet", retryable=True)
+        row.recipient = account.email
+    product_name = ((provider.config if provider else None) or {}).get("product_name") or "billhook"
+    rendered = render(row.template, row.context or {}, product_name=product_name, app_url=settings.frontend_url)
+    return OutgoingEmail(
+        recipient=row.recipient,
+        subject=rendered.subject,
+        html=rendered.html,
+        text=rendered.text,
+        idempotency_key=row.idempotency_key,
+        tags={"template": row.template, "outbox": str(row.id)},
+    )

@@ -1,0 +1,143 @@
+"""The email outbox: an email to send is a row written in the same transaction as the effect it
+tells about, under a unique idempotency key, so a replayed event never queues it twice.
+
+The ids of the rows a transaction queued are reported on its `Outcome`; whoever commits that
+transaction enqueues their send tasks afterwards (`enqueue_committed`), and the worker's sweep
+finds any whose enqueue was lost (`due_for_sweep`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+
+from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from shared.db import for_update, insert_ignore
+from shared.email.render import TEMPLATES
+from shared.logs import log_line
+from shared.models import Account, EmailOutbox
+from shared.outcome import Outcome
+
+log = logging.getLogger("billhook.outbox")
+
+PENDING = "pending"
+SENT = "sent"
+FAILED = "failed"
+
+
+def queue_email(
+    session: Session,
+    outcome: Outcome,
+    *,
+    account_id: str | None,
+    recipient: str | None,
+    template: str,
+    context: dict,
+    idempotency_key: str,
+    at: datetime | None = None,
+) -> bool:
+    """Queue one email in the caller's transaction; False when this key was queued before.
+
+    The caller never commits here: the row and its effect commit (or roll back) together.
+    """
+    if template not in TEMPLATES:
+        raise ValueError(f"unknown email template {template!r}")
+    if not recipient and not account_id:
+        raise ValueError("an email needs a recipient, or an account whose address is filled in at send time")
+    values = {
+        "account_id": account_id,
+        "recipient": recipient or "",
+        "template": template,
+        "context": context,
+        "idempotency_key": idempotency_key,
+        "status": PENDING,
+        "attempts": 0,
+    }
+    if at is not None:
+        values["created_at"] = at
+    new_id = insert_ignore(session, EmailOutbox, values, ["idempotency_key"], returning=EmailOutbox.id)
+    if new_id is None:
+        return False
+    outcome.queued_email(new_id)
+    return True
+
+
+def queue_account_email(
+    session: Session, outcome: Outcome, account_id: str, *, template: str, context: dict, idempotency_key: str
+) -> bool:
+    """Queue an email to an account. Events arrive in any order: when billhook does not know the
+    address yet (an invoice before its checkout), the send task reads it from the account later."""
+    account = session.get(Account, account_id)
+    if account is None:
+        return False
+    context = {"name": account.name, **context}
+    return queue_email(
+        session,
+        outcome,
+        account_id=account_id,
+        recipient=account.email,
+        template=template,
+        context=context,
+        idempotency_key=idempotency_key,
+    )
+
+
+def enqueue_committed(enqueue: Callable[[int], None], outbox_ids: Iterable[int]) -> None:
+    """Hand committed rows to `enqueue` (web's and the worker's after-commit path alike). A failure
+    is logged and stops the rest: the rows are committed, and the outbox sweep publishes them."""
+    for outbox_id in outbox_ids:
+        try:
+            enqueue(outbox_id)
+        except Exception as exc:  # noqa: BLE001 - the broker is down: the sweep has the rows
+            log_line(
+                log,
+                "email enqueue failed; the sweep will retry",
+                level=logging.WARNING,
+                outbox=outbox_id,
+                error=type(exc).__name__,
+            )
+            return
+
+
+# Built once: a statement's construction costs about as much CPU as its execution.
+_LOCK_ROW = for_update(select(EmailOutbox).where(EmailOutbox.id == bindparam("outbox_id")))
+
+
+def lock_row(session: Session, outbox_id: int) -> EmailOutbox | None:
+    return session.scalars(_LOCK_ROW, {"outbox_id": outbox_id}).one_or_none()
+
+
+def due_for_sweep(session: Session, *, now: datetime, grace_seconds: int, limit: int = 500) -> list[int]:
+    """Pending rows whose send task may have been lost: queued (or last retried/swept) longer
+    than a grace ago. A row waiting on a retry countdown has `next_attempt_at` in the future."""
+    cutoff = now - timedelta(seconds=grace_seconds)
+    last_touch = func.coalesce(EmailOutbox.next_attempt_at, EmailOutbox.created_at)
+    stmt = (
+        select(EmailOutbox.id)
+        .where(EmailOutbox.status == PENDING, last_touch < cutoff)
+        .order_by(EmailOutbox.id)
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))
+
+
+def restart_sweep_clock(session: Session, outbox_ids: list[int], *, at: datetime) -> None:
+    """Restart the sweep clock for rows just re-queued, so the next sweep does not queue them again."""
+    if outbox_ids:
+        session.execute(
+            update(EmailOutbox)
+            .where(EmailOutbox.id.in_(outbox_ids), EmailOutbox.status == PENDING)
+            .values(next_attempt_at=at)
+        )
+
+
+def pending_or_failed(session: Session, *, status: str | None = None, limit: int = 50) -> list[EmailOutbox]:
+    stmt = select(EmailOutbox).order_by(EmailOutbox.id.desc()).limit(limit)
+    if status:
+        stmt = stmt.where(EmailOutbox.status == status)
+    else:
+        stmt = stmt.where(or_(EmailOutbox.status == PENDING, EmailOutbox.status == FAILED))
+    return list(session.scalars(stmt))

@@ -1,0 +1,21 @@
+"""The durable inbox of provider events: stored once (`record`), claimed for a run and marked
+done only with its effects (`claim`), found again when its message was lost (`sweep`). The
+`@handles` table is `registry`."""
+
+from shared.inbox.claim import claim, lock_event, mark_succeeded, record_failure
+from shared.inbox.record import IntakeSql, Stored, record_event, record_event_on_cursor
+from shared.inbox.sweep import counts_by_status, due_for_sweep, restart_sweep_clock
+
+__all__ = [
+    "IntakeSql",
+    "Stored",
+    "claim",
+    "counts_by_status",
+    "due_for_sweep",
+    "lock_event",
+    "mark_succeeded",
+    "record_event",
+    "record_event_on_cursor",
+    "record_failure",
+    "restart_sweep_clock",
+]

@@ -1,0 +1,2 @@
+"""PayPal: the REST client, webhook verification, orders and subscriptions, checkout and the
+event handlers."""

@@ -1,0 +1,401 @@
+"""A thin `requests` client for PayPal's REST API: it builds the requests billhook makes and maps
+every failure to `ProviderError` (`PayPalError`). No business logic lives here: what an order or a
+subscription means to billhook (custom_id, grants) is in shared/paypal/orders.py.
+
+Credentials come from the integration providers table: client id = `api_key`, client secret =
+`api_secret`. The base URL is `settings.paypal_api_base` (tests point it at a local stand-in),
+else the provider's `endpoint`, else PayPal's sandbox or live host per `provider.sandbox`.
+
+The OAuth2 client-credentials token is cached per (base URL, client id) until shortly before it
+expires, across client instances (a client is cheap to build per request or task); a 401 on a
+call drops the cached token and retries the call once with a fresh one.
+
+Every create/capture carries `PayPal-Request-Id`: PayPal answers a repeated request id with the
+first call's result instead of acting twice, which is what makes a capture from the browser return
+and a capture from the webhook task the same capture.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+import requests
+from sqlalchemy.orm import Session
+
+from shared.config import Settings
+from shared.credentials import active_provider
+from shared.errors import NotConfigured, ProviderError
+from shared.models import IntegrationProvider
+
+PROVIDER = "paypal"
+SANDBOX_API_BASE = "https://api-m.sandbox.paypal.com"
+LIVE_API_BASE = "https://api-m.paypal.com"
+DEFAULT_TIMEOUT_SECONDS = 20.0
+CONNECT_TIMEOUT_SECONDS = 5.0
+# Refresh a token this long before PayPal says it expires (never less than half its life).
+TOKEN_REFRESH_MARGIN_SECONDS = 60.0
+MAX_REQUEST_ID_LENGTH = 108
+# PayPal's currencies without minor units.
+ZERO_DECIMAL_CURRENCIES = frozenset({"HUF", "JPY", "TWD"})
+WEBHOOK_HEADERS = (
+    "PAYPAL-AUTH-ALGO",
+    "PAYPAL-CERT-URL",
+    "PAYPAL-TRANSMISSION-ID",
+    "PAYPAL-TRANSMISSION-SIG",
+    "PAYPAL-TRANSMISSION-TIME",
+)
+
+
+class PayPalError(ProviderError):
+    """A PayPal failure. `name` is PayPal's error name (e.g. UNPROCESSABLE_ENTITY), `issue` the
+    first detail's issue (e.g. ORDER_ALREADY_CAPTURED, INSTRUMENT_DECLINED), `debug_id` PayPal's
+    id for support. None of them holds a secret."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool = False,
+        name: str | None = None,
+        issue: str | None = None,
+        debug_id: str | None = None,
+    ):
+        super().__init__(PROVIDER, message, status=status, retryable=retryable)
+        self.name = name
+        self.issue = issue
+        self.debug_id = debug_id
+
+
+# -- money ------------------------------------------------------------------------------------
+
+
+def format_amount(amount_cents: int, currency: str) -> str:
+    """Minor units to PayPal's decimal string: 999 USD → "9.99", 500 JPY → "500"."""
+    if currency.upper() in ZERO_DECIMAL_CURRENCIES:
+        return str(int(amount_cents))
+    return str((Decimal(int(amount_cents)) / 100).quantize(Decimal("0.01")))
+
+
+def parse_amount(value: str | int | float | None, currency: str) -> int:
+    """PayPal's decimal string to minor units: "9.99" USD → 999."""
+    try:
+        amount = Decimal(str(value))
+    except (InvalidOperation, ValueError) as exc:
+        raise ValueError(f"not an amount: {value!r}") from exc
+    if currency.upper() not in ZERO_DECIMAL_CURRENCIES:
+        amount *= 100
+    return int(amount.quantize(Decimal("1"), rounding=ROUND_HALF_UP))
+
+
+# -- tokens -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Token:
+    value: str
+    refresh_at: float
+
+
+class TokenCache:
+    """OAuth tokens shared by every client in the process, keyed by base URL and credentials."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._tokens: dict[str, _Token] = {}
+
+    @staticmethod
+    def key(base_url: str, client_id: str, client_secret: str) -> str:
+        digest = hashlib.sha256(f"{base_url}\0{client_id}\0{client_secret}".encode()).hexdigest()
+        return digest
+
+    def get(self, key: str) -> str | None:
+        token = self._tokens.get(key)
+        if token is None or self.clock() >= token.refresh_at:
+            return None
+        return token.value
+
+    def put(self, key: str, value: str, expires_in: float) -> None:
+        margin = min(TOKEN_REFRESH_MARGIN_SECONDS, expires_in / 2)
+        with self._lock:
+            self._tokens[key] = _Token(value, self.clock() + expires_in - margin)
+
+    def drop(self, key: str) -> None:
+        with self._lock:
+            self._tokens.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._tokens.clear()
+
+
+TOKENS = TokenCache()
+
+
+# -- the client -------------------------------------------------------------------------------
+
+
+class PayPalGateway:
+    def __init__(
+        self,
+        client_id: str,
+        client_secret: str,
+        *,
+        base_url: str = SANDBOX_API_BASE,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        tokens: TokenCache | None = None,
+        http: requests.Session | None = None,
+    ):
+        self.base_url = base_url.rstrip("/")
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._timeout = (min(CONNECT_TIMEOUT_SECONDS, timeout), timeout)
+        self._tokens = tokens or TOKENS
+        self._token_key = TokenCache.key(self.base_url, client_id, client_secret)
+        self._http = http or requests.Session()
+
+    def __repr__(self) -> str:  # never show the secret
+        return f"PayPalGateway(base_url={self.base_url!r})"
+
+    @classmethod
+    def from_provider(cls, provider: IntegrationProvider | None, settings: Settings, **kwargs: Any) -> PayPalGateway:
+        if provider is None or not provider.api_key or not provider.api_secret:
+            raise NotConfigured(
+                "PayPal has no client id/secret in the providers table "
+                "(billhook providers set paypal --api-key CLIENT_ID --api-secret SECRET)"
+            )
+        config = provider.config or {}
+        kwargs.setdefault("timeout", float(config.get("timeout_seconds", DEFAULT_TIMEOUT_SECONDS)))
+        return cls(provider.api_key, provider.api_secret, base_url=api_base(provider, settings), **kwargs)
+
+    @classmethod
+    def from_store(cls, session: Session, settings: Settings, **kwargs: Any) -> PayPalGateway:
+        return cls.from_provider(active_provider(session, PROVIDER), settings, **kwargs)
+
+    # -- orders (Orders v2) -----------------------------------------------------------------------
+
+    def create_order(
+        self,
+        *,
+        amount_cents: int,
+        currency: str,
+        custom_id: str,
+        description: str,
+        return_url: str,
+        cancel_url: str,
+        request_id: str,
+        brand_name: str | None = None,
+    ) -> dict[str, Any]:
+        """`POST /v2/checkout/orders`, intent CAPTURE, one purchase unit. `custom_id` is how the
+        webhook finds the account and package (see shared.paypal.orders.order_custom_id). The
+        buyer approves at `approve_url(order)`."""
+        experience: dict[str, Any] = {
+            "return_url": return_url,
+            "cancel_url": cancel_url,
+            "user_action": "PAY_NOW",
+            "shipping_preference": "NO_SHIPPING",
+        }
+        if brand_name:
+            experience["brand_name"] = brand_name[:127]
+        body = {
+            "intent": "CAPTURE",
+            "purchase_units": [
+                {
+                    "custom_id": custom_id,
+                    "description": description[:127],
+                    "amount": {"currency_code": currency.upper(), "value": format_amount(amount_cents, currency)},
+                }
+            ],
+            "payment_source": {"paypal": {"experience_context": experience}},
+        }
+        return self._request("POST", "/v2/checkout/orders", json_body=body, request_id=request_id)
+
+    def capture_order(self, order_id: str, *, request_id: str) -> dict[str, Any]:
+        """`POST /v2/checkout/orders/{id}/capture`. The same `request_id` returns the first
+        capture's result (use shared.paypal.orders.capture_request_id). An order captured under
+        another request id raises PayPalError with issue ORDER_ALREADY_CAPTURED: `get_order` then
+        tells the result."""
+        return self._request(
+            "POST", f"/v2/checkout/orders/{_path_id(order_id)}/capture", json_body={}, request_id=request_id
+        )
+
+    def get_order(self, order_id: str) -> dict[str, Any]:
+        """`GET /v2/checkout/orders/{id}`."""
+        return self._request("GET", f"/v2/checkout/orders/{_path_id(order_id)}")
+
+    # -- subscriptions ------------------------------------------------------------------------
+
+    def create_subscription(
+        self,
+        *,
+        plan_id: str,
+        custom_id: str,
+        return_url: str,
+        cancel_url: str,
+        request_id: str,
+        email: str | None = None,
+        brand_name: str | None = None,
+    ) -> dict[str, Any]:
+        """`POST /v1/billing/subscriptions` for a PayPal plan id (P-...). `custom_id` names the
+        account and plan (shared.paypal.orders.subscription_custom_id); the buyer approves at
+        `approve_url(subscription)`."""
+        context: dict[str, Any] = {
+            "return_url": return_url,
+            "cancel_url": cancel_url,
+            "user_action": "SUBSCRIBE_NOW",
+            "shipping_preference": "NO_SHIPPING",
+        }
+        if brand_name:
+            context["brand_name"] = brand_name[:127]
+        body: dict[str, Any] = {"plan_id": plan_id, "custom_id": custom_id, "application_context": context}
+        if email:
+            body["subscriber"] = {"email_address": email}
+        return self._request("POST", "/v1/billing/subscriptions", json_body=body, request_id=request_id)
+
+    # -- webhooks -----------------------------------------------------------------------------
+
+    def verify_webhook_signature(self, *, headers: Mapping[str, str], event: bytes | dict, webhook_id: str) -> bool:
+        """`POST /v1/notifications/verify-webhook-signature`: True when PayPal answers SUCCESS.
+
+        `headers` are the delivery's headers (any case); `event` is best given as the raw body
+        bytes, which are embedded verbatim: PayPal signs the bytes it sent, and re-serialising the
+        JSON can change them."""
+        upper = {k.upper(): v for k, v in headers.items()}
+        fields = {
+            "auth_algo": upper.get("PAYPAL-AUTH-ALGO"),
+            "cert_url": upper.get("PAYPAL-CERT-URL"),
+            "transmission_id": upper.get("PAYPAL-TRANSMISSION-ID"),
+            "transmission_sig": upper.get("PAYPAL-TRANSMISSION-SIG"),
+            "transmission_time": upper.get("PAYPAL-TRANSMISSION-TIME"),
+            "webhook_id": webhook_id,
+        }
+        raw_event = event if isinstance(event, bytes) else json.dumps(event, separators=(",", ":")).encode()
+        body = json.dumps(fields, separators=(",", ":")).encode()[:-1] + b',"webhook_event":' + raw_event + b"}"
+        result = self._request("POST", "/v1/notifications/verify-webhook-signature", raw_body=body)
+        return result.get("verification_status") == "SUCCESS"
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def access_token(self) -> str:
+        token = self._tokens.get(self._token_key)
+        if token is not None:
+            return token
+        try:
+            response = self._http.post(
+                f"{self.base_url}/v1/oauth2/token",
+                data={"grant_type": "client_credentials"},
+                auth=(self._client_id, self._client_secret),
+                headers={"Accept": "application/json"},
+                timeout=self._timeout,
+            )
+        except requests.RequestException as exc:
+            raise _network_error(exc) from exc
+        if response.status_code in (400, 401, 403):
+            raise PayPalError("PayPal refused billhook's client credentials", status=response.status_code)
+        if response.status_code >= 300:
+            raise _http_error(response)
+        try:
+            data = response.json()
+            value, expires_in = data["access_token"], float(data.get("expires_in", 300))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PayPalError("PayPal answered the token request without a token", retryable=True) from exc
+        self._tokens.put(self._token_key, value, expires_in)
+        return value
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: dict | None = None,
+        raw_body: bytes | None = None,
+        request_id: str | None = None,
+    ) -> dict[str, Any]:
+        if json_body is not None:
+            raw_body = json.dumps(json_body, separators=(",", ":")).encode()
+        headers = {"Accept": "application/json"}
+        if raw_body is not None:
+            headers["Content-Type"] = "application/json"
+        if request_id is not None:
+            if not request_id or len(request_id) > MAX_REQUEST_ID_LENGTH:
+                raise ValueError("PayPal-Request-Id must be 1..108 characters")
+            headers["PayPal-Request-Id"] = request_id
+            headers["Prefer"] = "return=representation"
+        for attempt in (1, 2):
+            headers["Authorization"] = f"Bearer {self.access_token()}"
+            try:
+                response = self._http.request(
+                    method, f"{self.base_url}{path}", data=raw_body, headers=headers, timeout=self._timeout
+                )
+            except requests.RequestException as exc:
+                raise _network_error(exc) from exc
+            if response.status_code == 401 and attempt == 1:
+                self._tokens.drop(self._token_key)  # revoked or expired early: one fresh try
+                continue
+            break
+        if response.status_code >= 300:
+            raise _http_error(response)
+        if not response.content:
+            return {}
+        try:
+            data = response.json()
+        except ValueError as exc:
+            raise PayPalError("PayPal answered with a body that is not JSON", status=response.status_code) from exc
+        return data if isinstance(data, dict) else {"items": data}
+
+
+def api_base(provider: IntegrationProvider, settings: Settings) -> str:
+    return settings.paypal_api_base or provider.endpoint or (SANDBOX_API_BASE if provider.sandbox else LIVE_API_BASE)
+
+
+def approve_url(resource: dict[str, Any]) -> str | None:
+    """Where the buyer approves an order ("payer-action") or a subscription ("approve")."""
+    for link in resource.get("links") or []:
+        if link.get("rel") in ("payer-action", "approve"):
+            return link.get("href")
+    return None
+
+
+def _path_id(value: str) -> str:
+    """An id that goes into a URL path; anything else is answered as PayPal would answer an
+    unknown id, without a request."""
+    if not isinstance(value, str) or not 0 < len(value) <= 64 or not all(c.isalnum() or c in "-_" for c in value):
+        raise PayPalError("PayPal refused the request (INVALID_RESOURCE_ID)", status=404, issue="INVALID_RESOURCE_ID")
+    return value
+
+
+def _network_error(exc: requests.RequestException) -> PayPalError:
+    kind = "timed out" if isinstance(exc, requests.Timeout) else "could not be reached"
+    return PayPalError(f"PayPal {kind}", retryable=True)
+
+
+def _http_error(response: requests.Response) -> PayPalError:
+    """PayPal's error body: {"name", "message", "debug_id", "details": [{"issue", "description"}]}
+    (OAuth errors use {"error", "error_description"}). Only names and issue codes are kept."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    body = body if isinstance(body, dict) else {}
+    details = body.get("details") or []
+    issue = details[0].get("issue") if details and isinstance(details[0], dict) else None
+    name = body.get("name") or body.get("error")
+    status = response.status_code
+    retryable = status >= 500 or status == 429
+    label = issue or name or f"HTTP {status}"
+    return PayPalError(
+        f"PayPal refused the request ({label})" if not retryable else f"PayPal failed the request ({label})",
+        status=status,
+        retryable=retryable,
+        name=name if isinstance(name, str) else None,
+        issue=issue if isinstance(issue, str) else None,
+        debug_id=body.get("debug_id") if isinstance(body.get("debug_id"), str) else None,
+    )

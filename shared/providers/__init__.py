@@ -1,1 +1,0 @@
-"""Provider API clients: thin adapters that build requests and map errors to billhook exceptions."""

@@ -1,0 +1,197 @@
+"""Stripe checkout for the frontend: Checkout Sessions for plans and credit packages, plan changes
+on a live subscription, and the billing portal.
+
+Unlike the domain functions that take a session, these open short transactions of their own:
+a provider call may take seconds, and no transaction (on SQLite: no write lock) is held across
+one. Reads happen first, then the provider call, then a short write to remember what it created.
+Credits are never granted here: the signed webhook does that, exactly once. The refusals, return
+URLs and buyer both providers' checkouts share are in shared/billing/checkout.py.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.billing.accounts import link_stripe_customer
+from shared.billing.checkout import (
+    Buyer,
+    LiveSubscription,
+    NoCustomer,
+    NotFound,
+    NotPurchasable,
+    ReturnUrls,
+    SubscriptionConflict,
+    load_buyer,
+)
+from shared.billing.subscriptions import LIVE_STATUSES
+from shared.config import Settings
+from shared.credentials import active_provider
+from shared.errors import NotConfigured, ProviderError
+from shared.models import Account, CreditPackage, Plan
+from shared.stripe.client import StripeGateway
+
+PRORATION_BEHAVIORS = ("create_prorations", "always_invoice", "none")
+DEFAULT_PRORATION = "create_prorations"
+
+
+class StripeCheckout:
+    def __init__(self, session_factory: sessionmaker[Session], settings: Settings):
+        self._session_factory = session_factory
+        self._settings = settings
+        self.urls = ReturnUrls.for_frontend(settings.frontend_url)
+
+    # -- plans ----------------------------------------------------------------------------------
+
+    def subscribe(self, account_id: str, plan_id: str, request_key: str) -> dict:
+        """A Checkout Session for the plan; on a live Stripe subscription, a plan change instead."""
+        with self._session_factory() as session:
+            plan = _purchasable_plan(session, plan_id)
+            buyer = load_buyer(session, account_id)
+            gateway, config = self._gateway(session)
+        live = buyer.live_subscription
+        if live is not None:
+            changed = self._change_plan(gateway, config, buyer, live, plan, request_key)
+            if changed is not None:
+                return changed
+        customer_id = self._customer(gateway, buyer)
+        metadata = {"account_id": account_id, "plan_id": plan.id}
+        checkout = gateway.create_checkout_session(
+            mode="subscription",
+            price_id=plan.stripe_price_id,
+            customer_id=customer_id,
+            client_reference_id=account_id,
+            metadata=metadata,
+            success_url=self.urls.success,
+            cancel_url=self.urls.cancel,
+            idempotency_key=f"billhook:checkout:{account_id}:plan:{plan.id}:{request_key}",
+        )
+        return {"action": "checkout", "checkout_url": checkout["url"], "session_id": checkout["id"]}
+
+    def _change_plan(
+        self,
+        gateway: StripeGateway,
+        config: dict,
+        buyer: Buyer,
+        live: LiveSubscription,
+        plan: Plan,
+        request_key: str,
+    ) -> dict | None:
+        """Move the live subscription to the plan's price. None when Stripe says the subscription
+        is no longer live (our copy lags its webhooks): the caller starts a new checkout."""
+        if live.provider != "stripe":
+            raise SubscriptionConflict(
+                f"the account's subscription is billed through {live.provider}; change the plan there"
+            )
+        if live.plan_id == plan.id:
+            raise SubscriptionConflict(f"the account is already subscribed to plan {plan.id!r}")
+        remote = gateway.retrieve_subscription(live.provider_subscription_id)
+        if remote.get("status") not in LIVE_STATUSES:
+            return None
+        items = (remote.get("items") or {}).get("data") or []
+        if not items:
+            raise ProviderError("stripe", f"subscription {live.provider_subscription_id} has no items")
+        item = items[0]
+        if (item.get("price") or {}).get("id") == plan.stripe_price_id:
+            raise SubscriptionConflict(f"the account is already subscribed to plan {plan.id!r}")
+        proration = _proration_behavior(config)
+        updated = gateway.change_subscription_price(
+            live.provider_subscription_id,
+            item_id=item["id"],
+            price_id=plan.stripe_price_id,
+            proration_behavior=proration,
+            metadata={"account_id": buyer.account_id, "plan_id": plan.id},
+            idempotency_key=f"billhook:plan-change:{live.provider_subscription_id}:{plan.id}:{request_key}",
+        )
+        return {
+            "action": "plan_changed",
+            "subscription_id": live.provider_subscription_id,
+            "from_plan_id": live.plan_id,
+            "plan_id": plan.id,
+            "proration_behavior": proration,
+            "status": updated.get("status"),
+        }
+
+    # -- credit packages ------------------------------------------------------------------------
+
+    def buy_credits(self, account_id: str, package_id: str, request_key: str) -> dict:
+        with self._session_factory() as session:
+            package = _purchasable_package(session, package_id)
+            buyer = load_buyer(session, account_id)
+            gateway, _ = self._gateway(session)
+        customer_id = self._customer(gateway, buyer)
+        checkout = gateway.create_checkout_session(
+            mode="payment",
+            price_id=package.stripe_price_id,
+            customer_id=customer_id,
+            client_reference_id=account_id,
+            metadata={"account_id": account_id, "package_id": package.id},
+            success_url=self.urls.success,
+            cancel_url=self.urls.cancel,
+            idempotency_key=f"billhook:checkout:{account_id}:package:{package.id}:{request_key}",
+        )
+        return {"checkout_url": checkout["url"], "session_id": checkout["id"], "credits": package.credits}
+
+    # -- billing portal -------------------------------------------------------------------------
+
+    def billing_portal(self, account_id: str, request_key: str) -> dict:
+        with self._session_factory() as session:
+            buyer = load_buyer(session, account_id)
+            if not buyer.customer_id:
+                raise NoCustomer("the account has no Stripe customer yet; buy a plan or credits first")
+            gateway, _ = self._gateway(session)
+        portal = gateway.create_portal_session(
+            customer_id=buyer.customer_id,
+            return_url=self.urls.portal_return,
+            idempotency_key=f"billhook:portal:{account_id}:{request_key}",
+        )
+        return {"portal_url": portal["url"]}
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _gateway(self, session: Session) -> tuple[StripeGateway, dict]:
+        provider = active_provider(session, "stripe")
+        gateway = StripeGateway.from_provider(provider, self._settings)
+        return gateway, dict(provider.config or {})
+
+    def _customer(self, gateway: StripeGateway, buyer: Buyer) -> str:
+        """The account's Stripe customer, created once: the idempotency key makes concurrent first
+        checkouts get the same customer from Stripe, and the account remembers it."""
+        if buyer.customer_id:
+            return buyer.customer_id
+        customer = gateway.create_customer(
+            account_id=buyer.account_id,
+            email=buyer.email,
+            name=buyer.name,
+            idempotency_key=f"billhook:customer:{buyer.account_id}",
+        )
+        with self._session_factory.begin() as session:
+            account = session.get(Account, buyer.account_id, populate_existing=True)
+            link_stripe_customer(session, account, customer["id"])
+            return account.stripe_customer_id or customer["id"]
+
+
+def _purchasable_plan(session: Session, plan_id: str) -> Plan:
+    plan = session.get(Plan, plan_id)
+    if plan is None or not plan.active:
+        raise NotFound(f"no active plan {plan_id!r}")
+    if not plan.stripe_price_id:
+        raise NotPurchasable(f"plan {plan_id!r} has no Stripe price")
+    return plan
+
+
+def _purchasable_package(session: Session, package_id: str) -> CreditPackage:
+    package = session.get(CreditPackage, package_id)
+    if package is None or not package.active:
+        raise NotFound(f"no active credit package {package_id!r}")
+    if not package.stripe_price_id:
+        raise NotPurchasable(f"credit package {package_id!r} has no Stripe price")
+    return package
+
+
+def _proration_behavior(config: dict) -> str:
+    value = config.get("proration_behavior", DEFAULT_PRORATION)
+    if value not in PRORATION_BEHAVIORS:
+        raise NotConfigured(
+            f"stripe config proration_behavior {value!r} is not one of {', '.join(PRORATION_BEHAVIORS)}"
+        )
+    return value

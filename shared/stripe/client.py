@@ -1,0 +1,199 @@
+"""A thin adapter over the stripe SDK's `StripeClient`: it builds the requests billhook makes and
+maps every SDK failure to `ProviderError`. No business logic lives here (see shared/stripe/checkout.py).
+
+The API key comes from the integration providers table; the base URL from
+`settings.stripe_api_base`, else the provider's `endpoint`, else Stripe's own (tests point it at
+a local stand-in). Every create call carries an idempotency key.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import Any
+
+import stripe
+from sqlalchemy.orm import Session
+
+from shared.config import Settings
+from shared.credentials import active_provider
+from shared.errors import NotConfigured, ProviderError
+from shared.models import IntegrationProvider
+
+PROVIDER = "stripe"
+DEFAULT_TIMEOUT_SECONDS = 20.0
+DEFAULT_MAX_NETWORK_RETRIES = 1
+_MAX_GATEWAYS = 8
+_gateways: dict[tuple, StripeGateway] = {}
+_gateways_lock = threading.Lock()
+_SECRET_PATTERN = re.compile(r"\b(sk|rk|pk)_(test|live)_[A-Za-z0-9*]+")
+
+
+class StripeGateway:
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        api_base: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        max_network_retries: int = DEFAULT_MAX_NETWORK_RETRIES,
+    ):
+        base = {"api": api_base.rstrip("/")} if api_base else None
+        self._client = stripe.StripeClient(
+            api_key,
+            base_addresses=base,
+            max_network_retries=max_network_retries,
+            http_client=stripe.RequestsClient(timeout=timeout),
+        )
+
+    @classmethod
+    def from_provider(cls, provider: IntegrationProvider | None, settings: Settings) -> StripeGateway:
+        """The gateway for these credentials, reused across requests so its connections are kept
+        alive (a fresh TLS handshake per checkout costs more than the call)."""
+        if provider is None or not provider.api_key:
+            raise NotConfigured("Stripe has no API key in the providers table (billhook providers set stripe)")
+        config = provider.config or {}
+        options = (
+            provider.api_key,
+            settings.stripe_api_base or provider.endpoint,
+            float(config.get("timeout_seconds", DEFAULT_TIMEOUT_SECONDS)),
+            int(config.get("max_network_retries", DEFAULT_MAX_NETWORK_RETRIES)),
+        )
+        with _gateways_lock:
+            gateway = _gateways.get(options)
+            if gateway is None:
+                if len(_gateways) >= _MAX_GATEWAYS:
+                    _gateways.clear()  # keys rotated many times: start over rather than grow
+                api_key, api_base, timeout, retries = options
+                gateway = _gateways[options] = cls(
+                    api_key, api_base=api_base, timeout=timeout, max_network_retries=retries
+                )
+        return gateway
+
+    @classmethod
+    def from_store(cls, session: Session, settings: Settings) -> StripeGateway:
+        return cls.from_provider(active_provider(session, PROVIDER), settings)
+
+    # -- calls ----------------------------------------------------------------------------------
+
+    def create_customer(
+        self, *, account_id: str, email: str | None, name: str | None, idempotency_key: str
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {"metadata": {"account_id": account_id}}
+        if email:
+            params["email"] = email
+        if name:
+            params["name"] = name
+        return self._call(self._client.v1.customers.create, params, idempotency_key)
+
+    def create_checkout_session(
+        self,
+        *,
+        mode: str,
+        price_id: str,
+        customer_id: str,
+        client_reference_id: str,
+        metadata: dict[str, str],
+        success_url: str,
+        cancel_url: str,
+        idempotency_key: str,
+    ) -> dict[str, Any]:
+        """A hosted Checkout Session. The metadata goes on the session and on what it creates (the
+        subscription, or the payment intent) so later invoices and charges carry it too."""
+        params: dict[str, Any] = {
+            "mode": mode,
+            "customer": customer_id,
+            "client_reference_id": client_reference_id,
+            "line_items": [{"price": price_id, "quantity": 1}],
+            "metadata": metadata,
+            "success_url": success_url,
+            "cancel_url": cancel_url,
+        }
+        if mode == "subscription":
+            params["subscription_data"] = {"metadata": metadata}
+        else:
+            params["payment_intent_data"] = {"metadata": metadata}
+        return self._call(self._client.v1.checkout.sessions.create, params, idempotency_key)
+
+    def create_portal_session(self, *, customer_id: str, return_url: str, idempotency_key: str) -> dict[str, Any]:
+        params = {"customer": customer_id, "return_url": return_url}
+        return self._call(self._client.v1.billing_portal.sessions.create, params, idempotency_key)
+
+    def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]:
+        try:
+            return self._client.v1.subscriptions.retrieve(subscription_id).to_dict()
+        except stripe.StripeError as exc:
+            raise provider_error(exc) from exc
+
+    def list_events(
+        self, *, types: list[str], created_gte: int, starting_after: str | None = None, limit: int = 100
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """One page of GET /v1/events (newest first): (events, has_more). Page on with the last
+        event's id as `starting_after`."""
+        params: dict[str, Any] = {"types": types, "created": {"gte": created_gte}, "limit": limit}
+        if starting_after:
+            params["starting_after"] = starting_after
+        try:
+            page = self._client.v1.events.list(params)
+        except stripe.StripeError as exc:
+            raise provider_error(exc) from exc
+        # The events as Stripe sent them (the SDK's objects turn decimal strings into Decimal):
+        # the same JSON a webhook delivery carries, so the inbox stores one shape.
+        raw = page.last_response.data if page.last_response is not None else {"data": [e.to_dict() for e in page.data]}
+        return [dict(event) for event in raw["data"]], bool(page.has_more)
+
+    def change_subscription_price(
+        self,
+        subscription_id: str,
+        *,
+        item_id: str,
+        price_id: str,
+        proration_behavior: str,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> dict[str, Any]:
+        params = {
+            "items": [{"id": item_id, "price": price_id}],
+            "proration_behavior": proration_behavior,
+            "metadata": metadata,
+        }
+        try:
+            result = self._client.v1.subscriptions.update(subscription_id, params, {"idempotency_key": idempotency_key})
+        except stripe.StripeError as exc:
+            raise provider_error(exc) from exc
+        return result.to_dict()
+
+    def _call(self, method, params: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
+        try:
+            return method(params, {"idempotency_key": idempotency_key}).to_dict()
+        except stripe.StripeError as exc:
+            raise provider_error(exc) from exc
+
+
+def provider_error(exc: stripe.StripeError) -> ProviderError:
+    """One small error for every SDK failure. The message is safe to show a user: the card error's
+    user message, else a description built from the error's type and code, never the raw text
+    (which may quote part of a key)."""
+    status = getattr(exc, "http_status", None)
+    if isinstance(exc, stripe.CardError):
+        message = exc.user_message or "the card was declined"
+        return ProviderError(PROVIDER, _scrub(f"card declined: {message}"), status=status)
+    if isinstance(exc, stripe.APIConnectionError):
+        return ProviderError(PROVIDER, "no response from Stripe (network error or timeout)", retryable=True)
+    if isinstance(exc, stripe.RateLimitError):
+        return ProviderError(PROVIDER, "Stripe is rate limiting requests", status=status, retryable=True)
+    if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
+        return ProviderError(PROVIDER, "Stripe refused billhook's API key", status=status)
+    code = getattr(exc, "code", None)
+    if isinstance(exc, stripe.InvalidRequestError):
+        detail = f" ({code})" if code else ""
+        param = f" on parameter {exc.param}" if getattr(exc, "param", None) else ""
+        return ProviderError(PROVIDER, _scrub(f"Stripe rejected the request{detail}{param}"), status=status)
+    retryable = status is None or status >= 500
+    return ProviderError(
+        PROVIDER, f"Stripe failed the request (HTTP {status or 'error'})", status=status, retryable=retryable
+    )
+
+
+def _scrub(text: str) -> str:
+    return _SECRET_PATTERN.sub("[redacted]", text)[:300]

@@ -1,0 +1,230 @@
+"""Invoices: subscription payments, one period of plan credits each, and payment failures."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shared.billing import catalog, notifications, payments, subscriptions
+from shared.billing.accounts import ensure_account
+from shared.billing.subscriptions import SubscriptionChange
+from shared.errors import RetryLater
+from shared.inbox.registry import handles
+from shared.models import Invoice, Payment, Plan, Subscription, WebhookEvent
+from shared.outcome import Outcome
+from shared.stripe.handlers.common import (
+    PROVIDER,
+    data_object,
+    event_at,
+    expandable_id,
+    initial_period_key,
+    invoice_metadata,
+    lock_subscription_for,
+    plan_by_id,
+    ts,
+)
+
+
+@handles(PROVIDER, "invoice.paid", "invoice.payment_succeeded")
+def invoice_paid(session: Session, event: WebhookEvent, now: datetime, outcome: Outcome) -> None:
+    invoice = data_object(event)
+    subscription_id = _subscription_id(invoice)
+    if subscription_id is None:
+        return  # a one-off invoice: checkout payments are handled from their session
+    subscription = lock_subscription_for(session, outcome, subscription_id, invoice)
+    line = _subscription_line(invoice)
+    # A proration line says nothing reliable about the plan (it may be the old price's credit) or
+    # the period (it spans from the change): only a whole period's line is taken for them.
+    full_line = line if _is_full_period_line(line) else None
+    plan = _invoice_plan(session, invoice, full_line, subscription)
+    period = (full_line or {}).get("period") or {}
+    subscriptions.apply_subscription_state(
+        session,
+        subscription,
+        SubscriptionChange(
+            status=subscriptions.ACTIVE,
+            plan_id=plan.id if plan else None,
+            current_period_start=ts(period.get("start")),
+            current_period_end=ts(period.get("end")),
+        ),
+        event_at=event_at(event),
+        event_id=event.event_id,
+    )
+    key = _period_key(invoice, subscription_id, line)
+    grants = key is not None and plan is not None  # else a mid-period change (proration): paid, no new period
+    payment, _ = payments.record_payment(
+        session,
+        payments.PaymentRecord(
+            account_id=subscription.account_id,
+            provider=PROVIDER,
+            provider_payment_id=invoice["id"],
+            provider_charge_ref=_payment_intent(invoice),
+            kind="subscription",
+            amount_cents=invoice.get("amount_paid") or 0,
+            currency=invoice.get("currency") or "usd",
+            plan_id=plan.id if plan else None,
+            subscription_id=subscription.id,
+            provider_invoice_id=invoice["id"],
+            line_items=[
+                {"description": li.get("description"), "amount_cents": li.get("amount"), "quantity": li.get("quantity")}
+                for li in (invoice.get("lines") or {}).get("data", [])
+            ],
+            credits_granted=plan.included_credits if grants else None,
+        ),
+        at=now,
+    )
+    _paid_emails(session, outcome, invoice, subscription, plan, payment, period)
+    if not grants:
+        return
+    subscriptions.grant_period_credits(
+        session, subscription, plan, idempotency_key=key, at=now, payment_id=payment.id, source_event_id=event.id
+    )
+
+
+@handles(PROVIDER, "invoice.payment_failed")
+def invoice_payment_failed(session: Session, event: WebhookEvent, now: datetime, outcome: Outcome) -> None:
+    invoice = data_object(event)
+    subscription_id = _subscription_id(invoice)
+    if subscription_id is None:
+        return
+    subscription = lock_subscription_for(session, outcome, subscription_id, invoice)
+    subscriptions.apply_subscription_state(
+        session,
+        subscription,
+        SubscriptionChange(status=subscriptions.PAST_DUE),
+        event_at=event_at(event),
+        event_id=event.event_id,
+    )
+    paid = payments.find_payment(session, PROVIDER, invoice["id"])
+    if paid is None or paid.status == payments.FAILED:  # a late failure of a paid invoice says nothing new
+        _remember_customer(session, subscription.account_id, invoice)
+        plan = _invoice_plan(session, invoice, _subscription_line(invoice), subscription)
+        notifications.payment_failed(
+            session,
+            outcome,
+            account_id=subscription.account_id,
+            provider=PROVIDER,
+            reference=invoice["id"],
+            amount_cents=invoice.get("amount_due") or 0,
+            currency=invoice.get("currency") or "usd",
+            description=f"{plan.name} plan" if plan else "Your subscription",
+        )
+
+
+@handles(PROVIDER, "invoice_payment.paid")
+def invoice_payment_paid(session: Session, event: WebhookEvent, now: datetime, outcome: Outcome) -> None:
+    """Link an invoice's payment to its PaymentIntent. Since API 2025-03-31 an invoice no longer
+    names its PaymentIntent (and `invoice.payments` is not in webhook payloads), and a refund names
+    only the PaymentIntent: without this link a subscription payment's refund would never be matched."""
+    invoice_payment = data_object(event)
+    intent = expandable_id((invoice_payment.get("payment") or {}).get("payment_intent"))
+    invoice_id = expandable_id(invoice_payment.get("invoice"))
+    if not intent or not invoice_id:
+        return  # paid out of band or by another kind of payment: there is nothing a refund could name
+    payment = payments.find_payment(session, PROVIDER, invoice_id, lock=True)
+    if payment is None:
+        if session.scalars(select(Invoice.id).filter_by(provider=PROVIDER, provider_invoice_id=invoice_id)).first():
+            return  # a checkout's invoice: its payment already names the checkout's PaymentIntent
+        raise RetryLater(f"invoice {invoice_id} not recorded yet")
+    outcome.touched(payment.account_id)
+    if payment.provider_charge_ref is None:
+        payment.provider_charge_ref = intent
+
+
+def _paid_emails(
+    session: Session,
+    outcome: Outcome,
+    invoice: dict,
+    subscription: Subscription,
+    plan: Plan | None,
+    payment: Payment,
+    period: dict,
+) -> None:
+    """A first invoice activates and confirms; a renewal's email is its receipt; any other paid
+    invoice (a mid-period upgrade) is confirmed."""
+    _remember_customer(session, subscription.account_id, invoice)
+    reason = invoice.get("billing_reason")
+    if plan is not None and reason == "subscription_create":
+        notifications.subscription_activated(session, outcome, subscription, plan)
+    if plan is not None and reason == "subscription_cycle":
+        notifications.subscription_renewal(
+            session, outcome, subscription, plan, payment, period_end=ts(period.get("end"))
+        )
+        return
+    notifications.payment_confirmation(
+        session,
+        outcome,
+        payment,
+        description=f"{plan.name} plan" if plan else "Subscription",
+        credits=plan.included_credits if plan is not None and reason == "subscription_create" else None,
+    )
+
+
+def _remember_customer(session: Session, account_id: str, invoice: dict) -> None:
+    """An invoice may come before its checkout: take the address it carries for the emails."""
+    ensure_account(session, account_id, email=invoice.get("customer_email"), name=invoice.get("customer_name"))
+
+
+def _subscription_id(invoice: dict) -> str | None:
+    details = (invoice.get("parent") or {}).get("subscription_details") or {}
+    return expandable_id(details.get("subscription"))
+
+
+def _subscription_line(invoice: dict) -> dict | None:
+    lines = (invoice.get("lines") or {}).get("data") or []
+    for line in lines:
+        if _is_full_period_line(line):
+            return line
+    return lines[0] if lines else None
+
+
+def _is_full_period_line(line: dict | None) -> bool:
+    """A subscription item billed for a whole period, not a proration of one."""
+    parent = (line or {}).get("parent") or {}
+    return parent.get("type") == "subscription_item_details" and not (
+        parent.get("subscription_item_details") or {}
+    ).get("proration")
+
+
+def _line_price_id(line: dict | None) -> str | None:
+    if not line:
+        return None
+    details = (line.get("pricing") or {}).get("price_details") or {}
+    return expandable_id(details.get("price"))
+
+
+def _invoice_plan(session: Session, invoice: dict, line: dict | None, subscription: Subscription) -> Plan | None:
+    return (
+        catalog.plan_by_stripe_price(session, _line_price_id(line))
+        or plan_by_id(session, invoice_metadata(invoice).get("plan_id"))
+        or plan_by_id(session, subscription.plan_id)
+    )
+
+
+def _payment_intent(invoice: dict) -> str | None:
+    for item in (invoice.get("payments") or {}).get("data") or []:
+        intent = expandable_id((item.get("payment") or {}).get("payment_intent"))
+        if intent:
+            return intent
+    return None
+
+
+def _period_key(invoice: dict, subscription_id: str, line: dict | None) -> str | None:
+    """One grant per billing period. The first invoice shares its key with the checkout
+    completion, so whichever arrives first grants and the other finds the key taken.
+
+    A plan change invoices `subscription_update`: prorations only while the period goes on (no new
+    credits), but a whole new period when the change restarted the billing cycle (Stripe does so
+    when the interval changes, e.g. monthly to yearly): that period's credits are granted like a
+    renewal's, under the same key scheme, so the period is never granted twice."""
+    reason = invoice.get("billing_reason")
+    if reason == "subscription_create":
+        return initial_period_key(subscription_id)
+    start = ((line or {}).get("period") or {}).get("start")
+    if not start:
+        return None
+    if reason == "subscription_cycle" or (reason == "subscription_update" and _is_full_period_line(line)):
+        return f"stripe:subscription:{subscription_id}:period:{start}"
+    return None

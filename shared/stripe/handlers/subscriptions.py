@@ -1,0 +1,62 @@
+"""Subscription objects: status, plan, periods and cancellation, applied in event order."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from shared.billing import catalog, subscriptions
+from shared.billing.subscriptions import SubscriptionChange
+from shared.inbox.registry import handles
+from shared.models import WebhookEvent
+from shared.outcome import Outcome
+from shared.stripe.handlers.common import (
+    PROVIDER,
+    data_object,
+    event_at,
+    expandable_id,
+    lock_subscription_for,
+    metadata,
+    ts,
+)
+
+
+@handles(PROVIDER, "customer.subscription.created", "customer.subscription.updated")
+def subscription_updated(session: Session, event: WebhookEvent, now: datetime, outcome: Outcome) -> None:
+    stripe_subscription = data_object(event)
+    subscription = lock_subscription_for(session, outcome, stripe_subscription["id"], stripe_subscription)
+    item = ((stripe_subscription.get("items") or {}).get("data") or [{}])[0]
+    plan = catalog.plan_by_stripe_price(session, expandable_id((item.get("price") or {}).get("id")))
+    subscriptions.apply_subscription_state(
+        session,
+        subscription,
+        SubscriptionChange(
+            status=stripe_subscription.get("status"),
+            plan_id=plan.id if plan else metadata(stripe_subscription).get("plan_id"),
+            current_period_start=ts(item.get("current_period_start")),
+            current_period_end=ts(item.get("current_period_end")),
+            cancel_at_period_end=bool(stripe_subscription.get("cancel_at_period_end")),
+            canceled_at=ts(stripe_subscription.get("canceled_at")),
+        ),
+        event_at=event_at(event),
+        event_id=event.event_id,
+    )
+
+
+@handles(PROVIDER, "customer.subscription.deleted")
+def subscription_deleted(session: Session, event: WebhookEvent, now: datetime, outcome: Outcome) -> None:
+    stripe_subscription = data_object(event)
+    subscription = lock_subscription_for(session, outcome, stripe_subscription["id"], stripe_subscription)
+    subscriptions.apply_subscription_state(
+        session,
+        subscription,
+        SubscriptionChange(
+            status=subscriptions.CANCELED,
+            canceled_at=ts(stripe_subscription.get("canceled_at") or stripe_subscription.get("ended_at"))
+            or event_at(event),
+            cancel_at_period_end=False,
+        ),
+        event_at=event_at(event),
+        event_id=event.event_id,
+    )

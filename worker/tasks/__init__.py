@@ -1,0 +1,1 @@
+"""Celery tasks, one module per concern; thin: ids in, a session, the domain, a commit."""

@@ -1,0 +1,105 @@
+"""Email tasks: send one outbox row (by id) and sweep for rows whose send task was lost."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+
+from celery import shared_task
+from celery.utils.time import get_exponential_backoff_interval
+
+from shared.email import delivery, outbox
+from shared.logs import log_line
+from shared.processing import describe
+from worker.celery_app import runtime
+from worker.messages import SEND_EMAIL, SWEEP_OUTBOX, enqueue_email
+
+log = logging.getLogger("billhook.worker")
+
+
+@shared_task(bind=True, name=SEND_EMAIL, acks_late=True, max_retries=None)
+def send_email(self, outbox_id: int) -> str:
+    rt = runtime(self.app)
+    with rt.starts.run(self.request, limit=rt.settings.task_max_interrupted_runs) as given_up:
+        if given_up:  # each earlier run died with its process: this one would too
+            _quietly(delivery.mark_failed, rt.session_factory, outbox_id, given_up)
+            log_line(
+                log, "email", level=logging.WARNING, task=SEND_EMAIL, outbox=outbox_id, outcome="failed", error=given_up
+            )
+            return delivery.FAILED
+        return _send_email(self, rt, outbox_id)
+
+
+def _send_email(task, rt, outbox_id: int) -> str:
+    settings = rt.settings
+    started = time.perf_counter()
+    attempt = task.request.retries + 1
+    try:
+        result = delivery.send_outbox_email(rt.session_factory, outbox_id, settings=settings, clock=rt.clock)
+    except Exception as exc:  # the store is down or a bug: retry like a provider's 5xx
+        result = delivery.SendResult(delivery.RETRY, error=describe(exc))
+    outcome = result.outcome
+    countdown = None
+    if outcome == delivery.RETRY:
+        if task.request.retries >= settings.task_max_retries:
+            outcome = delivery.FAILED
+            _quietly(delivery.mark_failed, rt.session_factory, outbox_id, f"retries exhausted: {result.error}")
+        else:
+            countdown = (
+                get_exponential_backoff_interval(
+                    factor=2, retries=task.request.retries, maximum=settings.retry_backoff_max_seconds, full_jitter=True
+                )
+                + 1
+            )
+            retry_at = rt.clock() + timedelta(seconds=countdown)
+            _quietly(delivery.schedule_retry, rt.session_factory, outbox_id, at=retry_at)
+    log_line(
+        log,
+        "email",
+        level=logging.INFO if outcome in (delivery.SENT, delivery.ALREADY_DONE) else logging.WARNING,
+        task=SEND_EMAIL,
+        outbox=outbox_id,
+        template=result.template,
+        account=result.account_id,
+        backend=result.backend,
+        message_id=result.message_id,
+        outcome=outcome,
+        attempt=attempt,
+        error=result.error,
+        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+    )
+    if countdown is not None:
+        raise task.retry(countdown=countdown)
+    return outcome
+
+
+def _quietly(fn, *args, **kwargs) -> None:
+    """Bookkeeping that must not stop a retry from being scheduled (the store may be down)."""
+    try:
+        fn(*args, **kwargs)
+    except Exception as exc:
+        log_line(log, "email bookkeeping failed", level=logging.WARNING, error=describe(exc))
+
+
+@shared_task(bind=True, name=SWEEP_OUTBOX, acks_late=True, ignore_result=True)
+def sweep_outbox(self) -> int:
+    """Publish pending rows whose task may be lost (a broker outage after commit, a lost retry).
+    Publishing twice is harmless: the second task finds the row sent."""
+    rt = runtime(self.app)
+    now = rt.clock()
+    with rt.session_factory.begin() as session:
+        due = outbox.due_for_sweep(session, now=now, grace_seconds=rt.settings.sweep_grace_seconds)
+    queued = []
+    for outbox_id in due:
+        try:
+            enqueue_email(self.app, outbox_id)
+        except Exception as exc:
+            log_line(log, "sweep could not enqueue email", level=logging.WARNING, outbox=outbox_id, error=describe(exc))
+            break
+        queued.append(outbox_id)
+    with rt.session_factory.begin() as session:
+        outbox.restart_sweep_clock(session, queued, at=now)
+    if queued:
+        log_line(log, "sweep", task=SWEEP_OUTBOX, requeued=len(queued))
+    return len(queued)

@@ -1,0 +1,146 @@
+"""Thin tasks: take ids, open sessions, call the domain. Explicit names read well in Flower."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+
+from celery import shared_task
+from celery.exceptions import Retry
+from celery.signals import task_postrun
+from celery.utils.time import get_exponential_backoff_interval
+from sqlalchemy import select
+
+from shared import metrics, processing
+from shared.email import outbox
+from shared.errors import NotConfigured, PermanentError, ProviderError
+from shared.logs import log_line
+from shared.models import WebhookEvent
+from shared.stripe import reconcile
+from worker.celery_app import runtime
+from worker.messages import PROCESS_EVENT, RECONCILE_STRIPE, SWEEP_INBOX, enqueue_event
+
+log = logging.getLogger("billhook.worker")
+
+
+@shared_task(bind=True, name=PROCESS_EVENT, acks_late=True, max_retries=None)
+def process_event(self, event_pk: int) -> str:
+    rt = runtime(self.app)
+    with rt.starts.run(self.request, limit=rt.settings.task_max_interrupted_runs) as given_up:
+        if given_up:  # each earlier run died with its process: this one would too
+            return _handle_failure(self, rt, event_pk, PermanentError(given_up), time.perf_counter())
+        return _process_event(self, rt, event_pk)
+
+
+def _process_event(task, rt, event_pk: int) -> str:
+    started = time.perf_counter()
+    try:
+        result = processing.process_event(rt.session_factory, event_pk, clock=rt.clock)
+    except Exception as exc:
+        return _handle_failure(task, rt, event_pk, exc, started)
+    outbox.enqueue_committed(rt.publisher.publish_email, result.emails)  # the event's transaction has committed
+    metrics.record_event_run(result.event_type, result.outcome, time.perf_counter() - started)
+    log_line(
+        log,
+        "task",
+        task=PROCESS_EVENT,
+        event=event_pk,
+        type=result.event_type,
+        account=result.account_id,
+        outcome=result.outcome,
+        attempt=task.request.retries + 1,
+        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+    )
+    return result.outcome
+
+
+def _handle_failure(task, rt, event_pk: int, exc: Exception, started: float) -> str:
+    settings = rt.settings
+    retries = task.request.retries
+    now = rt.clock()
+    exhausted = retries >= settings.task_max_retries and not processing.still_waiting(
+        rt.session_factory, event_pk, exc, now=now, wait_seconds=settings.dependency_wait_seconds
+    )
+    final = not processing.is_transient(exc) or exhausted
+    countdown = (
+        0
+        if final
+        else get_exponential_backoff_interval(
+            factor=2, retries=retries, maximum=settings.retry_backoff_max_seconds, full_jitter=True
+        )
+        + 1
+    )
+    processing.record_failure(
+        rt.session_factory, event_pk, exc, at=now, retry_at=None if final else now + timedelta(seconds=countdown)
+    )
+    log_line(
+        log,
+        "task",
+        level=logging.WARNING,
+        task=PROCESS_EVENT,
+        event=event_pk,
+        outcome="failed" if final else "retry",
+        attempt=retries + 1,
+        error=processing.describe(exc),
+        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+    )
+    metrics.record_event_run(_event_type(rt, event_pk), "failed" if final else "retry", time.perf_counter() - started)
+    if final:
+        return "failed"
+    metrics.record_retry(exc)
+    raise task.retry(exc=exc, countdown=countdown)
+
+
+def _event_type(rt, event_pk: int) -> str | None:
+    """The event's type for the failure metric; None when the store cannot say (it may be down)."""
+    try:
+        with rt.session_factory() as session:
+            return session.scalar(select(WebhookEvent.type).filter_by(id=event_pk))
+    except Exception:  # noqa: BLE001 - a metric label is not worth a second failure
+        return None
+
+
+@shared_task(bind=True, name=SWEEP_INBOX, acks_late=True, ignore_result=True)
+def sweep_inbox(self) -> int:
+    rt = runtime(self.app)
+    settings = rt.settings
+    queued = processing.sweep(
+        rt.session_factory,
+        lambda pk: enqueue_event(self.app, pk),
+        now=rt.clock(),
+        grace_seconds=settings.sweep_grace_seconds,
+    )
+    if queued:
+        log_line(log, "sweep", task=SWEEP_INBOX, requeued=len(queued))
+    return len(queued)
+
+
+@shared_task(bind=True, name=RECONCILE_STRIPE, acks_late=True, ignore_result=True)
+def reconcile_stripe(self) -> int:
+    """Store and queue the Stripe events of the lookback window the inbox lacks. Skipped, not
+    failed, while Stripe has no API key configured."""
+    rt = runtime(self.app)
+    now = rt.clock()
+    try:
+        result = reconcile.reconcile_stripe(
+            rt.session_factory,
+            rt.settings,
+            since=now - timedelta(seconds=rt.settings.reconcile_lookback_seconds),
+            now=now,
+            enqueue=lambda pk: enqueue_event(self.app, pk),
+        )
+    except NotConfigured:
+        log_line(log, "reconcile skipped: Stripe has no API key", task=RECONCILE_STRIPE)
+        return 0
+    except ProviderError as exc:  # Stripe unreachable or refusing: the next run looks back as far
+        log_line(log, "reconcile failed", level=logging.WARNING, task=RECONCILE_STRIPE, error=exc.message)
+        return 0
+    return len(result.inserted)
+
+
+@task_postrun.connect
+def _count_email_outcome(sender=None, retval=None, **_kwargs) -> None:
+    """Emails by outcome, from the send task's return value (a Retry exception when it retries)."""
+    if getattr(sender, "name", None) == "billhook.send_email":
+        metrics.record_email(retval if isinstance(retval, str) else "retry" if isinstance(retval, Retry) else "error")
