@@ -12,8 +12,8 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.factories import stripe_events as se
+from tests.fakes.stripe_events_api import FakeStripeEvents
 from tests.integration import support
-from tests.shared.test_reconcile import FakeStripeEvents
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
