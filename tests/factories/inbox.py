@@ -10,6 +10,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import inbox
+from shared.dispatch import is_handled
 from shared.models import WebhookEvent
 from tests.factories import stripe_events as se
 
@@ -26,20 +27,22 @@ def store_event(
     *,
     at: datetime | None = None,
     event_created_at: datetime | None = None,
+    handled: bool | None = None,
     **state,
 ) -> int:
-    """Record `evt` (received `at`, default now) and return its row id; `state` (status,
-    last_error, attempts, ...) is then set on the row as a run would have."""
-    paypal = "event_type" in evt
+    """Record `evt` (received `at`, default now) as intake would: a type without a handler is
+    `ignored`, unless `handled` says otherwise. Returns its row id; `state` (status, last_error,
+    attempts, ...) is then set on the row as a run would have."""
+    provider, event_type = ("paypal", evt["event_type"]) if "event_type" in evt else ("stripe", evt["type"])
     with session_factory.begin() as session:
         pk = inbox.record_event(
             session,
-            provider="paypal" if paypal else "stripe",
+            provider=provider,
             event_id=evt["id"],
-            type=evt["event_type"] if paypal else evt["type"],
+            type=event_type,
             payload=evt,
             event_created_at=event_created_at or created_at(evt),
-            handled=True,
+            handled=is_handled(provider, event_type) if handled is None else handled,
             at=at or datetime.now(UTC),
         ).id
         if state:

@@ -149,7 +149,8 @@ def test_processing_a_missing_event_says_so(seeded, now):
 
 
 def test_an_event_whose_type_has_no_handler_is_ignored(seeded, now):
-    pk = store(seeded, se.event("customer.tax_id.created", se.fixture("tax_id")), now)
+    # Stored while a handler existed (or replayed after one was removed): the run finds none.
+    pk = store_event(seeded, se.event("customer.tax_id.created", se.fixture("tax_id")), at=now, handled=True)
 
     result = processing.process_event(seeded, pk, clock=lambda: now)
 
