@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from cli import embedded_redis
+from cli import embedded_redis, trigger
 from cli.context import CliContext, pass_ctx
 from shared.config import EMBEDDED_REDIS_PORT
 
@@ -53,5 +53,7 @@ def flower(ctx: CliContext, address: str, port: int) -> None:
     sys.stdout.flush()
     os.execve(args[0], args, env)  # noqa: S606 - our interpreter and our own arguments
 
+
+dev_group.add_command(trigger.trigger)
 
 commands = [dev_group]
