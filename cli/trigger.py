@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import click
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cli import scenarios, service
+from cli import paypal_scenarios, scenarios, service
 from cli.context import CliContext, pass_ctx
+from shared import credentials
 from shared.billing import catalog
 from shared.billing.subscriptions import LIVE_STATUSES
 from shared.models import Account, CreditPackage, Payment, Plan, Subscription
@@ -27,10 +29,11 @@ STRIPE_SCENARIOS = (
     "async-payment",
     "refund",
 )
+PAYPAL_SCENARIOS = ("paypal-capture", "paypal-subscribe", "paypal-renew")
 
 
 @click.command("trigger")
-@click.argument("scenario", type=click.Choice(STRIPE_SCENARIOS))
+@click.argument("scenario", type=click.Choice(STRIPE_SCENARIOS + PAYPAL_SCENARIOS))
 @click.option("--account", "account_id", default="acct_dev", show_default=True)
 @click.option("--plan", "plan_id", help="subscribe/upgrade/downgrade: the plan (default: the first, next, previous).")
 @click.option("--package", "package_id", help="buy-credits/async-payment: the package (default: the first).")
@@ -46,30 +49,99 @@ def trigger(
     url: str,
     secret: str | None,
 ) -> None:
-    """Send SCENARIO's events, in the current Stripe API shapes, for ACCOUNT.
+    """Send SCENARIO's events, in the current Stripe API shapes (or PayPal's), for ACCOUNT.
 
     The events follow on from what billhook already holds for the account (its subscription,
     plan, last payment), so `subscribe`, then `renew`, then `refund` tell one story. See the
-    result with `billhook accounts show ACCOUNT`."""
+    result with `billhook accounts show ACCOUNT`. The paypal-* scenarios are signed with billhook's
+    development certificate, which web trusts only with BILLHOOK_DEV_MODE=1 and the PayPal
+    provider's config {"verification": "development"}."""
     with ctx.session_factory() as session:
-        acct = account_state(session, account_id)
-        build = _builder(session, scenario, acct, plan_id, package_id)
-        secret = secret or service.stripe_webhook_secret(session)
+        if scenario in PAYPAL_SCENARIOS:
+            path, deliveries = _paypal_deliveries(ctx, session, scenario, account_id, plan_id, package_id)
+        else:
+            path, deliveries = _stripe_deliveries(session, scenario, account_id, plan_id, package_id, secret)
+    endpoint = f"{url.rstrip('/')}{path}"
+    failed = False
+    for evt_type, evt_id, body, headers in deliveries:
+        response = service.post(endpoint, body, headers)
+        failed = failed or response.status_code >= 300
+        click.echo(f"{response.status_code}  {evt_type:<42} {evt_id}")
+    if failed:
+        raise SystemExit(1)
+    click.echo(f"sent {len(deliveries)} event(s); see `billhook accounts show {account_id}`")
+
+
+Delivery = tuple[str, str, bytes, dict[str, str]]  # type, event id, body, headers
+
+
+def _stripe_deliveries(
+    session: Session, scenario: str, account_id: str, plan_id: str | None, package_id: str | None, secret: str | None
+) -> tuple[str, list[Delivery]]:
+    acct = account_state(session, account_id)
+    build = _builder(session, scenario, acct, plan_id, package_id)
+    secret = secret or service.stripe_webhook_secret(session)
     try:
         events = build()
     except scenarios.ScenarioError as exc:
         raise click.ClickException(str(exc)) from exc
-    endpoint = f"{url.rstrip('/')}/webhooks/stripe"
-    failed = False
+    deliveries = []
     for evt in events:
         body = json.dumps(evt).encode()
         headers = {"Content-Type": "application/json", "Stripe-Signature": stripe_signature_header(body, secret)}
-        response = service.post(endpoint, body, headers)
-        failed = failed or response.status_code >= 300
-        click.echo(f"{response.status_code}  {evt['type']:<42} {evt['id']}")
-    if failed:
-        raise SystemExit(1)
-    click.echo(f"sent {len(events)} event(s); see `billhook accounts show {account_id}`")
+        deliveries.append((evt["type"], evt["id"], body, headers))
+    return "/webhooks/stripe", deliveries
+
+
+def _paypal_deliveries(
+    ctx: CliContext, session: Session, scenario: str, account_id: str, plan_id: str | None, package_id: str | None
+) -> tuple[str, list[Delivery]]:
+    provider = credentials.get_provider(session, "paypal")
+    if provider is None or not provider.webhook_id or (provider.config or {}).get("verification") != "development":
+        raise click.ClickException(
+            "PayPal is not in development verification: run `billhook providers set paypal --webhook-id WH-DEV"
+            """ --config '{"verification": "development"}'` and start web with BILLHOOK_DEV_MODE=1"""
+        )
+    account = session.get(Account, account_id)
+    email = account.email if account and account.email else f"{account_id}@example.com"
+    if scenario == "paypal-capture":
+        package = _pick_package(session, package_id)
+        events = paypal_scenarios.capture(account_id, email, package.item_id, package.amount, package.currency)
+    elif scenario == "paypal-subscribe":
+        plan = _pick_paypal_plan(session, plan_id)
+        period = timedelta(seconds=scenarios.PERIOD_SECONDS.get(plan.interval, scenarios.PERIOD_SECONDS["month"]))
+        events = paypal_scenarios.subscribe(account_id, email, plan.id, plan.paypal_plan_id, plan.price_cents, period)
+    else:
+        sub = _live_subscription(session, account_id, "paypal")
+        plan = session.get(Plan, sub.plan_id) if sub and sub.plan_id else None
+        if sub is None or plan is None:
+            raise click.ClickException(
+                f"account {account_id} has no PayPal subscription: trigger paypal-subscribe first"
+            )
+        due = sub.current_period_end or datetime.now(UTC)
+        events = paypal_scenarios.renew(sub.provider_subscription_id, plan.price_cents, due)
+    deliveries = []
+    for evt in events:
+        body, headers = paypal_scenarios.signed(evt, webhook_id=provider.webhook_id, var_dir=ctx.settings.var_dir)
+        deliveries.append((evt["event_type"], evt["id"], body, headers))
+    return "/webhooks/paypal", deliveries
+
+
+def _pick_paypal_plan(session: Session, plan_id: str | None) -> Plan:
+    plans = [p for p in catalog.active_plans(session) if p.paypal_plan_id]
+    chosen = next((p for p in plans if p.id == plan_id), None) if plan_id else next(iter(plans), None)
+    if chosen is None:
+        raise click.ClickException(f"no active plan {plan_id or ''!r} with a PayPal plan id (billhook catalog list)")
+    return chosen
+
+
+def _live_subscription(session: Session, account_id: str, provider: str) -> Subscription | None:
+    return session.scalars(
+        select(Subscription)
+        .filter_by(account_id=account_id, provider=provider)
+        .where(Subscription.status.in_(LIVE_STATUSES))
+        .order_by(Subscription.updated_at.desc())
+    ).first()
 
 
 def account_state(session: Session, account_id: str) -> scenarios.Account:
@@ -80,12 +152,7 @@ def account_state(session: Session, account_id: str) -> scenarios.Account:
         email=(account.email if account and account.email else f"{account_id}@example.com"),
         customer=(account.stripe_customer_id if account and account.stripe_customer_id else scenarios.unique("cus")),
     )
-    sub = session.scalars(
-        select(Subscription)
-        .filter_by(account_id=account_id, provider="stripe")
-        .where(Subscription.status.in_(LIVE_STATUSES))
-        .order_by(Subscription.updated_at.desc())
-    ).first()
+    sub = _live_subscription(session, account_id, "stripe")
     if sub is not None:
         acct.subscription_id = sub.provider_subscription_id
         plan = session.get(Plan, sub.plan_id) if sub.plan_id else None
