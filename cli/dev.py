@@ -43,7 +43,9 @@ def flower(ctx: CliContext, address: str, port: int) -> None:
 
     The credentials reach Flower through its own FLOWER_BASIC_AUTH variable, not its command
     line, so they never show in `ps`."""
-    env = {k: v for k, v in os.environ.items() if k != "FLOWER_BASIC_AUTH"}
+    # Without billhook's PROMETHEUS_MULTIPROC_DIR: Flower's own series belong on Flower's /metrics,
+    # not in the files web's /metrics adds up.
+    env = {k: v for k, v in os.environ.items() if k not in ("FLOWER_BASIC_AUTH", "PROMETHEUS_MULTIPROC_DIR")}
     if ctx.settings.flower_basic_auth:
         env["FLOWER_BASIC_AUTH"] = ctx.settings.flower_basic_auth
         click.echo(f"flower on {address}:{port} with basic auth")
