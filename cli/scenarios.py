@@ -45,6 +45,7 @@ class Account:
     customer: str
     subscription_id: str | None = None
     plan: Price | None = None
+    period_start: int | None = None
     period_end: int | None = None
     last_payment_intent: str | None = None
     last_payment_amount: int = 0
@@ -274,11 +275,12 @@ def renew(acct: Account) -> list[dict]:
 
 
 def change_plan(acct: Account, new_plan: Price, *, prorate: bool) -> list[dict]:
-    """An upgrade (prorated now, `subscription_update` invoice) or a downgrade (no proration)."""
+    """An upgrade (prorated now, `subscription_update` invoice) or a downgrade (no proration).
+    The billing period stays as it was: only an interval change restarts it."""
     old = _subscribed(acct)
     now = acct.at()
     end = acct.period_end or now + PERIOD_SECONDS[old.interval or "month"]
-    sub = subscription(acct, new_plan, status="active", start=now, end=end)
+    sub = subscription(acct, new_plan, status="active", start=acct.period_start or now, end=end)
     events = [event("customer.subscription.updated", sub, now, {"items": {"data": [{"price": {"id": old.price_id}}]}})]
     if prorate and new_plan.amount > old.amount:
         difference = Price(new_plan.item_id, new_plan.price_id, new_plan.amount - old.amount, new_plan.currency)

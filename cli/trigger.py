@@ -157,6 +157,7 @@ def account_state(session: Session, account_id: str) -> scenarios.Account:
         acct.subscription_id = sub.provider_subscription_id
         plan = session.get(Plan, sub.plan_id) if sub.plan_id else None
         acct.plan = _price(plan) if plan else None
+        acct.period_start = int(sub.current_period_start.timestamp()) if sub.current_period_start else None
         acct.period_end = int(sub.current_period_end.timestamp()) if sub.current_period_end else None
         acct.not_before = int(sub.last_event_at.timestamp()) if sub.last_event_at else 0
     payment = session.scalars(

@@ -62,15 +62,19 @@ def test_renew_moves_the_period_on_and_grants_the_next_periods_credits(live_web)
     assert ledger(live_web) == [(5_000, "subscription_grant"), (5_000, "subscription_grant")]
 
 
-def test_upgrade_and_downgrade_change_the_plan(live_web):
+def test_upgrade_and_downgrade_change_the_plan_and_keep_the_period(live_web):
     trigger(live_web, "subscribe", "--plan", "starter")
+    period = account(live_web)["subscription"]["current_period_start"]
 
     trigger(live_web, "upgrade")
-    assert account(live_web)["subscription"]["plan_id"] == "growth"
+    shown = account(live_web)
+    assert (shown["subscription"]["plan_id"], shown["subscription"]["current_period_start"]) == ("growth", period)
+    assert shown["balance"] == 5_000  # a proration pays for the rest of the period; no new period's credits
 
     trigger(live_web, "downgrade")
     shown = account(live_web)
     assert (shown["subscription"]["plan_id"], shown["subscription"]["status"]) == ("starter", "active")
+    assert shown["subscription"]["current_period_start"] == period
 
 
 def test_payment_failed_makes_the_subscription_past_due(live_web):
