@@ -36,7 +36,6 @@ log = logging.getLogger("billhook.web")
 
 bp = Blueprint("billing_api", __name__, url_prefix="/api/v1/billing")
 
-LEDGER_ENTRIES_SHOWN = 20
 _REQUEST_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 _REFUSAL_STATUS = {
     NotFound: 404,
@@ -98,7 +97,7 @@ def _providers(**available) -> list[str]:
 def get_account():
     account_id = current_caller().account_id
     with billhook().session_factory() as session:
-        summary = account_summary(session, session.get(Account, account_id), ledger_limit=LEDGER_ENTRIES_SHOWN)
+        summary = account_summary(session, session.get(Account, account_id))
     # The frontend sees whether a Stripe customer exists, not its id, nor the ledger's internal keys.
     customer_id = summary.pop("stripe_customer_id")
     body = {

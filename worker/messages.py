@@ -18,9 +18,9 @@ SWEEP_PAYPAL_CAPTURES = "billhook.sweep_paypal_captures"
 def publish_task(app: Celery, producer: Producer, task: str, pk: int) -> None:
     """Publish `task(pk)` to billhook's queue on `producer`, failing fast (no retry loop): the
     message `send_task` would send (Celery builds it, as `as_task_v2`), put straight on the queue by
-    the broker's default exchange. What `send_task` adds around it (routing, publish signals, an
-    AsyncResult, a repr of the arguments) was half of the publishing CPU a webhook, and none of it
-    applies here: one queue, no results, no signal receivers."""
+    the broker's default exchange. `send_task` adds routing, publish signals, an AsyncResult and a
+    repr of the arguments around it, none of which billhook uses (one queue, no results, no signal
+    receivers), at a cost paid on every webhook."""
     message = app.amqp.as_task_v2(
         uuid(), task, args=[pk], argsrepr=f"[{pk}]", kwargsrepr="{}", ignore_result=False, reply_to=""
     )

@@ -9,26 +9,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from werkzeug.serving import make_server
 
-from shared import inbox, processing
+from shared import processing
 from shared.errors import PermanentError
 from shared.models import WebhookEvent
 from tests.conftest import Enqueued
 from tests.factories import stripe_events as se
+from tests.factories.inbox import store_event
 
 
 def store(billhook, evt: dict, at: datetime | None = None) -> int:
     at = at or datetime.now(UTC)
-    with billhook.session_factory.begin() as session:
-        return inbox.record_event(
-            session,
-            provider="stripe",
-            event_id=evt["id"],
-            type=evt["type"],
-            payload=evt,
-            event_created_at=at,
-            handled=True,
-            at=at,
-        ).id
+    return store_event(billhook.session_factory, evt, at=at, event_created_at=at)
 
 
 def package_checkout(account_id: str = "acct_ev") -> dict:

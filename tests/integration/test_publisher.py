@@ -16,6 +16,7 @@ import redis
 from shared import processing
 from tests.conftest import TEST_WEBHOOK_SECRET
 from tests.factories import stripe_events as se
+from tests.factories.inbox import store_event
 from worker.messages import PROCESS_EVENT, SEND_EMAIL
 from worker.publisher import Publisher, publishing_celery
 
@@ -77,7 +78,7 @@ def test_what_the_publisher_sends_a_real_worker_runs(store_settings, store_sessi
         )
         for n in range(3)
     ]
-    pks = [support.store_event(store_session_factory, evt) for evt in purchases]
+    pks = [store_event(store_session_factory, evt) for evt in purchases]
     worker_factory(store_settings, concurrency=1)
     publisher = Publisher(lambda: publishing_celery(store_settings))
     for pk in pks:
