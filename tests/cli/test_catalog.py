@@ -167,3 +167,15 @@ def test_a_new_plan_price_is_a_new_price_and_subscribers_keep_resolving_to_the_p
         assert catalog.plan_by_stripe_price(session, before["id"]).id == "growth"  # renewals at the old Price
         assert catalog.plan_by_stripe_price(session, after["id"]).id == "growth"
         assert session.get(Plan, "growth").price_cents == 24900
+
+
+def test_a_new_package_price_is_a_new_one_time_price_with_the_key(stripe_cli, fake_stripe):
+    stripe_cli("catalog", "push", "stripe")
+    before = fake_stripe.price_with_key("billhook_package_pro")
+
+    stripe_cli("catalog", "set", "package", "pro", "--price-cents", "4999")
+
+    after = fake_stripe.price_with_key("billhook_package_pro")
+    assert (after["unit_amount"], after["recurring"], after["product"]) == (4999, None, before["product"])
+    assert shown(stripe_cli, "package", "pro")["stripe_price_id"] == after["id"]
+    assert stripe_cli("catalog", "sync", "stripe").output.splitlines()[-1] == "7 found"
