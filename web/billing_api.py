@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 import uuid
 
 from flask import Blueprint, g, jsonify, request
@@ -31,6 +30,7 @@ from shared.stripe.checkout import StripeCheckout
 from web.auth import current_caller, require_account
 from web.context import billhook
 from web.errors import ApiError, json_error
+from web.metrics import note_request
 
 log = logging.getLogger("billhook.web")
 
@@ -222,23 +222,12 @@ def _not_configured(exc: NotConfigured):
     return json_error(503, "not_configured", str(exc))
 
 
-@bp.before_request
-def _start_clock():
-    g.billing_started = time.perf_counter()
-
-
 @bp.after_request
-def _log_request(response):
+def _note_caller(response):
+    """The caller goes on the request's one log line (web/metrics.py writes it)."""
     if response.status_code == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="billhook"'
-    started = g.get("billing_started")
-    log_line(
-        log,
-        "billing_api",
-        method=request.method,
-        endpoint=request.endpoint,
-        account=getattr(g.get("caller"), "account_id", None),
-        status=response.status_code,
-        duration_ms=round((time.perf_counter() - started) * 1000, 2) if started else None,
-    )
+    caller = g.get("caller")
+    if caller is not None:
+        note_request(account=caller.account_id)
     return response

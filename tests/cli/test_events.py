@@ -185,3 +185,16 @@ def test_events_send_without_a_stored_secret_says_to_seed(billhook, tmp_path):
     result = billhook("events", "send", str(path), ok=False)
 
     assert result.exit_code == 1 and "billhook seed" in result.output
+
+
+def test_events_send_with_web_down_fails_in_one_line_naming_the_url(seeded_cli, tmp_path):
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(package_checkout()))
+
+    result = seeded_cli("events", "send", str(path), "--url", "http://127.0.0.1:1/webhooks/stripe", ok=False)
+
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "Error: billhook web is not answering at http://127.0.0.1:1/webhooks/stripe:"
+        " start it with `make run` (or pass --url)"
+    ]
