@@ -12,4 +12,4 @@ email per refunded level), published by the worker after the commit. Lock order,
 account, then subscription, then payment (shared.billing.accounts.ensure_account).
 """
 
-from shared.paypal.handlers import orders, subscriptions  # noqa: F401
+from shared.paypal.handlers import disputes, orders, subscriptions  # noqa: F401

@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.billing import subscriptions
-from shared.billing.accounts import ensure_account
+from shared.billing import payments, subscriptions
+from shared.billing.accounts import ensure_account, lock_account
 from shared.errors import PermanentError
-from shared.models import Account, Plan, Subscription, WebhookEvent
+from shared.models import Account, Payment, Plan, Subscription, WebhookEvent
 from shared.outcome import Outcome
 from shared.paypal import orders as paypal_orders
 from shared.paypal.client import PROVIDER
@@ -85,3 +85,19 @@ def remember_email(account: Account, email: str | None) -> None:
     address for the account wins over the PayPal login's."""
     if isinstance(email, str) and email and not account.email:
         account.email = email
+
+
+def lock_for_payment(session: Session, outcome: Outcome, found: Payment) -> tuple[Account, Payment]:
+    """Lock what a payment's refund or dispute changes: the account, then the payment's
+    subscription (a sale's), then the payment itself."""
+    outcome.touched(found.account_id)
+    account = lock_account(session, found.account_id)
+    subscription = session.get(Subscription, found.subscription_id) if found.subscription_id else None
+    if subscription is not None:
+        subscriptions.lock_or_create_subscription(
+            session,
+            provider=subscription.provider,
+            provider_subscription_id=subscription.provider_subscription_id,
+            account_id=subscription.account_id,
+        )
+    return account, payments.find_payment(session, PROVIDER, found.provider_payment_id, lock=True)

@@ -8,15 +8,15 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from shared.billing import payments, refunds, subscriptions
-from shared.billing.accounts import ensure_account, lock_account
+from shared.billing import payments, refunds
+from shared.billing.accounts import ensure_account
 from shared.errors import PermanentError, RetryLater
 from shared.inbox.registry import handles
-from shared.models import Account, Payment, Subscription, WebhookEvent
+from shared.models import Account, Payment, WebhookEvent
 from shared.outcome import Outcome
 from shared.paypal import orders as paypal_orders
 from shared.paypal.client import PROVIDER, parse_amount
-from shared.paypal.handlers.common import remember_email, resource_of
+from shared.paypal.handlers.common import lock_for_payment, remember_email, resource_of
 
 
 @handles(PROVIDER, "CHECKOUT.ORDER.APPROVED")
@@ -62,7 +62,7 @@ def capture_refunded(session: Session, event: WebhookEvent, now: datetime, outco
     found = payments.find_payment_by_charge_ref(session, PROVIDER, capture_id, lock=False)
     if found is None:
         raise RetryLater(f"no payment known yet for capture {capture_id}")
-    account, payment = _lock_for_refund(session, outcome, found)
+    account, payment = lock_for_payment(session, outcome, found)
     _refund(
         session,
         outcome,
@@ -86,7 +86,7 @@ def sale_refunded(session: Session, event: WebhookEvent, now: datetime, outcome:
     found = payments.find_payment(session, PROVIDER, sale_id)
     if found is None:
         raise RetryLater(f"no payment known yet for sale {sale_id}")
-    account, payment = _lock_for_refund(session, outcome, found)
+    account, payment = lock_for_payment(session, outcome, found)
     _refund(
         session,
         outcome,
@@ -97,21 +97,6 @@ def sale_refunded(session: Session, event: WebhookEvent, now: datetime, outcome:
         key=f"paypal:sale_refund:{refund.get('id') or event.event_id}",
         now=now,
     )
-
-
-def _lock_for_refund(session: Session, outcome: Outcome, found: Payment) -> tuple[Account, Payment]:
-    """Account, then the payment's subscription (a sale's), then the payment itself."""
-    outcome.touched(found.account_id)
-    account = lock_account(session, found.account_id)
-    subscription = session.get(Subscription, found.subscription_id) if found.subscription_id else None
-    if subscription is not None:
-        subscriptions.lock_or_create_subscription(
-            session,
-            provider=subscription.provider,
-            provider_subscription_id=subscription.provider_subscription_id,
-            account_id=subscription.account_id,
-        )
-    return account, payments.find_payment(session, PROVIDER, found.provider_payment_id, lock=True)
 
 
 def _refund(

@@ -105,6 +105,14 @@ def sale_completed(session: Session, event: WebhookEvent, now: datetime, outcome
         ),
         at=now,
     )
+    if subscription.status == subscriptions.PAST_DUE:  # the failed cycle was paid after all
+        subscriptions.apply_subscription_state(
+            session,
+            subscription,
+            SubscriptionChange(status=subscriptions.ACTIVE),
+            event_at=event_at(event),
+            event_id=event.event_id,
+        )
     key = _sale_key(subscription, plan, sale, subscription_id, event_at(event))
     subscriptions.grant_period_credits(
         session, subscription, plan, idempotency_key=key, at=now, payment_id=payment.id, source_event_id=event.id
@@ -131,15 +139,27 @@ _STATUS_EVENTS = {
     "BILLING.SUBSCRIPTION.CANCELLED": subscriptions.CANCELED,
     "BILLING.SUBSCRIPTION.EXPIRED": subscriptions.CANCELED,
     "BILLING.SUBSCRIPTION.SUSPENDED": PAUSED,
+    "BILLING.SUBSCRIPTION.RE-ACTIVATED": subscriptions.ACTIVE,
+}
+# A subscription resource's status in billhook's words. PayPal keeps a subscription ACTIVE while
+# its payments fail (until it suspends it): `billing_info.failed_payments_count` says past due.
+_RESOURCE_STATUS = {
+    "ACTIVE": subscriptions.ACTIVE,
+    "SUSPENDED": PAUSED,
+    "CANCELLED": subscriptions.CANCELED,
+    "EXPIRED": subscriptions.CANCELED,
 }
 
 
 @handles(PROVIDER, *_STATUS_EVENTS)
 def subscription_status_changed(session: Session, event: WebhookEvent, now: datetime, outcome: Outcome) -> None:
-    """Cancelled/expired/suspended, applied only if no newer event was (out-of-order safe)."""
+    """Cancelled/expired/suspended/re-activated, applied only if no newer event was (out-of-order
+    safe). A re-activation grants nothing: the sale that follows pays its period."""
     resource = resource_of(event)
     subscription, plan = lock_from_resource(session, outcome, resource)
     status = _STATUS_EVENTS[event.type]
+    if status == subscriptions.ACTIVE and _failed_payments(resource):
+        status = subscriptions.PAST_DUE
     changed_at = parse_time(resource.get("status_update_time")) or event_at(event)
     subscriptions.apply_subscription_state(
         session,
@@ -152,3 +172,90 @@ def subscription_status_changed(session: Session, event: WebhookEvent, now: date
         event_at=event_at(event),
         event_id=event.event_id,
     )
+
+
+@handles(PROVIDER, "BILLING.SUBSCRIPTION.UPDATED")
+def subscription_updated(session: Session, event: WebhookEvent, now: datetime, outcome: Outcome) -> None:
+    """The subscription as PayPal holds it now (a plan revision, a new billing date, a status):
+    applied as the newest state unless a newer event was. Statuses before activation
+    (APPROVAL_PENDING, APPROVED) say nothing billhook acts on."""
+    resource = resource_of(event)
+    subscription, plan = lock_from_resource(session, outcome, resource)
+    status = _resource_status(resource)
+    billing = resource.get("billing_info") or {}
+    subscriptions.apply_subscription_state(
+        session,
+        subscription,
+        SubscriptionChange(
+            status=status,
+            plan_id=plan.id if plan else None,
+            current_period_end=parse_time(billing.get("next_billing_time")),
+            canceled_at=(parse_time(resource.get("status_update_time")) or event_at(event))
+            if status == subscriptions.CANCELED
+            else None,
+        ),
+        event_at=event_at(event),
+        event_id=event.event_id,
+    )
+
+
+@handles(PROVIDER, "BILLING.SUBSCRIPTION.PAYMENT.FAILED")
+def subscription_payment_failed(session: Session, event: WebhookEvent, now: datetime, outcome: Outcome) -> None:
+    """Past due (unless a newer event said otherwise), and one payment_failed email per failed
+    billing cycle: PayPal retries a failed cycle, and each retry's failure is another event."""
+    resource = resource_of(event)
+    subscription, plan = lock_from_resource(session, outcome, resource)
+    subscriptions.apply_subscription_state(
+        session,
+        subscription,
+        SubscriptionChange(status=subscriptions.PAST_DUE, plan_id=plan.id if plan else None),
+        event_at=event_at(event),
+        event_id=event.event_id,
+    )
+    billing = resource.get("billing_info") or {}
+    failed = billing.get("last_failed_payment") or {}
+    amount = failed.get("amount") or billing.get("outstanding_balance") or {}
+    plan = plan or plan_by_id(session, subscription.plan_id)
+    currency = amount.get("currency_code") or (plan.currency if plan else "usd")
+    owed = parse_amount(amount["value"], currency) if amount.get("value") else (plan.price_cents if plan else 0)
+    notifications.payment_failed(
+        session,
+        outcome,
+        account_id=subscription.account_id,
+        provider=PROVIDER,
+        reference=f"{resource['id']}:cycle:{_failed_cycle(resource, event)}",
+        amount_cents=owed,
+        currency=currency,
+        description=f"{plan.name} plan" if plan else "Your subscription",
+        reason=_FAILURE_REASONS.get(failed.get("reason_code")),
+    )
+
+
+_FAILURE_REASONS = {
+    "PAYMENT_DENIED": "The payment was denied.",
+    "INSUFFICIENT_FUNDS": "The payment method has insufficient funds.",
+}
+
+
+def _failed_payments(resource: dict) -> int:
+    count = (resource.get("billing_info") or {}).get("failed_payments_count")
+    return count if isinstance(count, int) and not isinstance(count, bool) else 0
+
+
+def _resource_status(resource: dict) -> str | None:
+    status = _RESOURCE_STATUS.get(resource.get("status"))
+    if status == subscriptions.ACTIVE and _failed_payments(resource):
+        return subscriptions.PAST_DUE
+    return status
+
+
+def _failed_cycle(resource: dict, event: WebhookEvent) -> str:
+    """Which billing cycle failed: the one after the cycles completed so far (the count does not
+    move while PayPal retries it). Without cycle executions, the due date it failed on."""
+    executions = (resource.get("billing_info") or {}).get("cycle_executions") or []
+    completed = [e.get("cycles_completed") for e in executions if isinstance(e, dict)]
+    if completed and all(isinstance(c, int) for c in completed):
+        return str(sum(completed) + 1)
+    billing = resource.get("billing_info") or {}
+    due = parse_time(billing.get("next_billing_time")) or event_at(event)
+    return due.date().isoformat()
