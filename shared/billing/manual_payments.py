@@ -184,7 +184,10 @@ def decide(
     if found is None:
         raise NotFound(f"no manual payment {payment_ref!r}")
     outcome.touched(found.account_id)
-    account = lock_account(session, found.account_id)  # lock order: account, subscription, payment
+    # The account lock first, as everywhere: every change to this account's billing waits on it,
+    # so taking the manual subscription's lock after the payment's (only on approval, so that a
+    # rejection creates no subscription row) cannot deadlock.
+    account = lock_account(session, found.account_id)
     new_status = payments.SUCCEEDED if approve else REJECTED
     flipped = session.execute(
         update(Payment)
