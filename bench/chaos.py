@@ -8,10 +8,13 @@ What breaks: deliveries come shuffled, concurrently, 30% of them duplicates; mid
 instance is SIGKILLed (its main process and its pool, tasks in flight) and started again, and Redis
 is stopped and started again. The harness keeps the worker instances running as a supervisor would
 (one that exits unasked is started again, and the report lists it).
+Some package purchases are disputed (opened, then won or lost), and meanwhile operators race an
+approval against a rejection of each of a set of manual payments (bench/chaos_manual.py).
 What is checked: no accepted event lost; exactly one credit grant per subscription period and per
-package purchase; each account's ledger sums to what the scenario says; each subscription's status
-is the one of its newest event (by `created`); one email per idempotency key. Exit status 1 on any
-violation.
+package purchase; each account's ledger sums to what the scenario says (a lost dispute's credits
+taken back once, a won one's not); each subscription's status is the one of its newest event (by
+`created`); one email per idempotency key; one winning decision per manual payment, its credits
+iff approved. Exit status 1 on any violation.
 
 Environment: CHAOS_EVENTS (deliveries, default 10000), CHAOS_SEED (default 7).
 """
@@ -31,6 +34,7 @@ from sqlalchemy import func, inspect, select, text
 from sqlalchemy.exc import OperationalError
 
 from bench import scenario, services
+from bench.chaos_manual import ManualRace
 from shared import processing
 from shared.config import Settings
 from shared.models import CreditLedgerEntry, Subscription, WebhookEvent
@@ -62,6 +66,7 @@ class Config:
     visibility_timeout: int = 30
     backoff_max: int = 5
     timeout: float = 900.0
+    manual_payments: int = 20  # raced approve/reject pairs (bench/chaos_manual.py)
 
 
 @dataclass
@@ -79,6 +84,8 @@ class Report:
     balance_violations: list[str] = field(default_factory=list)
     status_violations: list[str] = field(default_factory=list)
     email_violations: list[str] = field(default_factory=list)
+    manual_violations: list[str] = field(default_factory=list)
+    manual_payments: int = 0
     emails: int | None = None
     grants: int = 0
     swept: int = 0
@@ -95,6 +102,7 @@ class Report:
                 self.balance_violations,
                 self.status_violations,
                 self.email_violations,
+                self.manual_violations,
             )
         )
 
@@ -135,6 +143,12 @@ class Report:
                 "outbox unused" if self.emails is None else f"{self.emails} emails",
                 1,
                 self.email_violations,
+            ),
+            row(
+                "manual payments: one decision of a raced approve + reject",
+                f"{self.manual_payments} payments",
+                "exactly 1",
+                self.manual_violations,
             ),
             "",
             f"{'PASS' if not self.violations else 'FAIL'}: {self.violations} violations",
@@ -212,7 +226,10 @@ def run(config: Config, base_url: str, say: Callable[[str], None] = print) -> Re
             HARNESS_BACKOFF_MAX=str(config.backoff_max),
         )
         stream = scenario.generate(
-            config.seed, round(config.deliveries * (1 - config.duplicate_share)), duplicate_share=config.duplicate_share
+            config.seed,
+            round(config.deliveries * (1 - config.duplicate_share)),
+            duplicate_share=config.duplicate_share,
+            disputes=True,
         )
         deliveries = stream.deliveries  # whole accounts: a few more than asked for, never fewer
         report.distinct, report.accounts = len(stream.events), len(stream.expected)
@@ -226,6 +243,10 @@ def run(config: Config, base_url: str, say: Callable[[str], None] = print) -> Re
         settings = Settings(database_url=store.url, redis_url=broker.url, var_dir=tmp, queue_name=queue)
         sweeper = threading.Thread(target=_sweep_loop, args=(store, settings, config, stop, report), daemon=True)
         sweeper.start()
+        manual = ManualRace.prepare(store.session_factory, config.manual_payments)
+        report.manual_payments = len(manual.accounts)
+        racing = threading.Thread(target=manual.run, args=(store.session_factory,), daemon=True, name="chaos-manual")
+        racing.start()
 
         accepted = _post_all(
             web.port,
@@ -238,9 +259,11 @@ def run(config: Config, base_url: str, say: Callable[[str], None] = print) -> Re
         report.accepted = len(accepted)
         say(f"[chaos] posted: {report.accepted} distinct events accepted; waiting for the workers")
         _wait_done(store, accepted, config, say)
+        racing.join(config.timeout)
         stop.set()
         sweeper.join()
         _check(store, stream, accepted, report)
+        report.manual_violations = manual.violations(store.session_factory)
     finally:
         stop.set()
         services.shut_down(procs, broker, store, tmp)
@@ -387,7 +410,7 @@ def _check(store, stream: scenario.Scenario, accepted: set[str], report: Report)
             ).group_by(CreditLedgerEntry.account_id, CreditLedgerEntry.kind)
         ).all()
         per_kind = {(a, k): n for a, k, n, _ in ledger}
-        report.grants = sum(n for _a, k, n, _t in ledger if k != "refund_reversal")
+        report.grants = sum(n for _a, k, n, _t in ledger if k in ("subscription_grant", "purchase_grant"))
         balance: dict[str, int] = {}
         for a, _k, _n, total in ledger:
             balance[a] = balance.get(a, 0) + int(total)

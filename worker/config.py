@@ -7,7 +7,13 @@ from celery import Celery
 
 from shared.config import Settings
 from worker import redis_transport
-from worker.messages import RECONCILE_STRIPE, SWEEP_INBOX, SWEEP_OUTBOX, SWEEP_PAYPAL_CAPTURES
+from worker.messages import (
+    LAPSE_MANUAL_SUBSCRIPTIONS,
+    RECONCILE_STRIPE,
+    SWEEP_INBOX,
+    SWEEP_OUTBOX,
+    SWEEP_PAYPAL_CAPTURES,
+)
 
 
 def new_celery(settings: Settings, *, include: tuple[str, ...] = ()) -> Celery:
@@ -43,6 +49,11 @@ def new_celery(settings: Settings, *, include: tuple[str, ...] = ()) -> Celery:
             RECONCILE_STRIPE: {"task": RECONCILE_STRIPE, "schedule": settings.reconcile_interval_seconds},
             SWEEP_OUTBOX: {"task": SWEEP_OUTBOX, "schedule": settings.sweep_interval_seconds},
             SWEEP_PAYPAL_CAPTURES: {"task": SWEEP_PAYPAL_CAPTURES, "schedule": settings.sweep_interval_seconds},
+            # A lapsed period is found within a sweep interval of its end: the query is one index probe.
+            LAPSE_MANUAL_SUBSCRIPTIONS: {
+                "task": LAPSE_MANUAL_SUBSCRIPTIONS,
+                "schedule": settings.sweep_interval_seconds,
+            },
         },
     )
     return app

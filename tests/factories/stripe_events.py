@@ -229,6 +229,53 @@ def charge(
     return obj
 
 
+def dispute(
+    *,
+    payment_intent: str,
+    amount: int,
+    status: str = "needs_response",
+    dispute_id: str | None = None,
+    charge_id: str | None = None,
+    reason: str = "fraudulent",
+    created: int | None = None,
+) -> dict:
+    """A Dispute (charge.dispute.*): `status` is needs_response/under_review while open, then
+    won, lost or (an inquiry) warning_closed."""
+    return {
+        "id": dispute_id or unique("du"),
+        "object": "dispute",
+        "amount": amount,
+        "balance_transactions": [],
+        "charge": charge_id or unique("ch"),
+        "created": int(time.time()) if created is None else created,
+        "currency": "usd",
+        "evidence_details": {"due_by": None, "has_evidence": False, "past_due": False, "submission_count": 0},
+        "is_charge_refundable": False,
+        "livemode": False,
+        "metadata": {},
+        "payment_intent": payment_intent,
+        "reason": reason,
+        "status": status,
+    }
+
+
+def action_required_invoice(
+    *, subscription_id: str, customer: str, price_id: str, amount: int, period_start: int
+) -> dict:
+    """An open invoice whose payment waits for 3-D Secure (invoice.payment_action_required)."""
+    obj = invoice(
+        subscription_id=subscription_id,
+        customer=customer,
+        price_id=price_id,
+        amount=amount,
+        period_start=period_start,
+        period_end=period_start + 30 * 86_400,
+        status="open",
+    )
+    obj["hosted_invoice_url"] = f"https://invoice.stripe.com/i/acct_test/{obj['id']}"
+    return obj
+
+
 def signed(evt: dict, secret: str, *, timestamp: int | None = None) -> tuple[bytes, dict[str, str]]:
     """The body and headers of a delivery, signed the way Stripe signs it."""
     body = json.dumps(evt).encode()
