@@ -1,5 +1,5 @@
-"""Stripe events built from Stripe's published fixture for every API object
-(`../shared/stripe/fixtures3.json`, MIT), with only the fields billhook reads set per test.
+"""Stripe events built from objects Stripe publishes in its openapi repository (MIT), kept in
+tests/fixtures/stripe/objects.json with their LICENSE, with only the fields billhook reads set per test.
 
 Every factory returns a fresh deep copy; ids are unique unless given.
 """
@@ -11,17 +11,17 @@ import functools
 import itertools
 import json
 import time
+from pathlib import Path
 
-from shared.config import PROJECT_ROOT
 from shared.stripe.signing import stripe_signature_header
 
-FIXTURES = PROJECT_ROOT.parent / "shared" / "stripe" / "fixtures3.json"
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "stripe" / "objects.json"
 _counter = itertools.count(1)
 
 
 @functools.cache
 def _resources() -> dict:
-    return json.loads(FIXTURES.read_text())["resources"]
+    return json.loads(FIXTURES.read_text())
 
 
 def fixture(name: str) -> dict:

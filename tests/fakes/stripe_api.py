@@ -1,5 +1,5 @@
 """A stand-in for api.stripe.com: answers in Stripe's published object shapes (the fixtures in
-`../shared/stripe/fixtures3.json`, through tests/factories/stripe_events.py), replays a response
+tests/fixtures/stripe/objects.json, through tests/factories/stripe_events.py), replays a response
 for a repeated Idempotency-Key the way Stripe does, and records every request."""
 
 from __future__ import annotations
