@@ -90,10 +90,13 @@ def invoice_payment_failed(session: Session, event: WebhookEvent, now: datetime,
     if subscription_id is None:
         return
     subscription = lock_subscription_for(session, outcome, subscription_id, invoice)
+    # Stripe keeps a subscription whose first invoice fails `incomplete` (then `incomplete_expired`):
+    # it never paid, so it is not promoted to `past_due`, a live status.
+    first = invoice.get("billing_reason") == "subscription_create"
     subscriptions.apply_subscription_state(
         session,
         subscription,
-        SubscriptionChange(status=subscriptions.PAST_DUE),
+        SubscriptionChange(status=subscriptions.INCOMPLETE if first else subscriptions.PAST_DUE),
         event_at=event_at(event),
         event_id=event.event_id,
     )

@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import select
 
 from shared import event_ops, inbox, processing
-from shared.billing import ledger
+from shared.billing import ledger, subscriptions
+from shared.billing.subscriptions import SubscriptionStatus
 from shared.errors import PermanentError, RetryLater
 from shared.models import Account, CreditLedgerEntry, Invoice, Payment, Subscription, WebhookEvent
 from tests.factories import stripe_events as se
@@ -393,6 +394,32 @@ def test_invoice_payment_failed_makes_the_subscription_past_due(seeded, now, t0)
 
     assert only(seeded, Subscription).status == "past_due"
     assert balance(seeded) == 12_000
+
+
+def test_a_failed_first_invoice_leaves_the_subscription_incomplete_and_not_live(seeded, now, t0):
+    # Stripe keeps a subscription whose first payment is declined `incomplete`: it never paid.
+    sub = StripeSubscription(t0)
+    run(seeded, sub.updated(at=t0, event_type="customer.subscription.created", status="incomplete"), now)
+
+    run(seeded, sub.invoice("invoice.payment_failed", reason="subscription_create", status="open", at=t0 + 1), now)
+
+    subscription = only(seeded, Subscription)
+    assert subscription.status == SubscriptionStatus.INCOMPLETE
+    assert subscription.status not in subscriptions.LIVE_STATUSES
+    with seeded() as session:
+        assert subscriptions.current_subscription(session, ACCOUNT).status == "incomplete"
+    assert balance(seeded) == 0
+
+
+@pytest.mark.parametrize("status", ["incomplete", "incomplete_expired", "unpaid", "paused"])
+def test_a_subscription_stripe_says_is_not_paying_is_not_live(seeded, now, t0, status):
+    sub = StripeSubscription(t0)
+    run(seeded, sub.updated(at=t0, event_type="customer.subscription.created"), now)
+
+    run(seeded, sub.updated(at=t0 + DAY, status=status), now)
+
+    subscription = only(seeded, Subscription)
+    assert subscription.status == status and subscription.status not in subscriptions.LIVE_STATUSES
 
 
 def test_invoice_for_a_subscription_nobody_is_known_for_retries_later(seeded, now, t0):
