@@ -71,6 +71,12 @@ RECONCILED_EVENTS = Counter(
     ["provider"],
 )
 
+STRIPE_NEWER_API_VERSION = Counter(
+    "billhook_stripe_newer_api_version",
+    "Stripe event runs in an API version newer than billhook knows (read with the newest era's shapes).",
+    ["api_version"],
+)
+
 
 def record_webhook(provider: str, event_type: str | None, outcome: str, seconds: float) -> None:
     WEBHOOKS_RECEIVED.labels(provider, event_type or UNKNOWN_TYPE, outcome).inc()
