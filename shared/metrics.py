@@ -71,6 +71,11 @@ RECONCILED_EVENTS = Counter(
     ["provider"],
 )
 
+PAYMENT_MISMATCH = Counter(
+    "billhook_payment_mismatch",
+    "Payments refused because their amount, currency or status is not what billhook created them for.",
+    ["provider"],
+)
 STRIPE_NEWER_API_VERSION = Counter(
     "billhook_stripe_newer_api_version",
     "Stripe event runs in an API version newer than billhook knows (read with the newest era's shapes).",
