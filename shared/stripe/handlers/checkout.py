@@ -102,6 +102,12 @@ def _activate_subscription(
     subscription = subscriptions.lock_or_create_subscription(
         session, provider=PROVIDER, provider_subscription_id=subscription_id, account_id=account_id
     )
+    if checkout.get("payment_status") not in ("paid", "no_payment_required"):
+        # A first payment still on its way (a bank debit): Stripe keeps the subscription
+        # incomplete until it is paid, and its invoice.paid activates it and grants the period.
+        if subscription.plan_id is None and plan is not None:
+            subscription.plan_id = plan.id
+        return
     subscriptions.apply_subscription_state(
         session,
         subscription,

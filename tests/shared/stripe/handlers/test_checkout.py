@@ -34,6 +34,25 @@ def test_subscription_checkout_activates_the_subscription_and_grants_plan_credit
     assert (account.email, account.stripe_customer_id) == ("buyer@example.com", sub.customer)
 
 
+def test_a_subscription_checkout_whose_first_payment_is_pending_activates_only_when_its_invoice_is_paid(
+    seeded, now, t0
+):
+    sub = StripeSubscription(t0)
+    pending = sub.checkout_completed()
+    pending["data"]["object"]["payment_status"] = "unpaid"
+
+    run(seeded, pending, now)
+
+    subscription = only(seeded, Subscription)
+    assert (subscription.status, subscription.plan_id) == ("incomplete", "growth")
+    assert balance(seeded) == 0
+
+    run(seeded, sub.invoice(reason="subscription_create", at=t0 + 3 * 86_400), now)
+
+    assert only(seeded, Subscription).status == "active"
+    assert balance(seeded) == 12_000
+
+
 def test_paid_package_checkout_grants_credits_and_records_payment_and_numbered_invoice(seeded, now, t0):
     intent, obj = package_checkout(at=t0)
 
