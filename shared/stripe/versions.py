@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from shared import metrics
 from shared.errors import PermanentError
+from shared.logs import log_line
 from shared.models import WebhookEvent
 
 log = logging.getLogger("billhook.stripe.versions")
@@ -129,11 +130,14 @@ def normalize(version: ApiVersion, event_type: str, obj: dict) -> dict:
     """The event's object in the shapes the handlers read. Pre-basil objects are copied with the
     current fields filled in from their old places; basil objects are returned as they are."""
     if version.newer_than_known:
-        log.warning(
-            "Stripe event in API version %s, newer than the newest billhook knows (%s): read with %s shapes",
-            version.name,
-            NEWEST_KNOWN,
-            Era.BASIL,
+        log_line(
+            log,
+            "stripe event in an api version newer than billhook knows, read with the newest era's shapes",
+            logging.WARNING,
+            event_type=event_type,
+            api_version=version.name,
+            newest_known=NEWEST_KNOWN,
+            era=Era.BASIL,
         )
         metrics.STRIPE_NEWER_API_VERSION.labels(version.name).inc()
     if version.era is Era.BASIL:
