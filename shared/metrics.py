@@ -71,6 +71,17 @@ RECONCILED_EVENTS = Counter(
     ["provider"],
 )
 
+PAYMENT_MISMATCH = Counter(
+    "billhook_payment_mismatch",
+    "Payments refused because their amount, currency or status is not what billhook created them for.",
+    ["provider"],
+)
+STRIPE_NEWER_API_VERSION = Counter(
+    "billhook_stripe_newer_api_version",
+    "Stripe event runs in an API version newer than billhook knows (read with the newest era's shapes).",
+    ["api_version"],
+)
+
 
 def record_webhook(provider: str, event_type: str | None, outcome: str, seconds: float) -> None:
     WEBHOOKS_RECEIVED.labels(provider, event_type or UNKNOWN_TYPE, outcome).inc()

@@ -20,6 +20,10 @@ from shared.credentials import active_provider
 from shared.errors import NotConfigured, ProviderError
 from shared.models import IntegrationProvider
 
+# The API version every request is made in (the SDK's pinned one): what the objects it returns are
+# rendered in. Kept within shared.stripe.versions' range by tests/shared/stripe/test_versions.py.
+API_VERSION: str = stripe.api_version
+
 PROVIDER = "stripe"
 DEFAULT_TIMEOUT_SECONDS = 20.0
 DEFAULT_MAX_NETWORK_RETRIES = 1

@@ -265,6 +265,8 @@ def test_credit_checkout_is_payment_mode_for_the_package_price_with_metadata(cli
     assert form["line_items[0][price]"] == "price_billhook_credits_5000"
     assert form["metadata[account_id]"] == "acct_1" and form["metadata[package_id]"] == "pro"
     assert form["payment_intent_data[metadata][package_id]"] == "pro"
+    # What the webhook checks the payment against, fixed at creation.
+    assert (form["metadata[price_cents]"], form["metadata[currency]"]) == ("5999", "usd")
     assert "subscription_data[metadata][account_id]" not in form
     assert form["success_url"].startswith(FRONTEND)
 

@@ -9,17 +9,21 @@ from sqlalchemy import select
 from shared.errors import PermanentError
 from shared.models import EmailOutbox, Subscription
 from tests.factories import stripe_events as se
-from tests.shared.handlers.test_stripe import DAY, StripeSubscription, run
+from tests.shared.stripe.handlers.support import DAY, StripeSubscription, run
 
 
 def action_required(sub: StripeSubscription, *, at: int, invoice_id: str | None = None) -> dict:
     obj = se.action_required_invoice(
-        subscription_id=sub.id, customer=sub.customer, price_id=sub.price_id, amount=19900, period_start=sub.t0
+        subscription_id=sub.id,
+        customer=sub.customer,
+        price_id=sub.price_id,
+        amount=19900,
+        period_start=sub.t0,
+        metadata=sub.metadata,
     )
     if invoice_id:
         obj["id"] = invoice_id
         obj["hosted_invoice_url"] = f"https://invoice.stripe.com/i/acct_test/{invoice_id}"
-    obj["parent"]["subscription_details"]["metadata"] = sub.metadata
     return se.event("invoice.payment_action_required", obj, created=at)
 
 

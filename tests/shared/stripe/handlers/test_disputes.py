@@ -10,7 +10,7 @@ from shared.billing.account_summary import account_summary
 from shared.errors import PermanentError, RetryLater
 from shared.models import Account, Dispute
 from tests.factories import stripe_events as se
-from tests.shared.handlers.test_stripe import (
+from tests.shared.stripe.handlers.support import (
     ACCOUNT,
     DAY,
     StripeSubscription,
