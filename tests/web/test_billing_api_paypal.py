@@ -268,14 +268,15 @@ def test_a_paypal_server_error_is_502(client, fake_paypal, paypal_provider, auth
     assert response.json["error"]["provider"] == "paypal"
 
 
-def test_a_paypal_timeout_is_502(client, seeded, fake_paypal, auth):
+def test_a_paypal_timeout_is_504(client, seeded, fake_paypal, auth):
     with seeded.begin() as session:
         credentials.set_provider(
             session, "paypal", api_key=CLIENT_ID, api_secret=CLIENT_SECRET, config={"timeout_seconds": 0.3}
         )
     fake_paypal.stall_next("/v2/checkout/orders", 1.5)
     response = _create_order(client, auth, "value")
-    assert response.status_code == 502
+    assert response.status_code == 504
+    assert response.json["error"]["code"] == "provider_timeout"
     assert "timed out" in response.json["error"]["message"]
 
 
