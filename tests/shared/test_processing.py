@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from shared import event_ops, inbox, processing
 from shared.billing import ledger
+from shared.db import make_engine
 from shared.errors import PermanentError, RetryLater
 from shared.models import Account, CreditLedgerEntry, Subscription, WebhookEvent
 from tests.conftest import Enqueued
@@ -166,22 +169,95 @@ def test_an_event_whose_type_has_no_handler_is_ignored(seeded, now):
     assert loaded(seeded, pk).status == "ignored"
 
 
-def test_transient_errors_are_the_retryable_ones():
+EMAIL = "ada.lovelace@example.com"
+
+
+def violations(engine) -> dict[str, DBAPIError]:
+    """A real error from `engine` for each kind of failed INSERT, an email address among its values."""
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+        conn.exec_driver_sql(
+            "CREATE TABLE child (id INTEGER PRIMARY KEY, email VARCHAR(100) NOT NULL,"
+            " n INTEGER CONSTRAINT ck_child_n_positive CHECK (n > 0),"
+            " parent_id INTEGER REFERENCES parent (id), CONSTRAINT uq_child_email UNIQUE (email))"
+        )
+        conn.execute(text("INSERT INTO child (id, email, n) VALUES (1, :email, 1)"), {"email": EMAIL})
+    inserts = {
+        "unique": "INSERT INTO child (id, email, n) VALUES (2, :email, 1)",
+        "not_null": "INSERT INTO child (id, email, n) VALUES (3, NULL, 1)",
+        "check": "INSERT INTO child (id, email, n) VALUES (4, :email || '.uk', -1)",
+        "foreign_key": "INSERT INTO child (id, email, n, parent_id) VALUES (5, :email || '.fr', 1, 99)",
+    }
+    errors = {}
+    for kind, statement in inserts.items():
+        with pytest.raises(DBAPIError) as raised, engine.begin() as conn:
+            conn.execute(text(statement), {"email": EMAIL})
+        errors[kind] = raised.value
+    return errors
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_engine(request, settings, engine):
+    if request.param == "sqlite":
+        yield engine
+        return
+    pg = make_engine(settings.with_overrides(database_url=request.getfixturevalue("pg_database")))
+    yield pg
+    pg.dispose()
+
+
+def test_only_a_unique_violation_among_integrity_errors_is_retried(store_engine):
+    errors = violations(store_engine)
+
+    assert processing.is_transient(errors["unique"])  # two workers raced for the same key
+    assert not processing.is_transient(errors["not_null"])
+    assert not processing.is_transient(errors["check"])
+    assert not processing.is_transient(errors["foreign_key"])
+
+
+def test_races_and_outages_are_transient_and_other_errors_are_not():
     db_down = OperationalError("SELECT 1", {}, ConnectionError("gone"))
-    lost_race = IntegrityError("INSERT", {}, ValueError("duplicate key"))
+    deadlock = DBAPIError.instance("UPDATE", {}, psycopg.errors.DeadlockDetected("deadlock"), psycopg.Error)
+    serialization = DBAPIError.instance("UPDATE", {}, psycopg.errors.SerializationFailure("x"), psycopg.Error)
 
     assert processing.is_transient(RetryLater("later"))
     assert processing.is_transient(db_down)
-    assert processing.is_transient(lost_race)
+    assert processing.is_transient(deadlock)
+    assert processing.is_transient(serialization)
     assert not processing.is_transient(PermanentError("never"))
     assert not processing.is_transient(KeyError("bug"))
+
+
+def test_a_database_error_is_described_without_the_values_it_quotes(store_engine, caplog):
+    caplog.set_level(logging.DEBUG)
+    for kind, exc in violations(store_engine).items():
+        description = processing.describe(exc)
+
+        assert description.startswith("IntegrityError: "), description
+        assert "example.com" not in description, (kind, description)
+        assert "example.com" not in str(exc).split("[SQL:")[1], "SQLAlchemy shows the parameters"
+    assert "example.com" not in caplog.text
+
+
+@pytest.mark.postgres
+def test_a_postgresql_error_is_described_by_sqlstate_and_constraint(settings, pg_database):
+    pg = make_engine(settings.with_overrides(database_url=pg_database))
+    try:
+        errors = violations(pg)
+    finally:
+        pg.dispose()
+
+    assert processing.describe(errors["unique"]) == (
+        "IntegrityError: UniqueViolation, sqlstate 23505, constraint uq_child_email"
+    )
+    assert processing.describe(errors["not_null"]) == "IntegrityError: NotNullViolation, sqlstate 23502"
 
 
 def test_describe_keeps_the_error_class_and_first_line_only():
     db_down = OperationalError("SELECT secret_stuff", {"p": "payload"}, ConnectionError("server closed\nline two"))
 
     assert processing.describe(RetryLater("first\nsecond")) == "RetryLater: first"
-    assert processing.describe(db_down) == "OperationalError: server closed"
+    assert processing.describe(db_down) == "OperationalError: ConnectionError"
 
 
 # -- the sweeper ------------------------------------------------------------------------------
