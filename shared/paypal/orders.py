@@ -16,6 +16,11 @@ and one invoice per order too.
 **one capture per order** — every capture call for an order carries the same PayPal-Request-Id,
 `capture_request_id(order_id)`: PayPal answers a repeat with the first capture's result.
 
+**money** — a completed capture grants only when its amount is readable and equal, in the same
+currency, to what billhook created the order for (the package's price). Anything else raises
+`PaymentMismatch`: the event fails naming expected and got, grants and records nothing, and
+`billhook_payment_mismatch_total{provider="paypal"}` counts it (docs/operating.md: what ops do).
+
 **emails** — `grant_capture` queues the order's payment_confirmation (or payment_failed) in the
 caller's transaction, keyed by the order (shared.billing.notifications), so whichever caller grants, the
 buyer gets one. Callers outside a webhook handler publish the queued ids after their commit
@@ -25,6 +30,7 @@ buyer gets one. Callers outside a webhook handler publish the queued ids after t
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -32,16 +38,17 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared import metrics
 from shared.billing import ledger, notifications, payments
 from shared.billing.accounts import ensure_account
 from shared.config import Settings
 from shared.email import outbox
-from shared.errors import PermanentError
+from shared.errors import PermanentError, ProviderError
 from shared.logs import log_line
 from shared.models import CreditPackage, Payment, WebhookEvent
 from shared.models.events import EventStatus
 from shared.outcome import Outcome
-from shared.paypal.client import PROVIDER, PayPalError, PayPalGateway, parse_amount
+from shared.paypal.client import PROVIDER, PayPalError, PayPalGateway, format_amount, parse_amount
 
 log = logging.getLogger("billhook.paypal")
 
@@ -52,6 +59,17 @@ PENDING = "PENDING"
 FAILED_CAPTURE_STATUSES = ("DECLINED", "DENIED", "FAILED")
 # The payment row's status while PayPal holds a capture as PENDING.
 NOT_CAPTURED = "NOT_CAPTURED"
+# PayPal's amount value: a plain decimal string (no sign, exponent, NaN or Infinity).
+_AMOUNT_VALUE = re.compile(r"^[0-9]{1,15}(\.[0-9]{1,3})?$")
+
+
+class PaymentMismatch(PermanentError, ProviderError):
+    """A completed capture whose amount or currency is not the one billhook created the order for.
+    Permanent (the event fails, nothing is granted) and, on the capture API, a provider error
+    (502): PayPal's answer is not what billhook asked for."""
+
+    def __init__(self, message: str):
+        ProviderError.__init__(self, PROVIDER, message)
 
 
 # -- custom_id --------------------------------------------------------------------------------
@@ -108,10 +126,11 @@ class CaptureResult:
     order_id: str
     capture_id: str | None
     status: str  # the capture's status: COMPLETED, PENDING, DECLINED, DENIED, FAILED, ...
-    amount_cents: int | None
+    amount_cents: int | None  # None when the source has no readable amount
     currency: str | None
     custom_id: str | None
     failure_reason: str | None = None
+    amount_value: object = None  # the amount as the source gave it, for the mismatch message
 
     @classmethod
     def from_order(cls, order: dict) -> CaptureResult:
@@ -128,9 +147,10 @@ class CaptureResult:
             capture_id=capture.get("id"),
             status=status or "UNKNOWN",
             amount_cents=_amount(amount),
-            currency=amount.get("currency_code"),
+            currency=_currency(amount),
             custom_id=capture.get("custom_id") or unit.get("custom_id"),
             failure_reason=_capture_reason(capture),
+            amount_value=amount.get("value"),
         )
 
     @classmethod
@@ -144,9 +164,10 @@ class CaptureResult:
             capture_id=capture.get("id"),
             status=capture.get("status") or "UNKNOWN",
             amount_cents=_amount(amount),
-            currency=amount.get("currency_code"),
+            currency=_currency(amount),
             custom_id=capture.get("custom_id"),
             failure_reason=_capture_reason(capture),
+            amount_value=amount.get("value"),
         )
 
 
@@ -206,13 +227,9 @@ def _grant_completed(
     at: datetime,
     source_event_id: int | None,
 ) -> CaptureGrant:
+    _check_amount(capture, package)
     # A denied or pending capture recorded first is overtaken by this completed one (record_payment).
     payment = _record(session, capture, account_id, package, at, status=payments.SUCCEEDED)
-    if not _pays_for(capture, package):
-        # Money arrived, but not the package's price: keep the payment for ops, grant nothing.
-        payment.failure_message = "captured amount does not match the package price; no credits granted"
-        log_line(log, "paypal capture amount mismatch", level=logging.WARNING, order=capture.order_id)
-        return CaptureGrant(payment, 0, payment.status)
     payment.credits_granted = package.credits
     granted = ledger.grant_credits(
         session,
@@ -268,10 +285,20 @@ def _line_items(package: CreditPackage) -> list[dict]:
     ]
 
 
-def _pays_for(capture: CaptureResult, package: CreditPackage) -> bool:
-    if capture.amount_cents is None or capture.currency is None:
-        return True  # the source did not say; the order was created server-side at the package price
-    return capture.currency.lower() == package.currency.lower() and capture.amount_cents >= package.price_cents
+def _check_amount(capture: CaptureResult, package: CreditPackage) -> None:
+    """The capture paid exactly what billhook created the order for, or PaymentMismatch."""
+    expected_currency = package.currency.upper()
+    if capture.amount_cents == package.price_cents and capture.currency == expected_currency:
+        return
+    metrics.record_payment_mismatch(PROVIDER)
+    log_line(log, "paypal capture amount mismatch", level=logging.WARNING, order=capture.order_id)
+    expected = f"{format_amount(package.price_cents, expected_currency)} {expected_currency}"
+    value = "no amount" if capture.amount_value is None else repr(capture.amount_value)[:40]
+    got = f"{value} {capture.currency or 'in no readable currency'}"
+    raise PaymentMismatch(
+        f"PayPal order {capture.order_id} captured {got}, expected {expected} for package {package.id!r};"
+        " no credits granted"
+    )
 
 
 def _failure_message(capture: CaptureResult) -> str:
@@ -280,12 +307,16 @@ def _failure_message(capture: CaptureResult) -> str:
 
 
 def _amount(amount: dict) -> int | None:
-    if not amount or amount.get("value") is None or not amount.get("currency_code"):
+    value, currency = amount.get("value"), _currency(amount)
+    if not isinstance(value, str) or not _AMOUNT_VALUE.match(value) or currency is None:
         return None
-    try:
-        return parse_amount(amount["value"], amount["currency_code"])
-    except ValueError:
-        return None
+    return parse_amount(value, currency)
+
+
+def _currency(amount: dict) -> str | None:
+    """The ISO 4217 code, upper case; None unless it is three letters."""
+    code = amount.get("currency_code")
+    return code.upper() if isinstance(code, str) and len(code) == 3 and code.isascii() and code.isalpha() else None
 
 
 def _capture_reason(capture: dict) -> str | None:
@@ -384,6 +415,7 @@ def capture_approved_order(
             custom_id=captured.custom_id or approved.custom_id,
             amount_cents=captured.amount_cents if captured.amount_cents is not None else approved.amount_cents,
             currency=captured.currency or approved.currency,
+            amount_value=captured.amount_value if captured.amount_cents is not None else approved.amount_value,
         )
     outcome = Outcome()
     with session_factory.begin() as session:

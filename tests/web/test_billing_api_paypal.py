@@ -190,6 +190,18 @@ def test_an_order_already_completed_is_granted_from_paypals_order_without_a_seco
     assert fake_paypal.calls("POST", f"/v2/checkout/orders/{order_id}/capture") == []
 
 
+def test_an_order_captured_for_another_amount_is_502_and_grants_nothing(
+    client, seeded, fake_paypal, paypal_provider, auth
+):
+    order_id = fake_paypal.add_order(custom_id="acct_1:value", value="0.01")
+    response = _capture(client, auth, order_id)
+    assert response.status_code == 502, response.json
+    assert response.json["error"]["provider"] == "paypal"
+    assert "captured '0.01' USD, expected" in response.json["error"]["message"]
+    with seeded() as session:
+        assert ledger.balance(session, "acct_1") == 0
+
+
 def test_an_order_captured_elsewhere_between_look_and_capture_is_granted_from_the_order(
     client, seeded, fake_paypal, paypal_provider, auth
 ):
