@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -229,6 +230,30 @@ def start_gunicorn(name: str, app: str, env: dict[str, str], log_dir: Path) -> P
         app,
     ]
     proc = spawn(name, args, env, log_dir)
+    proc.port = port
+
+    def up():
+        if not proc.alive():
+            raise RuntimeError(f"{name} exited:\n{proc.log_tail()}")
+        return embedded_redis.is_listening(port)
+
+    wait_until(up, 60, f"{name} to listen")
+    return proc
+
+
+def procfile_command(process: str, port: int) -> list[str]:
+    """The Procfile's line for `process` as honcho would run it, on `port`."""
+    for line in (PROJECT_ROOT / "Procfile").read_text().splitlines():
+        name, _, command = line.partition(":")
+        if name.strip() == process:
+            return shlex.split(command.replace("$PORT", str(port)))
+    raise ValueError(f"the Procfile has no {process} line")
+
+
+def start_procfile_web(name: str, env: dict[str, str], log_dir: Path) -> Proc:
+    """The web server exactly as the Procfile's web line starts it (its gunicorn settings)."""
+    port = embedded_redis.free_port()
+    proc = spawn(name, procfile_command("web", port), env, log_dir)
     proc.port = port
 
     def up():

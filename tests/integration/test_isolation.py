@@ -6,12 +6,7 @@ JSON 504 within the Stripe client's total bound, and every trickler a JSON 408."
 from __future__ import annotations
 
 import contextlib
-import os
-import shlex
-import signal
 import socket
-import subprocess
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,10 +14,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from shared.config import PROJECT_ROOT
+from bench.services import start_procfile_web
 from shared.stripe.client import DEFAULT_TIMEOUT_SECONDS as STRIPE_TOTAL_SECONDS
 from tests.conftest import TEST_WEBHOOK_SECRET
 from tests.factories import stripe_events as se
+from tests.fakes.black_hole import BlackHole
 from tests.integration.conftest import worker_env
 from web.auth import issue_token
 from web.gunicorn_conf import BODY_READ_SECONDS
@@ -37,43 +33,6 @@ WEBHOOK_BOUND_SECONDS = 2.0
 SLACK_SECONDS = 3.0
 
 
-class BlackHole:
-    """A TCP server that accepts connections and never answers: a provider that hangs."""
-
-    def __init__(self):
-        self.sock = socket.create_server(("127.0.0.1", 0), backlog=128)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.accepted: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._accept, name="black-hole", daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        with contextlib.suppress(OSError):
-            while True:
-                conn, _ = self.sock.accept()
-                self.accepted.append(conn)
-
-    def close(self) -> None:
-        self.sock.close()
-        for conn in self.accepted:
-            conn.close()
-
-
-def procfile_web_command(port: int) -> list[str]:
-    """The Procfile's web line as honcho would run it, on `port`."""
-    for line in (PROJECT_ROOT / "Procfile").read_text().splitlines():
-        name, _, command = line.partition(":")
-        if name.strip() == "web":
-            return shlex.split(command.replace("$PORT", str(port)))
-    raise AssertionError("the Procfile has no web line")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def black_hole():
     hole = BlackHole()
@@ -83,36 +42,11 @@ def black_hole():
 
 @pytest.fixture
 def procfile_web(pg_settings, black_hole, tmp_path: Path):
+    """The Procfile's web line on PostgreSQL, with Stripe's API at the black hole."""
     settings = pg_settings.with_overrides(stripe_api_base=black_hole.url)
-    port = _free_port()
-    log_path = tmp_path / "gunicorn.log"
-    env = worker_env(settings, tmp_path / "unused.ready")
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            procfile_web_command(port),
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        assert process.poll() is None, log_path.read_text(errors="replace")
-        with contextlib.suppress(requests.RequestException):
-            if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        assert time.monotonic() < deadline, "gunicorn did not answer /healthz:\n" + log_path.read_text()
-        time.sleep(0.1)
-    yield settings, url
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    web = start_procfile_web("web", worker_env(settings, tmp_path / "unused.ready"), tmp_path)
+    yield settings, f"http://127.0.0.1:{web.port}"
+    web.stop()
 
 
 def _checkout(url: str, token: str) -> tuple[requests.Response, float]:
