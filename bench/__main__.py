@@ -5,7 +5,8 @@ Environment: DATABASE_URL / REDIS_URL (else the embedded SQLite + redis-server),
 (processing backlog, default 20000), BENCH_INTAKE_REQUESTS (per closed-loop run, default 6000),
 BENCH_RATE and BENCH_RATE_SECONDS (fixed-rate run, default 500 req/s for 10 s), BENCH_CONNECTIONS
 (default 16), BENCH_SEED (default 1), BENCH_WORKER_CONCURRENCY (prefork processes of the worker,
-billhook's and the no-op baseline's alike; default WORKER_CONCURRENCY, the Procfile's).
+billhook's and the no-op baseline's alike; default WORKER_CONCURRENCY, the Procfile's),
+BENCH_ADVERSITY_RATE (the fixed-rate run under adversity, bench/adversity.py; default BENCH_RATE).
 
 The closed-loop intake runs use wrk when it is on PATH (bench/wrk.py: BENCH_WRK_SECONDS a run,
 default 5, over a list of 2 x BENCH_INTAKE_REQUESTS deliveries) and the Python generator
@@ -24,7 +25,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import delete, func, insert, select
 
-from bench import loadgen, scenario, services, wrk
+from bench import adversity, loadgen, scenario, services, wrk
 from bench.measure import CpuClock, GeneratorCpu, PeakRss, ServiceCpu, drain_window
 from bench.worker_app import NOOP
 from shared import inbox
@@ -72,6 +73,11 @@ def main() -> int:
         web_peak = rss.mb("web child")
         for p in (web, bare):
             p.stop()
+        adverse_rate = env_int("BENCH_ADVERSITY_RATE", rate)
+        intake["adversity"] = adversity.bench_intake_under_adversity(
+            store, env, tmp, deliveries_for(seed, adverse_rate * rate_seconds, "a"), rate=adverse_rate
+        )
+        say(f"under adversity: {intake['adversity']}")
         broker.delete_queue(q_intake)
         with store.session_factory.begin() as session:  # the processing phase starts on an empty inbox
             session.execute(delete(WebhookEvent))
@@ -284,6 +290,7 @@ def worker_concurrency() -> int:
 
 def print_table(r: dict) -> None:
     i, p, m, meta = r["intake"], r["processing"], r["memory"], r["meta"]
+    a = i["adversity"]
     c, f = i["closed"], i["fixed"]
     lines = [
         f"billhook bench, {meta['date']}, {meta['cores']} cores, {meta['store']}, {meta['broker']}, "
@@ -299,6 +306,9 @@ def print_table(r: dict) -> None:
         f"| intake p50 / p99 at {i['rate']} req/s, ms (Python generator) "
         f"| {f['billhook']['p50_ms']:.1f} / {f['billhook']['p99_ms']:.1f} "
         f"| {f['bare']['p50_ms']:.1f} / {f['bare']['p99_ms']:.1f} | | p99 ≤ 25 ms |",
+        f"| intake p50 / p99 at {a['rate']} req/s, ms, Procfile's server with {adversity.HUNG_CHECKOUTS} checkouts "
+        f"hung on Stripe + {adversity.TRICKLERS} clients trickling | {a['p50_ms']:.1f} / {a['p99_ms']:.1f} | | "
+        "| p99 ≤ 100 ms |",
         f"| CPU a request, ms (gunicorn processes) | {c['billhook']['cpu_ms']:.2f} | {c['bare']['cpu_ms']:.2f} | | |",
         f"| CPU a request, ms (PostgreSQL + Redis processes) | {c['billhook']['service_cpu_ms']:.2f} "
         f"| {c['bare']['service_cpu_ms']:.2f} | | |",
@@ -314,7 +324,8 @@ def print_table(r: dict) -> None:
         "| | | worker ≤ 150 |",
         "",
         f"errors: intake {c['billhook']['errors']} billhook / {c['bare']['errors']} bare, "
-        f"fixed rate {f['billhook']['errors']}; deliveries repeated by wrk {i['repeated']}; "
+        f"fixed rate {f['billhook']['errors']}, under adversity {a['errors']}; "
+        f"deliveries repeated by wrk {i['repeated']}; "
         f"inbox after processing {p['statuses']}",
     ]
     print("\n".join(lines), flush=True)
