@@ -8,12 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from shared import event_ops, inbox, processing
 from shared.billing import ledger
-from shared.db import make_engine
 from shared.errors import PermanentError, RetryLater
 from shared.models import Account, CreditLedgerEntry, Subscription, WebhookEvent
 from tests.conftest import Enqueued
@@ -169,45 +168,8 @@ def test_an_event_whose_type_has_no_handler_is_ignored(seeded, now):
     assert loaded(seeded, pk).status == "ignored"
 
 
-EMAIL = "ada.lovelace@example.com"
-
-
-def violations(engine) -> dict[str, DBAPIError]:
-    """A real error from `engine` for each kind of failed INSERT, an email address among its values."""
-    with engine.begin() as conn:
-        conn.exec_driver_sql("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
-        conn.exec_driver_sql(
-            "CREATE TABLE child (id INTEGER PRIMARY KEY, email VARCHAR(100) NOT NULL,"
-            " n INTEGER CONSTRAINT ck_child_n_positive CHECK (n > 0),"
-            " parent_id INTEGER REFERENCES parent (id), CONSTRAINT uq_child_email UNIQUE (email))"
-        )
-        conn.execute(text("INSERT INTO child (id, email, n) VALUES (1, :email, 1)"), {"email": EMAIL})
-    inserts = {
-        "unique": "INSERT INTO child (id, email, n) VALUES (2, :email, 1)",
-        "not_null": "INSERT INTO child (id, email, n) VALUES (3, NULL, 1)",
-        "check": "INSERT INTO child (id, email, n) VALUES (4, :email || '.uk', -1)",
-        "foreign_key": "INSERT INTO child (id, email, n, parent_id) VALUES (5, :email || '.fr', 1, 99)",
-    }
-    errors = {}
-    for kind, statement in inserts.items():
-        with pytest.raises(DBAPIError) as raised, engine.begin() as conn:
-            conn.execute(text(statement), {"email": EMAIL})
-        errors[kind] = raised.value
-    return errors
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store_engine(request, settings, engine):
-    if request.param == "sqlite":
-        yield engine
-        return
-    pg = make_engine(settings.with_overrides(database_url=request.getfixturevalue("pg_database")))
-    yield pg
-    pg.dispose()
-
-
-def test_only_a_unique_violation_among_integrity_errors_is_retried(store_engine):
-    errors = violations(store_engine)
+def test_only_a_unique_violation_among_integrity_errors_is_retried(database_errors):
+    errors = database_errors
 
     assert processing.is_transient(errors["unique"])  # two workers raced for the same key
     assert not processing.is_transient(errors["not_null"])
@@ -228,9 +190,9 @@ def test_races_and_outages_are_transient_and_other_errors_are_not():
     assert not processing.is_transient(KeyError("bug"))
 
 
-def test_a_database_error_is_described_without_the_values_it_quotes(store_engine, caplog):
+def test_a_database_error_is_described_without_the_values_it_quotes(database_errors, caplog):
     caplog.set_level(logging.DEBUG)
-    for kind, exc in violations(store_engine).items():
+    for kind, exc in database_errors.items():
         description = processing.describe(exc)
 
         assert description.startswith("IntegrityError: "), description
@@ -240,12 +202,8 @@ def test_a_database_error_is_described_without_the_values_it_quotes(store_engine
 
 
 @pytest.mark.postgres
-def test_a_postgresql_error_is_described_by_sqlstate_and_constraint(settings, pg_database):
-    pg = make_engine(settings.with_overrides(database_url=pg_database))
-    try:
-        errors = violations(pg)
-    finally:
-        pg.dispose()
+def test_a_postgresql_error_is_described_by_sqlstate_and_constraint(pg_database_errors):
+    errors = pg_database_errors
 
     assert processing.describe(errors["unique"]) == (
         "IntegrityError: UniqueViolation, sqlstate 23505, constraint uq_child_email"
