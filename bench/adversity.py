@@ -1,6 +1,6 @@
-"""Intake latency under adversity: the Procfile's web server (its gunicorn settings, not the
-bench's) while checkouts hang on a Stripe that accepts connections and never answers and clients
-trickle their bodies, as tests/integration/test_isolation.py sets it up (docs/operating.md).
+"""Intake latency under adversity: billhook's web server under the Procfile's gunicorn settings
+while checkouts hang on a Stripe that accepts connections and never answers and clients trickle
+their bodies, as tests/integration/test_isolation.py sets it up (docs/operating.md).
 
 The adversity is kept up for the whole run: a checkout that gets its 504 is sent again at once,
 a trickler that gets its 408 reconnects, so there are always HUNG_CHECKOUTS and TRICKLERS in flight.
@@ -87,9 +87,8 @@ def bench_intake_under_adversity(
     hole = BlackHole()
     with store.session_factory.begin() as session:
         credentials.set_provider(session, "stripe", api_key="sk_test_bench")
-    web = services.start_procfile_web(
-        "web-adverse", {**env, "STRIPE_API_BASE": hole.url, "BILLHOOK_JWT_SECRET": JWT_SECRET}, tmp
-    )
+    env = {**env, "STRIPE_API_BASE": hole.url, "BILLHOOK_JWT_SECRET": JWT_SECRET}
+    web = services.start_gunicorn("web-adverse", "web.wsgi:app", env, tmp)
     try:
         settings = Settings(database_url=store.url, redis_url="redis://unused", var_dir=tmp, jwt_secret=JWT_SECRET)
         with Adversity(web.port, settings) as adversity:

@@ -29,6 +29,7 @@ from shared import credentials
 from shared.billing import catalog
 from shared.config import PROJECT_ROOT, Settings
 from shared.db import make_engine, make_sessionmaker
+from shared.models import Base
 
 BIN = Path(sys.executable).parent
 WEBHOOK_SECRET = "whsec_bench_" + "0f1e2d3c" * 4
@@ -46,6 +47,9 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str, inter
 
 
 # -- the store --------------------------------------------------------------------------------
+
+
+KEPT_TABLES = {"plans", "credit_packages", "integration_providers"}
 
 
 class Store:
@@ -68,6 +72,13 @@ class Store:
         with self.session_factory.begin() as session:
             catalog.seed_catalog(session)
             credentials.set_provider(session, "stripe", webhook_secrets=[WEBHOOK_SECRET])
+
+    def clear_activity(self) -> None:
+        """Delete every row but the catalog's and the providers' (children before parents)."""
+        with self.session_factory.begin() as session:
+            for table in reversed(Base.metadata.sorted_tables):
+                if table.name not in KEPT_TABLES:
+                    session.execute(table.delete())
 
     @property
     def kind(self) -> str:
@@ -204,9 +215,31 @@ def spawn(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Pro
     return Proc(name, process, log_path)
 
 
-# Same settings for the billhook app and the bare baseline: the comparison is the app's cost alone.
-GUNICORN_WORKERS = 2
-GUNICORN_THREADS = 4
+def procfile_gunicorn_options(procfile: Path = PROJECT_ROOT / "Procfile") -> list[str]:
+    """The gunicorn options of the Procfile's web line, less its bind address and app: every
+    intake the bench compares (billhook, the bare endpoint, the lean and in-request references)
+    runs with production's settings, so the comparison is the apps' cost alone."""
+    for line in procfile.read_text().splitlines():
+        name, _, command = line.partition(":")
+        if name.strip() != "web":
+            continue
+        words = shlex.split(command)
+        words = words[1:]  # the gunicorn binary
+        options, skip = [], False
+        for i, word in enumerate(words):
+            if skip:
+                skip = False
+                continue
+            if word in ("--bind", "-b"):
+                skip = True
+                continue
+            if word.startswith("--bind="):
+                continue
+            if i == len(words) - 1 and ":" in word and not word.startswith("-"):
+                continue  # the app, e.g. web.wsgi:app
+            options.append(word)
+        return options
+    raise RuntimeError("the Procfile has no web line")
 
 
 def start_gunicorn(name: str, app: str, env: dict[str, str], log_dir: Path) -> Proc:
@@ -215,45 +248,12 @@ def start_gunicorn(name: str, app: str, env: dict[str, str], log_dir: Path) -> P
         str(BIN / "gunicorn"),
         "--bind",
         f"127.0.0.1:{port}",
-        "--workers",
-        str(GUNICORN_WORKERS),
-        "--worker-class",
-        "gthread",
-        "--threads",
-        str(GUNICORN_THREADS),
-        "--keep-alive",
-        "30",
-        "--backlog",
-        "2048",
+        *procfile_gunicorn_options(),
         "--log-level",
         "warning",
         app,
     ]
     proc = spawn(name, args, env, log_dir)
-    proc.port = port
-
-    def up():
-        if not proc.alive():
-            raise RuntimeError(f"{name} exited:\n{proc.log_tail()}")
-        return embedded_redis.is_listening(port)
-
-    wait_until(up, 60, f"{name} to listen")
-    return proc
-
-
-def procfile_command(process: str, port: int) -> list[str]:
-    """The Procfile's line for `process` as honcho would run it, on `port`."""
-    for line in (PROJECT_ROOT / "Procfile").read_text().splitlines():
-        name, _, command = line.partition(":")
-        if name.strip() == process:
-            return shlex.split(command.replace("$PORT", str(port)))
-    raise ValueError(f"the Procfile has no {process} line")
-
-
-def start_procfile_web(name: str, env: dict[str, str], log_dir: Path) -> Proc:
-    """The web server exactly as the Procfile's web line starts it (its gunicorn settings)."""
-    port = embedded_redis.free_port()
-    proc = spawn(name, procfile_command("web", port), env, log_dir)
     proc.port = port
 
     def up():

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from bench.services import start_procfile_web
+from bench.services import start_gunicorn
 from shared.stripe.client import DEFAULT_TIMEOUT_SECONDS as STRIPE_TOTAL_SECONDS
 from tests.conftest import TEST_WEBHOOK_SECRET
 from tests.factories import stripe_events as se
@@ -42,9 +42,10 @@ def black_hole():
 
 @pytest.fixture
 def procfile_web(pg_settings, black_hole, tmp_path: Path):
-    """The Procfile's web line on PostgreSQL, with Stripe's API at the black hole."""
+    """billhook's web app under the Procfile's gunicorn settings on PostgreSQL, Stripe's API at the
+    black hole."""
     settings = pg_settings.with_overrides(stripe_api_base=black_hole.url)
-    web = start_procfile_web("web", worker_env(settings, tmp_path / "unused.ready"), tmp_path)
+    web = start_gunicorn("web", "web.wsgi:app", worker_env(settings, tmp_path / "unused.ready"), tmp_path)
     yield settings, f"http://127.0.0.1:{web.port}"
     web.stop()
 
