@@ -17,6 +17,7 @@ from celery.exceptions import Retry
 
 from shared.config import Settings
 from tests.factories import stripe_events as se
+from tests.factories.inbox import store_event
 from tests.integration import support
 from tests.integration.worker_app import FAILING_INSERT
 from worker.celery_app import make_celery
@@ -70,7 +71,7 @@ def test_a_failing_insert_fails_at_once_leaving_no_personal_data_in_logs_or_on_t
 ):
     worker = worker_factory(pg_settings, concurrency=1)
     evt = se.event(FAILING_INSERT, {**se.fixture("customer"), "email": EMAIL})
-    publisher(support.store_event(pg_session_factory, evt))
+    publisher(store_event(pg_session_factory, evt))
 
     support.wait_for(lambda: support.event_status(pg_session_factory, evt["id"]) == "failed")
     row = support.event_row(pg_session_factory, evt["id"])
