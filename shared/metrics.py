@@ -70,6 +70,11 @@ RECONCILED_EVENTS = Counter(
     "Events reconciliation found missing from the inbox and inserted.",
     ["provider"],
 )
+PAYMENT_MISMATCHES = Counter(
+    "billhook_payment_mismatch",
+    "Payments refused because their amount or currency was not what billhook asked for.",
+    ["provider"],
+)
 
 PAYMENT_MISMATCH = Counter(
     "billhook_payment_mismatch",
@@ -99,6 +104,10 @@ def record_retry(error: BaseException) -> None:
 
 def record_email(outcome: str) -> None:
     EMAILS.labels(outcome or "unknown").inc()
+
+
+def record_payment_mismatch(provider: str) -> None:
+    PAYMENT_MISMATCHES.labels(provider).inc()
 
 
 # -- read at scrape time ----------------------------------------------------------------------
