@@ -72,12 +72,6 @@ RECONCILED_EVENTS = Counter(
 )
 PAYMENT_MISMATCHES = Counter(
     "billhook_payment_mismatch",
-    "Payments refused because their amount or currency was not what billhook asked for.",
-    ["provider"],
-)
-
-PAYMENT_MISMATCH = Counter(
-    "billhook_payment_mismatch",
     "Payments refused because their amount, currency or status is not what billhook created them for.",
     ["provider"],
 )

@@ -205,7 +205,7 @@ def _checked_amount(checkout: dict, package: CreditPackage) -> int:
         and (status == "paid" or (status == "no_payment_required" and fully_discounted))
     )
     if not ok:
-        metrics.PAYMENT_MISMATCH.labels(PROVIDER).inc()
+        metrics.record_payment_mismatch(PROVIDER)
         raise PermanentError(
             f"checkout session {checkout.get('id')} for package {package.id}: expected {expected} {currency} "
             f"(price {price} - discount {totals.get('amount_discount') or 0} + tax {totals.get('amount_tax') or 0}), "
