@@ -15,6 +15,8 @@ from typing import Any
 
 MIN_INT64 = -(2**63)
 MAX_INT64 = 2**63 - 1
+# The store's own ids (inbox events, outbox emails) are PostgreSQL integers.
+MAX_ID = 2**31 - 1
 
 # C0 and C1 controls (but tab, newline and carriage return), and surrogates: text on several
 # lines (an email's context) may hold line breaks, never these.
@@ -48,13 +50,18 @@ def is_int64(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and MIN_INT64 <= value <= MAX_INT64
 
 
-def parse_int64(text: str | None) -> int | None:
-    """A query parameter or path segment as a bigint; None when it is not one (digits only, an
-    optional minus, within the 64-bit range)."""
-    if text is None or not re.fullmatch(r"-?[0-9]{1,19}", text):
+def is_id(value: object) -> bool:
+    """One of the store's ids: a positive integer its integer column holds."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID
+
+
+def parse_id(text: str | None) -> int | None:
+    """A query parameter or path segment naming one of the store's ids; None when it is not one
+    (ASCII digits only, no sign or spaces, within the column's range)."""
+    if text is None or not re.fullmatch(r"[0-9]{1,10}", text):
         return None
     value = int(text)
-    return value if MIN_INT64 <= value <= MAX_INT64 else None
+    return value if is_id(value) else None
 
 
 class Unstorable(ValueError):

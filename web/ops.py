@@ -26,7 +26,9 @@ from shared.email import outbox
 from shared.logs import log_line
 from shared.models.events import EventStatus
 from shared.outcome import Outcome
+from web import fields
 from web.context import billhook
+from web.errors import ApiError
 
 log = logging.getLogger("billhook.web.ops")
 
@@ -81,13 +83,22 @@ def _refusal() -> Response | None:
     return None
 
 
+def _cursor(value: str | None) -> int | None:
+    if value is None or value == "":
+        return None
+    cursor = fields.parse_id(value)
+    if cursor is None:
+        raise ApiError(400, "invalid_parameter", f"before must be an event id: an integer from 1 to {fields.MAX_ID}")
+    return cursor
+
+
 @bp.get("")
 @require_ops_auth
 def index():
     status = request.args.get("status") or None
     if status is not None and status not in tuple(EventStatus):
         status = None
-    before = request.args.get("before", type=int)  # None when absent or not a number: the newest page
+    before = _cursor(request.args.get("before"))  # None when absent: the newest page
     with billhook().session_factory() as session:
         # One row more than a page: whether an older page exists, without a count of the table.
         rows = event_ops.find_events(session, event_ops.EventFilter(status=status, before=before, limit=PAGE_SIZE + 1))
@@ -121,6 +132,8 @@ def index():
 @bp.post("/events/<int:event_pk>/replay")
 @require_ops_auth
 def replay(event_pk: int):
+    if not fields.is_id(event_pk):  # routing's int takes any digits; the store's column does not
+        raise ApiError(400, "invalid_event_id", f"the event id must be an integer from 1 to {fields.MAX_ID}")
     refused = _refusal()
     if refused is not None:
         return refused

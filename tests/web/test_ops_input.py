@@ -1,0 +1,61 @@
+"""The ops page's query parameters and path ids: what is not one of the store's ids (a positive
+PostgreSQL integer) is a 400, never a 500 from PostgreSQL refusing it inside the query."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.web.test_ops import OPS, OPS_AUTH, store, token_of
+from web import create_app
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ops_store(request, settings, seeded, enqueued):
+    """The ops client and its session factory, on SQLite and on the real PostgreSQL."""
+    if request.param == "sqlite":
+        app = create_app(settings.with_overrides(flower_basic_auth=OPS_AUTH), enqueue=enqueued)
+        yield app.test_client(), seeded
+        return
+    request.applymarker(pytest.mark.postgres)
+    from shared.db import make_sessionmaker
+    from tests.web.test_webhooks import postgresql_store
+
+    pg_settings, engine = postgresql_store(settings, request.getfixturevalue("pg_database"))
+    app = create_app(pg_settings.with_overrides(flower_basic_auth=OPS_AUTH), enqueue=enqueued)
+    yield app.test_client(), make_sessionmaker(engine)
+    app.extensions["billhook"].dispose()
+    engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "before",
+    ["99999999999999999999999", "2147483648", "9223372036854775808", "-1", "0", "abc", "1.5", "1e3", " 1", "١"],
+)
+def test_a_cursor_that_is_not_an_event_id_is_400(ops_store, before):
+    ops, _ = ops_store
+    response = ops.get("/ops", query_string={"before": before}, headers=OPS)
+
+    assert response.status_code == 400, response.get_data(as_text=True)[:300]
+    assert response.is_json and response.json["error"]["code"] == "invalid_parameter"
+
+
+def test_the_largest_id_as_cursor_lists_every_event(ops_store):
+    ops, session_factory = ops_store
+    pk = store(session_factory, status="failed", error="x")
+
+    response = ops.get("/ops?before=2147483647", headers=OPS)
+
+    assert response.status_code == 200
+    assert f"event-{pk}" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("event_id", ["99999999999999999999999", "2147483648", "0"])
+def test_a_replay_of_an_id_out_of_the_stores_range_is_400(ops_store, event_id):
+    ops, session_factory = ops_store
+    store(session_factory)  # the page shows its form token once it lists an event
+    token = token_of(ops.get("/ops", headers=OPS).get_data(as_text=True))
+
+    response = ops.post(f"/ops/events/{event_id}/replay", data={"csrf_token": token}, headers=OPS)
+
+    assert response.status_code == 400, response.get_data(as_text=True)[:300]
+    assert response.is_json and response.json["error"]["code"] == "invalid_event_id"
