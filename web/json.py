@@ -30,10 +30,15 @@ def _refuse_constant(name: str) -> None:
     raise MalformedJson(f"{name} is not standard JSON")
 
 
+# Provider events nest a dozen levels at most; the bound is fixed so that what passes does not
+# depend on how deep the interpreter's stack already is when the parser runs.
+MAX_DEPTH = 64
+
+
 def loads_strict(raw: bytes) -> Any:
     """Standard JSON only (RFC 8259), in the form PostgreSQL's json type stores unchanged: UTF-8
-    without a byte order mark, no NaN/Infinity, no lone surrogate escapes, nesting no deeper
-    than the parser's recursion bound. What passes is safe to store as it was received."""
+    without a byte order mark, no NaN/Infinity, no lone surrogate escapes, nesting at most
+    MAX_DEPTH levels. What passes is safe to store as it was received."""
     if raw.startswith(b"\xef\xbb\xbf"):
         raise MalformedJson("a byte order mark is not allowed")
     try:
@@ -51,7 +56,22 @@ def loads_strict(raw: bytes) -> Any:
     # A lone surrogate can only come from a \uD8xx-\uDFxx escape: look only when one is there.
     if "\\ud" in text.lower() and _has_lone_surrogate(value):
         raise MalformedJson("the JSON holds a lone surrogate escape")
+    # Fewer brackets than the bound cannot nest past it: walk the value only when there are more.
+    if text.count("[") + text.count("{") > MAX_DEPTH and _depth_over(value, MAX_DEPTH):
+        raise MalformedJson(f"the JSON is nested deeper than {MAX_DEPTH} levels")
     return value
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 def _has_lone_surrogate(value: Any) -> bool:
