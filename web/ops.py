@@ -28,7 +28,7 @@ from shared.models.events import EventStatus
 from shared.outcome import Outcome
 from web import fields
 from web.context import billhook
-from web.errors import ApiError
+from web.errors import ApiError, json_error
 
 log = logging.getLogger("billhook.web.ops")
 
@@ -36,6 +36,13 @@ bp = Blueprint("ops", __name__, url_prefix="/ops")
 
 REALM = "billhook ops"
 PAGE_SIZE = 100
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    """The house's JSON error, here too: a browser shows it as text, a script can read it."""
+    response, _ = json_error(status, code, message)
+    response.status_code = status
+    return response
 
 
 def _credentials() -> dict[str, str]:
@@ -49,16 +56,13 @@ def require_ops_auth(view):
     def wrapper(*args, **kwargs):
         allowed = _credentials()
         if not allowed:
-            return Response("the ops page is off: set FLOWER_BASIC_AUTH=user:password\n", 503, mimetype="text/plain")
+            return _error(503, "not_configured", "the ops page is off: set FLOWER_BASIC_AUTH=user:password")
         auth = request.authorization
         password = allowed.get(auth.username) if auth and auth.type == "basic" and auth.username else None
         if password is None or not hmac.compare_digest((auth.password or "").encode(), password.encode()):
-            return Response(
-                "authentication required\n",
-                401,
-                {"WWW-Authenticate": f'Basic realm="{REALM}", charset="UTF-8"'},
-                mimetype="text/plain",
-            )
+            response = _error(401, "authentication_required", "authentication required")
+            response.headers["WWW-Authenticate"] = f'Basic realm="{REALM}", charset="UTF-8"'
+            return response
         g.ops_user = auth.username
         return view(*args, **kwargs)
 
@@ -76,10 +80,10 @@ def _refusal() -> Response | None:
     if origin is not None:
         parts = urlsplit(origin)
         if origin == "null" or f"{parts.scheme}://{parts.netloc}" != request.host_url.rstrip("/"):
-            return Response("cross-site request refused\n", 403, mimetype="text/plain")
+            return _error(403, "cross_site_refused", "cross-site request refused")
     token = request.form.get("csrf_token", "")
     if not hmac.compare_digest(token.encode(), csrf_token(g.ops_user).encode()):
-        return Response("missing or wrong form token; reload the page\n", 403, mimetype="text/plain")
+        return _error(403, "invalid_form_token", "missing or wrong form token; reload the page")
     return None
 
 

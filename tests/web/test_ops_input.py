@@ -59,3 +59,20 @@ def test_a_replay_of_an_id_out_of_the_stores_range_is_400(ops_store, event_id):
 
     assert response.status_code == 400, response.get_data(as_text=True)[:300]
     assert response.is_json and response.json["error"]["code"] == "invalid_event_id"
+
+
+def test_the_ops_pages_refusals_are_json_errors(settings, seeded, enqueued):
+    off = create_app(settings, enqueue=enqueued).test_client().get("/ops")
+    app = create_app(settings.with_overrides(flower_basic_auth=OPS_AUTH), enqueue=enqueued)
+    unauthenticated = app.test_client().get("/ops")
+    pk = store(seeded)
+    no_token = app.test_client().post(f"/ops/events/{pk}/replay", data={}, headers=OPS)
+
+    for response, status, code in (
+        (off, 503, "not_configured"),
+        (unauthenticated, 401, "authentication_required"),
+        (no_token, 403, "invalid_form_token"),
+    ):
+        assert response.status_code == status
+        assert response.is_json and response.json["error"]["code"] == code
+    assert unauthenticated.headers["WWW-Authenticate"].startswith("Basic ")
