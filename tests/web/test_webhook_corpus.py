@@ -107,3 +107,18 @@ def test_odd_but_standard_json_is_stored_as_signed(intake, any_store, tail):
 
     assert response.status_code == 200, response.get_data(as_text=True)[:300]
     assert _stored(any_store) == 1
+
+
+@pytest.mark.parametrize(
+    "create_time", ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59", "2026-13-01T00:00:00Z", "\x00"]
+)
+def test_a_paypal_create_time_out_of_the_calendar_is_left_to_receipt_time(intake, any_store, create_time):
+    body, headers = pe.signed(
+        pe.event("CUSTOMER.DISPUTE.CREATED", {"dispute_id": "PP-D-1"}) | {"create_time": create_time}
+    )
+
+    response = intake.post("/webhooks/paypal", data=body, headers=headers)
+
+    assert response.status_code == 200, response.get_data(as_text=True)[:300]
+    with any_store.session_factory() as session:
+        assert session.scalars(select(WebhookEvent.event_created_at)).one() is None
