@@ -9,22 +9,12 @@ from tests.web.test_ops import OPS, OPS_AUTH, store, token_of
 from web import create_app
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def ops_store(request, settings, seeded, enqueued):
+@pytest.fixture
+def ops_store(any_store, enqueued):
     """The ops client and its session factory, on SQLite and on the real PostgreSQL."""
-    if request.param == "sqlite":
-        app = create_app(settings.with_overrides(flower_basic_auth=OPS_AUTH), enqueue=enqueued)
-        yield app.test_client(), seeded
-        return
-    request.applymarker(pytest.mark.postgres)
-    from shared.db import make_sessionmaker
-    from tests.web.test_webhooks import postgresql_store
-
-    pg_settings, engine = postgresql_store(settings, request.getfixturevalue("pg_database"))
-    app = create_app(pg_settings.with_overrides(flower_basic_auth=OPS_AUTH), enqueue=enqueued)
-    yield app.test_client(), make_sessionmaker(engine)
+    app = create_app(any_store.settings.with_overrides(flower_basic_auth=OPS_AUTH), enqueue=enqueued)
+    yield app.test_client(), any_store.session_factory
     app.extensions["billhook"].dispose()
-    engine.dispose()
 
 
 @pytest.mark.parametrize(
