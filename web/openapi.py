@@ -198,7 +198,7 @@ PATHS = {
             "summary": "One of the caller's manual payments, with its invoice and decision",
             "security": _BEARER,
             "parameters": [{"name": "payment_ref", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "responses": {"200": _json(_ref("ManualPayment")), **_errors(401, 404)},
+            "responses": {"200": _json(_ref("ManualPayment")), **_errors(401, 404, 503)},
         }
     },
 }

@@ -164,6 +164,10 @@ def decide_manual_payment(payment_ref: str, action: str):
     if refused is not None:
         return refused
     reason = (request.form.get("reason") or "").strip()[: manual_payments.MAX_REASON] or None
+    if reason is not None and not fields.is_text(reason, manual_payments.MAX_REASON):
+        raise ApiError(400, "invalid_field", "the reason holds a control character or lone surrogate")
+    if not fields.is_identifier(payment_ref, 100):  # no payment has such an id
+        return redirect(url_for("ops.index", notice="unknown_payment"), code=303)
     ext = billhook()
     outcome = Outcome()
     try:

@@ -4,6 +4,8 @@ error that stores nothing, on SQLite and on PostgreSQL (where these were 500s)."
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
 from sqlalchemy import func, select
 
@@ -159,3 +161,63 @@ def test_an_idempotency_key_header_outside_its_pattern_is_400(api, any_store, ke
     response = api.post("/api/v1/billing/stripe/credit-checkout", json={"package_id": "starter"}, headers=headers)
 
     _assert_400(response, "invalid_idempotency_key")
+
+
+# -- manual payments --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def manual_api(any_store):
+    from shared import credentials
+
+    with any_store.session_factory.begin() as session:
+        credentials.set_provider(session, "manual", config={"instructions": "Contact us."})
+    app = create_app(any_store.settings, enqueue=Enqueued(), enqueue_email=Enqueued())
+    yield app.test_client()
+    app.extensions["billhook"].dispose()
+
+
+MANUAL = {"package_id": "starter", "method": "bank_transfer"}
+MANUAL_BODIES = {
+    "package_id padded": {**MANUAL, "package_id": "starter "},
+    "package_id with NUL": {**MANUAL, "package_id": "star\x00ter"},
+    "reference with NUL": {**MANUAL, "reference": "ref\x00"},
+    "reference on two lines": {**MANUAL, "reference": "a\nb"},
+    "account_id with NUL": {**MANUAL, "account_id": "acct\x00"},
+    "account_id padded": {**MANUAL, "account_id": "acct_1 "},
+}
+
+
+@pytest.mark.parametrize("body", MANUAL_BODIES.values(), ids=MANUAL_BODIES.keys())
+def test_a_manual_payment_request_the_store_cannot_keep_is_400(manual_api, any_store, body):
+    from shared.models import ManualPayment
+
+    internal = {"account_id": "acct_1", "idempotency_key": "mp-1", **body}
+    token = issue_token(any_store.settings, "acct_1")
+
+    if "account_id" not in body:  # the user's own route takes the account from the token
+        user = {"Authorization": f"Bearer {token}"}
+        _assert_400(manual_api.post("/api/v1/billing/manual-payments", json=body, headers=user), "invalid_field")
+    _assert_400(manual_api.post("/api/v1/internal/manual-payments", json=internal, headers=SERVICE), "invalid_field")
+    assert _count(any_store, ManualPayment) == 0
+
+
+@pytest.mark.parametrize("raw", [b'{"package_id": "starter", "method": "cheque", "n": NaN}', NESTED_3000])
+def test_a_manual_payment_body_that_is_not_standard_json_is_400(manual_api, any_store, raw):
+    token = issue_token(any_store.settings, "acct_1")
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+    _assert_400(manual_api.post("/api/v1/billing/manual-payments", data=raw, headers=headers), "invalid_body")
+
+
+@pytest.mark.parametrize("ref", ["MP\x00", "MP\ud800", "x" * 101, " MP-1"])
+def test_looking_up_a_manual_payment_by_an_impossible_id_is_404(manual_api, any_store, ref):
+    token = issue_token(any_store.settings, "acct_1")
+
+    response = manual_api.get(
+        "/api/v1/billing/manual-payments/" + quote(ref, safe="", errors="surrogatepass"),
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+    assert response.status_code == 404, response.get_data(as_text=True)[:300]
+    assert response.is_json and response.json["error"]["code"] == "not_found"

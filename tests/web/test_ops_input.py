@@ -66,3 +66,22 @@ def test_the_ops_pages_refusals_are_json_errors(settings, seeded, enqueued):
         assert response.status_code == status
         assert response.is_json and response.json["error"]["code"] == code
     assert unauthenticated.headers["WWW-Authenticate"].startswith("Basic ")
+
+
+@pytest.mark.parametrize(
+    "ref, reason, status", [("MP%00", "", 303), ("MP-1", "ok\x00", 400), ("MP-1", "bell\x07", 400)]
+)
+def test_a_manual_payment_decision_with_text_the_store_cannot_keep_is_refused(ops_store, ref, reason, status):
+    ops, session_factory = ops_store
+    store(session_factory)
+    token = token_of(ops.get("/ops", headers=OPS).get_data(as_text=True))
+
+    response = ops.post(
+        f"/ops/manual-payments/{ref}/approve", data={"csrf_token": token, "reason": reason}, headers=OPS
+    )
+
+    assert response.status_code == status, response.get_data(as_text=True)[:300]
+    if status == 303:
+        assert "notice=unknown_payment" in response.headers["Location"]
+    else:
+        assert response.is_json and response.json["error"]["code"] == "invalid_field"
