@@ -341,6 +341,30 @@ def refund(acct: Account) -> list[dict]:
     return [event("charge.refunded", refunded, acct.at())]
 
 
+def dispute(acct: Account, *, won: bool) -> list[dict]:
+    """The account's latest payment disputed by the card holder, then the dispute decided."""
+    if not acct.last_payment_intent:
+        raise ScenarioError(f"account {acct.account_id} has no Stripe payment to dispute: trigger buy-credits first")
+    opened = dispute_object(acct, status="needs_response")
+    closed = {**opened, "status": "won" if won else "lost"}
+    return [event("charge.dispute.created", opened, acct.at()), event("charge.dispute.closed", closed, acct.at())]
+
+
+def dispute_object(acct: Account, *, status: str) -> dict:
+    return {
+        "id": unique("dp"),
+        "object": "dispute",
+        "amount": acct.last_payment_amount,
+        "charge": unique("ch"),
+        "currency": "usd",
+        "created": int(time.time()),
+        "livemode": False,
+        "payment_intent": acct.last_payment_intent,
+        "reason": "fraudulent",
+        "status": status,
+    }
+
+
 class ScenarioError(Exception):
     """The account's state does not allow the scenario (e.g. renew without a subscription)."""
 

@@ -28,6 +28,8 @@ STRIPE_SCENARIOS = (
     "buy-credits",
     "async-payment",
     "refund",
+    "dispute-lost",
+    "dispute-won",
 )
 PAYPAL_SCENARIOS = ("paypal-capture", "paypal-subscribe", "paypal-renew")
 
@@ -189,6 +191,8 @@ def _builder(
         "payment-failed": scenarios.payment_failed,
         "cancel": scenarios.cancel,
         "refund": scenarios.refund,
+        "dispute-lost": lambda a: scenarios.dispute(a, won=False),
+        "dispute-won": lambda a: scenarios.dispute(a, won=True),
     }
     return lambda: simple[scenario](acct)
 

@@ -103,6 +103,18 @@ def test_buy_credits_then_refund_grants_and_takes_back_the_credits(live_web):
     assert [amount for amount, _kind in ledger(live_web)] == [5_000, -5_000]
 
 
+def test_a_lost_dispute_takes_the_credits_back_and_a_won_one_returns_them(live_web):
+    trigger(live_web, "buy-credits", "--package", "pro")
+    trigger(live_web, "dispute-lost")
+    assert account(live_web)["balance"] == 0
+
+    trigger(live_web, "buy-credits", "--package", "pro")
+    trigger(live_web, "dispute-won")
+
+    assert account(live_web)["balance"] == 5_000  # the won dispute gave back what it had taken
+    assert [d["state"] for d in account(live_web)["disputes"]] in (["lost", "won"], ["won", "lost"])
+
+
 def test_async_payment_grants_the_credits_when_the_payment_succeeds(live_web):
     lines = trigger(live_web, "async-payment", "--package", "value")
 
