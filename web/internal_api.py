@@ -145,6 +145,7 @@ def debit_credits():
         try:
             debit = ledger.debit_credits(
                 session,
+                outcome,
                 account_id=account_id,
                 amount=amount,
                 description=description,

@@ -13,8 +13,9 @@ from sqlalchemy.orm import Session
 
 from shared.billing import payments
 from shared.email.outbox import queue_account_email
-from shared.models import Account, Payment, Plan, Subscription
+from shared.models import Account, Payment, Plan, Subscription, utcnow
 from shared.outcome import Outcome
+from shared.outgoing import events as outgoing
 
 
 def payment_confirmation(
@@ -87,7 +88,26 @@ def payment_failed(
     description: str,
     reason: str | None = None,
 ) -> bool:
-    """Once per failed invoice (or checkout), however many collection attempts fail."""
+    """Once per failed invoice (or checkout), however many collection attempts fail; the main app
+    hears of it once too (`payment.failed`)."""
+    if session.get(Account, account_id) is not None:
+        outgoing.emit(
+            session,
+            outcome,
+            account_id=account_id,
+            type="payment.failed",
+            key=f"payment.failed:{provider}:{reference}",
+            data={
+                "payment": {
+                    "provider": provider,
+                    "id": reference,
+                    "status": "failed",
+                    "amount_cents": amount_cents,
+                    "currency": currency.lower(),
+                }
+            },
+            at=utcnow(),
+        )
     return queue_account_email(
         session,
         outcome,
@@ -143,6 +163,15 @@ def low_credits_if_crossed(
     threshold = account.low_credits_threshold
     if not (before >= threshold > after):
         return False
+    outgoing.emit(
+        session,
+        outcome,
+        account_id=account.id,
+        type="credits.low",
+        key=f"credits.low:{cause_key}",
+        data={"credits": {"balance": after, "threshold": threshold, "reference": cause_key}},
+        at=utcnow(),
+    )
     return queue_account_email(
         session,
         outcome,

@@ -7,6 +7,7 @@ from shared.models.billing import CreditLedgerEntry, Invoice, Payment, Subscript
 from shared.models.catalog import CreditPackage, Plan
 from shared.models.emails import EmailOutbox
 from shared.models.events import WebhookEvent
+from shared.models.outgoing import OutgoingDelivery, OutgoingEndpoint, OutgoingEvent
 from shared.models.providers import IntegrationProvider
 
 __all__ = [
@@ -17,6 +18,9 @@ __all__ = [
     "EmailOutbox",
     "IntegrationProvider",
     "Invoice",
+    "OutgoingDelivery",
+    "OutgoingEndpoint",
+    "OutgoingEvent",
     "Payment",
     "Plan",
     "Subscription",

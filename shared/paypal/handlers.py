@@ -234,6 +234,7 @@ def subscription_activated(session: Session, event: WebhookEvent, now: datetime,
     billing = resource.get("billing_info") or {}
     subscriptions.apply_subscription_state(
         session,
+        outcome,
         subscription,
         SubscriptionChange(
             status=subscriptions.ACTIVE,
@@ -245,12 +246,19 @@ def subscription_activated(session: Session, event: WebhookEvent, now: datetime,
         ),
         event_at=_event_at(event),
         event_id=event.event_id,
+        now=now,
     )
     plan = plan or _plan(session, subscription.plan_id)
     if plan is None:
         raise PermanentError(f"PayPal subscription {resource['id']} is on no known plan")
     subscriptions.grant_period_credits(
-        session, subscription, plan, idempotency_key=_initial_key(resource["id"]), at=now, source_event_id=event.id
+        session,
+        outcome,
+        subscription,
+        plan,
+        idempotency_key=_initial_key(resource["id"]),
+        at=now,
+        source_event_id=event.id,
     )
     if subscription.status == subscriptions.ACTIVE:  # not when a newer cancellation was applied first
         notifications.subscription_activated(session, outcome, subscription, plan)
@@ -279,6 +287,7 @@ def sale_completed(session: Session, event: WebhookEvent, now: datetime, outcome
     currency = amount.get("currency") or plan.currency
     payment, _ = payments.record_payment(
         session,
+        outcome,
         payments.PaymentRecord(
             account_id=subscription.account_id,
             provider=PROVIDER,
@@ -297,7 +306,14 @@ def sale_completed(session: Session, event: WebhookEvent, now: datetime, outcome
     )
     key = _sale_key(subscription, plan, sale, subscription_id, _event_at(event))
     subscriptions.grant_period_credits(
-        session, subscription, plan, idempotency_key=key, at=now, payment_id=payment.id, source_event_id=event.id
+        session,
+        outcome,
+        subscription,
+        plan,
+        idempotency_key=key,
+        at=now,
+        payment_id=payment.id,
+        source_event_id=event.id,
     )
     if key == _initial_key(subscription_id):
         # The first period's receipt (its activation email came with BILLING.SUBSCRIPTION.ACTIVATED).
@@ -333,6 +349,7 @@ def subscription_status_changed(session: Session, event: WebhookEvent, now: date
     changed_at = _time(resource.get("status_update_time")) or _event_at(event)
     subscriptions.apply_subscription_state(
         session,
+        outcome,
         subscription,
         SubscriptionChange(
             status=status,
@@ -341,6 +358,7 @@ def subscription_status_changed(session: Session, event: WebhookEvent, now: date
         ),
         event_at=_event_at(event),
         event_id=event.event_id,
+        now=now,
     )
 
 

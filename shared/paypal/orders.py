@@ -173,7 +173,7 @@ def grant_capture(
     if capture.status == COMPLETED:
         return _grant_completed(session, outcome, capture, account_id, package, at, source_event_id)
     if capture.status in FAILED_CAPTURE_STATUSES:
-        payment = _record(session, capture, account_id, package, at, status=payments.FAILED)
+        payment = _record(session, outcome, capture, account_id, package, at, status=payments.FAILED)
         if payment.status == payments.PENDING:
             payment.status = payments.FAILED
             payment.failure_message = _failure_message(capture)
@@ -192,7 +192,7 @@ def grant_capture(
         return CaptureGrant(payment, 0, payment.status)
     if capture.status == PENDING:
         # e.g. an eCheck or a review: kept so nothing captures it again; COMPLETED follows.
-        payment = _record(session, capture, account_id, package, at, status=payments.PENDING)
+        payment = _record(session, outcome, capture, account_id, package, at, status=payments.PENDING)
         return CaptureGrant(payment, 0, payment.status)
     return CaptureGrant(None, 0, "not_captured")
 
@@ -207,7 +207,7 @@ def _grant_completed(
     source_event_id: int | None,
 ) -> CaptureGrant:
     # A denied or pending capture recorded first is overtaken by this completed one (record_payment).
-    payment = _record(session, capture, account_id, package, at, status=payments.SUCCEEDED)
+    payment = _record(session, outcome, capture, account_id, package, at, status=payments.SUCCEEDED)
     if not _pays_for(capture, package):
         # Money arrived, but not the package's price: keep the payment for ops, grant nothing.
         payment.failure_message = "captured amount does not match the package price; no credits granted"
@@ -216,6 +216,7 @@ def _grant_completed(
     payment.credits_granted = package.credits
     granted = ledger.grant_credits(
         session,
+        outcome,
         account_id=account_id,
         credits=package.credits,
         kind=ledger.GRANT_PURCHASE,
@@ -232,10 +233,17 @@ def _grant_completed(
 
 
 def _record(
-    session: Session, capture: CaptureResult, account_id: str, package: CreditPackage, at: datetime, *, status: str
+    session: Session,
+    outcome: Outcome,
+    capture: CaptureResult,
+    account_id: str,
+    package: CreditPackage,
+    at: datetime,
+    *,
+    status: str,
 ) -> Payment:
     ensure_account(session, account_id)
-    payment, _ = payments.record_payment(session, _payment_record(capture, account_id, package, status), at=at)
+    payment, _ = payments.record_payment(session, outcome, _payment_record(capture, account_id, package, status), at=at)
     return payment
 
 

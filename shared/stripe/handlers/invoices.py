@@ -42,6 +42,7 @@ def invoice_paid(session: Session, event: WebhookEvent, now: datetime, outcome: 
     period = (full_line or {}).get("period") or {}
     subscriptions.apply_subscription_state(
         session,
+        outcome,
         subscription,
         SubscriptionChange(
             status=subscriptions.ACTIVE,
@@ -51,11 +52,13 @@ def invoice_paid(session: Session, event: WebhookEvent, now: datetime, outcome: 
         ),
         event_at=event_at(event),
         event_id=event.event_id,
+        now=now,
     )
     key = _period_key(invoice, subscription_id, line)
     grants = key is not None and plan is not None  # else a mid-period change (proration): paid, no new period
     payment, _ = payments.record_payment(
         session,
+        outcome,
         payments.PaymentRecord(
             account_id=subscription.account_id,
             provider=PROVIDER,
@@ -79,7 +82,14 @@ def invoice_paid(session: Session, event: WebhookEvent, now: datetime, outcome: 
     if not grants:
         return
     subscriptions.grant_period_credits(
-        session, subscription, plan, idempotency_key=key, at=now, payment_id=payment.id, source_event_id=event.id
+        session,
+        outcome,
+        subscription,
+        plan,
+        idempotency_key=key,
+        at=now,
+        payment_id=payment.id,
+        source_event_id=event.id,
     )
 
 
@@ -92,10 +102,12 @@ def invoice_payment_failed(session: Session, event: WebhookEvent, now: datetime,
     subscription = lock_subscription_for(session, outcome, subscription_id, invoice)
     subscriptions.apply_subscription_state(
         session,
+        outcome,
         subscription,
         SubscriptionChange(status=subscriptions.PAST_DUE),
         event_at=event_at(event),
         event_id=event.event_id,
+        now=now,
     )
     paid = payments.find_payment(session, PROVIDER, invoice["id"])
     if paid is None or paid.status == payments.FAILED:  # a late failure of a paid invoice says nothing new

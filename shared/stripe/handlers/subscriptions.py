@@ -30,6 +30,7 @@ def subscription_updated(session: Session, event: WebhookEvent, now: datetime, o
     plan = catalog.plan_by_stripe_price(session, expandable_id((item.get("price") or {}).get("id")))
     subscriptions.apply_subscription_state(
         session,
+        outcome,
         subscription,
         SubscriptionChange(
             status=stripe_subscription.get("status"),
@@ -41,6 +42,7 @@ def subscription_updated(session: Session, event: WebhookEvent, now: datetime, o
         ),
         event_at=event_at(event),
         event_id=event.event_id,
+        now=now,
     )
 
 
@@ -50,6 +52,7 @@ def subscription_deleted(session: Session, event: WebhookEvent, now: datetime, o
     subscription = lock_subscription_for(session, outcome, stripe_subscription["id"], stripe_subscription)
     subscriptions.apply_subscription_state(
         session,
+        outcome,
         subscription,
         SubscriptionChange(
             status=subscriptions.CANCELED,
@@ -59,4 +62,5 @@ def subscription_deleted(session: Session, event: WebhookEvent, now: datetime, o
         ),
         event_at=event_at(event),
         event_id=event.event_id,
+        now=now,
     )
