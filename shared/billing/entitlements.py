@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select, tuple_
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from shared.models import Account, CreditLedgerEntry, Plan, Subscription
@@ -101,7 +101,13 @@ def changed_since(
     them after the cursor `after` = (billing_changed_at, id) of the previous page's last one."""
     stmt = _STATE.where(Account.billing_changed_at >= since)
     if after is not None:
-        stmt = stmt.where(tuple_(Account.billing_changed_at, Account.id) > tuple_(*after))
+        changed_at, account_id = after
+        stmt = stmt.where(
+            or_(
+                Account.billing_changed_at > changed_at,
+                and_(Account.billing_changed_at == changed_at, Account.id > account_id),
+            )
+        )
     stmt = stmt.order_by(Account.billing_changed_at, Account.id).limit(limit)
     return [render(r[0], r[1], r[2], r[3], now) for r in session.execute(stmt)]
 

@@ -72,6 +72,8 @@ class OutgoingDelivery(Base):
     attempts: Mapped[int] = mapped_column(default=0)
     last_status_code: Mapped[int | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+    # The retry window runs from here (an operator's retry starts a new window).
+    first_attempt_at: Mapped[datetime | None]
     # When the next attempt is due; the sweeper re-queues a pending row a grace after it.
     next_attempt_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
