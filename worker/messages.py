@@ -13,10 +13,20 @@ SEND_EMAIL = "billhook.send_email"
 SWEEP_OUTBOX = "billhook.sweep_outbox"
 PAYPAL_CAPTURE_ORDER = "billhook.paypal_capture_order"
 SWEEP_PAYPAL_CAPTURES = "billhook.sweep_paypal_captures"
+# Outgoing webhooks: deliveries on a queue of their own (worker.config routes them).
+DELIVER_OUTGOING = "billhook.deliver_outgoing"
+SWEEP_OUTGOING = "billhook.sweep_outgoing"
+LAPSE_SUBSCRIPTIONS = "billhook.lapse_subscriptions"
+
+
+def queue_for(app: Celery, task: str) -> str:
+    """The queue `task` is routed to (worker.config's task_routes: exact names first)."""
+    route = app.conf.task_routes.get(task) if isinstance(app.conf.task_routes, dict) else None
+    return route["queue"] if route else app.conf.task_default_queue
 
 
 def publish_task(app: Celery, producer: Producer, task: str, pk: int) -> None:
-    """Publish `task(pk)` to billhook's queue on `producer`, failing fast (no retry loop): the
+    """Publish `task(pk)` to its queue on `producer`, failing fast (no retry loop): the
     message `send_task` would send (Celery builds it, as `as_task_v2`), put straight on the queue by
     the broker's default exchange. What `send_task` adds around it (routing, publish signals, an
     AsyncResult, a repr of the arguments) was half of the publishing CPU a webhook, and none of it
@@ -27,7 +37,7 @@ def publish_task(app: Celery, producer: Producer, task: str, pk: int) -> None:
     producer.publish(
         message.body,
         exchange="",
-        routing_key=app.conf.task_default_queue,
+        routing_key=queue_for(app, task),
         headers=message.headers,
         serializer=app.conf.task_serializer,
         retry=False,
@@ -51,3 +61,8 @@ def enqueue_email(app: Celery, outbox_id: int) -> None:
     """Publish one outbox row id, after the commit that made the row; fails fast like
     enqueue_event, and the outbox sweep picks up a row whose publish failed."""
     publish(app, SEND_EMAIL, outbox_id)
+
+
+def enqueue_delivery(app: Celery, delivery_id: int) -> None:
+    """Publish one outgoing delivery id (to the outgoing queue); fails fast, the sweep has the row."""
+    publish(app, DELIVER_OUTGOING, delivery_id)

@@ -4,7 +4,8 @@ Every id published here belongs to a row that is already committed (an inbox eve
 email), and a sweeper re-queues such rows after a grace period. So the publisher may drop ids
 rather than make anybody wait on the broker:
 
-- `event(pk)` / `email(pk)` put the id on a bounded in-process queue and return at once;
+- `publish_event(pk)` / `publish_email(pk)` / `publish_delivery(pk)` put the id on a bounded
+  in-process queue and return at once;
 - one daemon thread per process (started on first use, so after gunicorn's or billiard's fork)
   takes what is queued and publishes it through one pooled producer, in one Redis pipeline per
   batch (kombu's `Producer.batch`); it lets a batch gather for a few milliseconds first, since a
@@ -29,7 +30,7 @@ from celery import Celery
 from shared.config import Settings
 from shared.logs import log_line
 from worker.config import new_celery
-from worker.messages import PROCESS_EVENT, SEND_EMAIL, publish_task
+from worker.messages import DELIVER_OUTGOING, PROCESS_EVENT, SEND_EMAIL, publish_task
 
 log = logging.getLogger("billhook.publisher")
 
@@ -91,6 +92,9 @@ class Publisher:
 
     def publish_email(self, outbox_id: int) -> None:
         self._put(SEND_EMAIL, outbox_id)
+
+    def publish_delivery(self, delivery_id: int) -> None:
+        self._put(DELIVER_OUTGOING, delivery_id)
 
     @property
     def paused(self) -> bool:

@@ -41,6 +41,7 @@ from shared.logs import log_line
 from shared.models import CreditPackage, Payment, WebhookEvent
 from shared.models.events import EventStatus
 from shared.outcome import Outcome
+from shared.outgoing import delivery
 from shared.paypal.client import PROVIDER, PayPalError, PayPalGateway, parse_amount
 
 log = logging.getLogger("billhook.paypal")
@@ -354,6 +355,7 @@ def capture_approved_order(
     *,
     clock: Callable[[], datetime],
     enqueue_email: Callable[[int], None] | None = None,
+    enqueue_delivery: Callable[[int], None] | None = None,
 ) -> str:
     """Capture the order of an APPROVED event and grant it, unless its payment is recorded already.
 
@@ -363,7 +365,7 @@ def capture_approved_order(
     help (the caller tries again later); a refusal that retrying cannot change is recorded as a
     failed payment, which ends the attempts. Returns the payment's status, or why nothing was done.
     `enqueue_email` publishes the emails the grant queued once it has committed (without it the
-    outbox sweep finds them).
+    outbox sweep finds them); `enqueue_delivery` the outgoing deliveries likewise.
     """
     with session_factory() as session:
         event = session.get(WebhookEvent, event_pk)
@@ -398,6 +400,8 @@ def capture_approved_order(
         status = grant_capture(session, outcome, captured, at=clock(), source_event_id=event_pk).status
     if enqueue_email is not None:
         outbox.enqueue_committed(enqueue_email, outcome.emails)  # the grant and its email have committed
+    if enqueue_delivery is not None:
+        delivery.enqueue_committed(enqueue_delivery, outcome.deliveries)
     log_line(log, "paypal capture", order=order_id, outcome=status)
     return status
 
