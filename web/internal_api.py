@@ -24,6 +24,7 @@ from shared.email import outbox
 from shared.email import render as emails
 from shared.models import Account, EmailOutbox
 from shared.outcome import Outcome
+from shared.outgoing import delivery
 from web.auth import require_static_token
 from web.context import billhook
 from web.errors import ApiError
@@ -172,6 +173,7 @@ def debit_credits():
                 cause_key=f"api:debit:{key}",
             )
     outbox.enqueue_committed(ext.enqueue_email, outcome.emails)  # after the commit
+    delivery.enqueue_committed(ext.enqueue_delivery, outcome.deliveries)
     answer = {"entry_id": debit.entry_id, "amount": amount, "balance": debit.balance_after, "replayed": debit.replayed}
     return jsonify(answer), 200 if debit.replayed else 201
 
