@@ -142,6 +142,7 @@ def debit_credits():
     note_request(account=account_id)  # on the request's one log line
     ext = billhook()
     outcome = Outcome()
+    now = datetime.now(UTC)
     with ext.session_factory.begin() as session:
         try:
             debit = ledger.debit_credits(
@@ -151,7 +152,7 @@ def debit_credits():
                 amount=amount,
                 description=description,
                 idempotency_key=f"api:debit:{key}",
-                at=datetime.now(UTC),
+                at=now,
             )
         except ledger.UnknownAccount as exc:
             raise ApiError(404, "account_not_found", f"no account {account_id}") from exc
@@ -171,6 +172,7 @@ def debit_credits():
                 before=debit.balance_before,
                 after=debit.balance_after,
                 cause_key=f"api:debit:{key}",
+                at=now,
             )
     outbox.enqueue_committed(ext.enqueue_email, outcome.emails)  # after the commit
     delivery.enqueue_committed(ext.enqueue_delivery, outcome.deliveries)

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from shared.billing import payments
 from shared.email.outbox import queue_account_email
-from shared.models import Account, Payment, Plan, Subscription, utcnow
+from shared.models import Account, Payment, Plan, Subscription
 from shared.outcome import Outcome
 from shared.outgoing import events as outgoing
 
@@ -87,6 +87,7 @@ def payment_failed(
     currency: str,
     description: str,
     reason: str | None = None,
+    at: datetime,
 ) -> bool:
     """Once per failed invoice (or checkout), however many collection attempts fail; the main app
     hears of it once too (`payment.failed`)."""
@@ -106,7 +107,7 @@ def payment_failed(
                     "currency": currency.lower(),
                 }
             },
-            at=utcnow(),
+            at=at,
         )
     return queue_account_email(
         session,
@@ -155,7 +156,7 @@ def refund_notification(
 
 
 def low_credits_if_crossed(
-    session: Session, outcome: Outcome, account: Account, *, before: int, after: int, cause_key: str
+    session: Session, outcome: Outcome, account: Account, *, before: int, after: int, cause_key: str, at: datetime
 ) -> bool:
     """Once each time the balance falls below the account's threshold: keyed on the ledger entry
     that crossed it, so the next crossing (after a top-up) emails again. The caller holds the
@@ -170,7 +171,7 @@ def low_credits_if_crossed(
         type="credits.low",
         key=f"credits.low:{cause_key}",
         data={"credits": {"balance": after, "threshold": threshold, "reference": cause_key}},
-        at=utcnow(),
+        at=at,
     )
     return queue_account_email(
         session,

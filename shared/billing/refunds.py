@@ -52,5 +52,6 @@ def reverse_refunded_credits(
         before=balance_before,
         after=balance_before - reversed_credits,
         cause_key=idempotency_key,
+        at=at,
     )
     return reversed_credits

@@ -189,6 +189,7 @@ def grant_capture(
                 currency=payment.currency,
                 description=f"{package.name} credit package",
                 reason="PayPal did not complete the payment.",
+                at=at,
             )
         return CaptureGrant(payment, 0, payment.status)
     if capture.status == PENDING:

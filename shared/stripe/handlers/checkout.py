@@ -76,6 +76,7 @@ def checkout_async_payment_failed(session: Session, event: WebhookEvent, now: da
             currency=payment.currency,
             description=f"{package.name} credit package",
             reason="The payment could not be completed.",
+            at=now,
         )
 
 

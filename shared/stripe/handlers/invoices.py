@@ -122,6 +122,7 @@ def invoice_payment_failed(session: Session, event: WebhookEvent, now: datetime,
             amount_cents=invoice.get("amount_due") or 0,
             currency=invoice.get("currency") or "usd",
             description=f"{plan.name} plan" if plan else "Your subscription",
+            at=now,
         )
 
 

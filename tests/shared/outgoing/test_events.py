@@ -109,6 +109,7 @@ def test_a_debit_below_the_threshold_tells_debited_and_low_once(seeded, now):
             before=debit.balance_before,
             after=debit.balance_after,
             cause_key="d1",
+            at=now,
         )
     with seeded.begin() as session:  # the same debit again: a replay
         ledger.debit_credits(
