@@ -10,8 +10,9 @@ is stopped and started again. The harness keeps the worker instances running as 
 (one that exits unasked is started again, and the report lists it).
 What is checked: no accepted event lost; exactly one credit grant per subscription period and per
 package purchase; each account's ledger sums to what the scenario says; each subscription's status
-is the one of its newest event (by `created`); one email per idempotency key. Exit status 1 on any
-violation.
+is the one of its newest event (by `created`); one email per idempotency key; every outgoing
+webhook delivered to a receiver that verifies it (bench/chaos_outgoing.py, answering 500 to a share
+of deliveries), none missing, each account's sequence without gaps. Exit status 1 on any violation.
 
 Environment: CHAOS_EVENTS (deliveries, default 10000), CHAOS_SEED (default 7).
 """
@@ -24,122 +25,23 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.exc import OperationalError
 
-from bench import scenario, services
+from bench import chaos_outgoing, scenario, services
+from bench.chaos_report import Config, Report
 from shared import processing
 from shared.config import Settings
 from shared.models import CreditLedgerEntry, Subscription, WebhookEvent
 from shared.models.events import DONE_STATUSES, EventStatus
 from tests.factories.stripe_events import signed
 from worker.celery_app import make_celery
-from worker.messages import enqueue_event
+from worker.messages import enqueue_delivery, enqueue_event
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 PATH = "/webhooks/stripe"
-
-
-@dataclass
-class Config:
-    seed: int = 7
-    deliveries: int = 10_000
-    duplicate_share: float = 0.3
-    worker_instances: int = 2
-    concurrency: int = 2  # prefork processes per instance: 4 in all
-    posters: int = 16
-    kill_at: float = 0.3  # share of deliveries posted when a worker instance is SIGKILLed
-    redis_restart_at: float = 0.6
-    # The sweeper re-queues every event older than the grace that is not done, including ones
-    # still waiting in a deep queue: a short grace under a backlog floods the queue with duplicate
-    # tasks, so the grace stays long and each sweep is bounded, as in production.
-    sweep_every: float = 5.0
-    sweep_limit: int = 100
-    grace_seconds: int = 60
-    visibility_timeout: int = 30
-    backoff_max: int = 5
-    timeout: float = 900.0
-
-
-@dataclass
-class Report:
-    config: Config
-    distinct: int = 0
-    accounts: int = 0
-    deliveries: int = 0
-    accepted: int = 0
-    posts: int = 0
-    post_failures: int = 0
-    statuses: dict[str, int] = field(default_factory=dict)
-    lost: list[str] = field(default_factory=list)
-    grant_violations: list[str] = field(default_factory=list)
-    balance_violations: list[str] = field(default_factory=list)
-    status_violations: list[str] = field(default_factory=list)
-    email_violations: list[str] = field(default_factory=list)
-    emails: int | None = None
-    grants: int = 0
-    swept: int = 0
-    actions: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def violations(self) -> int:
-        return sum(
-            len(v)
-            for v in (
-                self.lost,
-                self.grant_violations,
-                self.balance_violations,
-                self.status_violations,
-                self.email_violations,
-            )
-        )
-
-    def table(self) -> str:
-        def row(name: str, found, expected, bad: list[str]) -> str:
-            verdict = "ok" if not bad else f"VIOLATED ({len(bad)}): " + "; ".join(bad[:3])
-            return f"| {name} | {found} | {expected} | {verdict} |"
-
-        c = self.config
-        lines = [
-            f"chaos: seed {c.seed}, {self.posts} posts of {self.deliveries} deliveries "
-            f"({self.distinct} distinct events, "
-            f"{c.duplicate_share:.0%} duplicates, shuffled) over {self.accounts} accounts, "
-            f"{c.worker_instances}x{c.concurrency} worker processes, {self.seconds:.0f} s",
-            "chaos actions: " + ("; ".join(self.actions) or "none"),
-            f"sweeper re-queued {self.swept} events (duplicates included; harmless by design)",
-            f"posts answered non-2xx or failed (then retried): {self.post_failures}",
-            f"inbox: {self.statuses}",
-            "",
-            "| check | found | expected | verdict |",
-            "| --- | --- | --- | --- |",
-            row("events lost (accepted, never succeeded)", len(self.lost), 0, self.lost),
-            row(
-                "credit grants per (account, period/payment)",
-                f"{self.grants} grants",
-                "exactly 1",
-                self.grant_violations,
-            ),
-            row("ledger sum per account", f"{self.accounts} accounts", "scenario's", self.balance_violations),
-            row(
-                "subscription status = newest event's",
-                f"{self.accounts} subscriptions",
-                "newest",
-                self.status_violations,
-            ),
-            row(
-                "emails per idempotency key",
-                "outbox unused" if self.emails is None else f"{self.emails} emails",
-                1,
-                self.email_violations,
-            ),
-            "",
-            f"{'PASS' if not self.violations else 'FAIL'}: {self.violations} violations",
-        ]
-        return "\n".join(lines)
 
 
 class Supervisor:
@@ -194,7 +96,7 @@ def run(config: Config, base_url: str, say: Callable[[str], None] = print) -> Re
     report = Report(config)
     started = time.monotonic()
     tmp = services.make_tmp("billhook-chaos-")
-    store = broker = None
+    store = broker = receiver = None
     procs: list[services.Proc] = []
     stop = threading.Event()
     try:
@@ -202,6 +104,8 @@ def run(config: Config, base_url: str, say: Callable[[str], None] = print) -> Re
         if store.kind != "PostgreSQL":
             raise SystemExit("chaos needs PostgreSQL (DATABASE_URL)")
         broker = services.Broker(None, tmp)
+        receiver = chaos_outgoing.Receiver(failure_share=config.receiver_failure_share, seed=config.seed)
+        receiver.register(store.session_factory)
         queue = f"chaos_{os.getpid()}"
         env = services.service_env(
             store.url,
@@ -210,6 +114,9 @@ def run(config: Config, base_url: str, say: Callable[[str], None] = print) -> Re
             tmp,
             HARNESS_VISIBILITY_TIMEOUT=str(config.visibility_timeout),
             HARNESS_BACKOFF_MAX=str(config.backoff_max),
+            # Delivery retries within the run: below the Celery countdown cap (backoff_max).
+            BILLHOOK_OUTGOING_RETRY_BASE_SECONDS="0.5",
+            BILLHOOK_OUTGOING_RETRY_MAX_SECONDS=str(config.backoff_max - 1),
         )
         stream = scenario.generate(
             config.seed, round(config.deliveries * (1 - config.duplicate_share)), duplicate_share=config.duplicate_share
@@ -238,11 +145,16 @@ def run(config: Config, base_url: str, say: Callable[[str], None] = print) -> Re
         report.accepted = len(accepted)
         say(f"[chaos] posted: {report.accepted} distinct events accepted; waiting for the workers")
         _wait_done(store, accepted, config, say)
+        chaos_outgoing.wait_delivered(store, config.timeout, say)
         stop.set()
         sweeper.join()
         _check(store, stream, accepted, report)
+        report.outgoing = chaos_outgoing.check(store, receiver)
+        report.outgoing_summary = chaos_outgoing.summary(receiver, chaos_outgoing.stored_events(store))
     finally:
         stop.set()
+        if receiver is not None:
+            receiver.stop()
         services.shut_down(procs, broker, store, tmp)
         report.seconds = time.monotonic() - started
     return report
@@ -336,6 +248,12 @@ def _sweep_loop(store, settings: Settings, config: Config, stop: threading.Event
                     grace_seconds=config.grace_seconds,
                     limit=config.sweep_limit,
                 )
+            )
+            report.swept += chaos_outgoing.sweep(
+                store,
+                lambda pk: enqueue_delivery(celery, pk),
+                grace_seconds=config.grace_seconds,
+                limit=config.sweep_limit,
             )
         except Exception:  # noqa: BLE001,S112 - the broker may be down right now: sweep again later
             continue

@@ -164,10 +164,36 @@ def restart_sweep_clock(session: Session, delivery_ids: list[int], *, at: dateti
         )
 
 
-def oldest_undelivered(session: Session) -> datetime | None:
-    return session.scalar(
-        select(func.min(OutgoingDelivery.created_at)).where(OutgoingDelivery.status == DeliveryStatus.PENDING)
-    )
+def sweep(
+    session_factory: sessionmaker[Session],
+    enqueue: Callable[[int], None],
+    *,
+    now: datetime,
+    grace_seconds: int,
+    limit: int = 500,
+) -> list[int]:
+    """Publish pending deliveries whose task may be lost (a broker outage after commit, a killed
+    worker) or whose next attempt is due after a long wait. Publishing twice is harmless: the
+    second task finds the row delivered, locked, or not due."""
+    with session_factory.begin() as session:
+        due = due_for_sweep(session, now=now, grace_seconds=grace_seconds, limit=limit)
+    queued = []
+    for delivery_id in due:
+        try:
+            enqueue(delivery_id)
+        except Exception as exc:  # noqa: BLE001 - the broker is down: the next sweep tries again
+            log_line(
+                log,
+                "sweep could not enqueue delivery",
+                level=logging.WARNING,
+                delivery=delivery_id,
+                error=type(exc).__name__,
+            )
+            break
+        queued.append(delivery_id)
+    with session_factory.begin() as session:
+        restart_sweep_clock(session, queued, at=now)
+    return queued
 
 
 def enqueue_committed(enqueue: Callable[[int], None], delivery_ids: list[int]) -> None:

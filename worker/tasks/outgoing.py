@@ -52,29 +52,14 @@ def deliver_outgoing(self, delivery_id: int) -> str:
 
 @shared_task(bind=True, name=SWEEP_OUTGOING, acks_late=True, ignore_result=True)
 def sweep_outgoing(self) -> int:
-    """Publish pending deliveries whose task may be lost (a broker outage after commit, a killed
-    worker) or whose next attempt is due after a long wait. Publishing twice is harmless: the
-    second task finds the row delivered, or locked, or not due."""
+    """Publish pending deliveries whose task may be lost or whose long wait is over (see delivery.sweep)."""
     rt = runtime(self.app)
-    now = rt.clock()
-    with rt.session_factory.begin() as session:
-        due = delivery.due_for_sweep(session, now=now, grace_seconds=rt.settings.sweep_grace_seconds)
-    queued = []
-    for delivery_id in due:
-        try:
-            enqueue_delivery(self.app, delivery_id)
-        except Exception as exc:
-            log_line(
-                log,
-                "sweep could not enqueue delivery",
-                level=logging.WARNING,
-                delivery=delivery_id,
-                error=describe(exc),
-            )
-            break
-        queued.append(delivery_id)
-    with rt.session_factory.begin() as session:
-        delivery.restart_sweep_clock(session, queued, at=now)
+    queued = delivery.sweep(
+        rt.session_factory,
+        lambda delivery_id: enqueue_delivery(self.app, delivery_id),
+        now=rt.clock(),
+        grace_seconds=rt.settings.sweep_grace_seconds,
+    )
     if queued:
         log_line(log, "sweep", task=SWEEP_OUTGOING, requeued=len(queued))
     return len(queued)
