@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import and_, bindparam, case, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from shared.models import Account, CreditLedgerEntry, Plan, Subscription
@@ -39,59 +39,79 @@ _BALANCE = (
     .correlate(Account)
     .scalar_subquery()
 )
+# The catalog's `features` and `past_due_grace_days` (another migration adds them): read when
+# the Plan model has them, else their defaults.
+_FEATURES = getattr(Plan, "features", None)
+_GRACE_DAYS = getattr(Plan, "past_due_grace_days", None)
+_COLUMNS = [
+    Account.id.label("account_id"),
+    Account.billing_changed_at,
+    Subscription.id.label("subscription_id"),
+    Subscription.plan_id,
+    Subscription.status,
+    Subscription.current_period_end,
+    Subscription.cancel_at_period_end,
+    Subscription.past_due_since,
+    _BALANCE.label("balance"),
+]
+if _FEATURES is not None:
+    _COLUMNS.append(_FEATURES.label("features"))
+if _GRACE_DAYS is not None:
+    _COLUMNS.append(_GRACE_DAYS.label("grace_days"))
+# Plain columns, not entities: building ORM objects was most of the answer's CPU.
 _STATE = (
-    select(Account, Subscription, Plan, _BALANCE.label("balance"))
+    select(*_COLUMNS)
     .select_from(Account)
     .outerjoin(Subscription, Subscription.id == _CURRENT_SUBSCRIPTION)
     .outerjoin(Plan, Plan.id == Subscription.plan_id)
 )
 
+_BY_ID = _STATE.where(Account.id == bindparam("account_id"))
 
-def grace_days(plan: Plan | None) -> int:
-    days = getattr(plan, "past_due_grace_days", None)
+
+def grace_days(plan: Any) -> int:
+    """The plan's past_due grace in days (a Plan, or a row with `grace_days`), or the default."""
+    days = getattr(plan, "past_due_grace_days", getattr(plan, "grace_days", None))
     return DEFAULT_GRACE_DAYS if days is None else int(days)
 
 
-def grace_ends_at(subscription: Subscription, plan: Plan | None) -> datetime | None:
+def grace_ends_at(subscription: Any, plan: Any) -> datetime | None:
+    """When a past_due subscription's grace ends: from the spell's start, the plan's grace days."""
     if subscription.status != PAST_DUE or subscription.past_due_since is None:
         return None
     return subscription.past_due_since + timedelta(days=grace_days(plan))
 
 
-def is_entitled(subscription: Subscription | None, plan: Plan | None, now: datetime) -> bool:
-    if subscription is None:
-        return False
-    if subscription.status in ENTITLED_STATUSES:
+def is_entitled(status: str | None, grace_end: datetime | None, now: datetime) -> bool:
+    if status in ENTITLED_STATUSES:
         return True
-    if subscription.status == PAST_DUE:
-        ends = grace_ends_at(subscription, plan)
-        return ends is None or now < ends
+    if status == PAST_DUE:
+        return grace_end is None or now < grace_end
     return False
 
 
-def render(account: Account, subscription: Subscription | None, plan: Plan | None, balance: int, now: datetime) -> dict:
-    """Plain JSON-ready data; no names or addresses (the main app has them)."""
-    grace_end = grace_ends_at(subscription, plan) if subscription is not None else None
+def render(row: Any, now: datetime) -> dict:
+    """One `_STATE` row as plain JSON-ready data; no names or addresses (the main app has them)."""
+    has_subscription = row.subscription_id is not None
+    grace_end = grace_ends_at(row, row) if has_subscription else None
     return {
-        "account_id": account.id,
-        "entitled": is_entitled(subscription, plan, now),
-        "plan_id": subscription.plan_id if subscription is not None else None,
-        "status": subscription.status if subscription is not None else None,
-        "current_period_end": _iso(subscription.current_period_end) if subscription is not None else None,
-        "cancel_at_period_end": bool(subscription.cancel_at_period_end) if subscription is not None else False,
+        "account_id": row.account_id,
+        "entitled": is_entitled(row.status, grace_end, now),
+        "plan_id": row.plan_id,
+        "status": row.status,
+        "current_period_end": _iso(row.current_period_end),
+        "cancel_at_period_end": bool(row.cancel_at_period_end),
         "grace_ends_at": _iso(grace_end),
-        "balance": int(balance or 0),
-        "features": (getattr(plan, "features", None) or {}) if plan is not None else {},
-        "billing_changed_at": _iso(account.billing_changed_at),
+        "balance": int(row.balance or 0),
+        "features": getattr(row, "features", None) or {},
+        "billing_changed_at": _iso(row.billing_changed_at),
     }
 
 
 def entitlement(session: Session, account_id: str, *, now: datetime) -> dict | None:
     """The account's entitlement state, or None for an account billhook does not know."""
-    row = session.execute(_STATE.where(Account.id == account_id)).one_or_none()
-    if row is None:
-        return None
-    return render(row[0], row[1], row[2], row[3], now)
+    row = session.execute(_BY_ID, {"account_id": account_id}).one_or_none()
+    return None if row is None else render(row, now)
 
 
 def changed_since(
@@ -109,7 +129,7 @@ def changed_since(
             )
         )
     stmt = stmt.order_by(Account.billing_changed_at, Account.id).limit(limit)
-    return [render(r[0], r[1], r[2], r[3], now) for r in session.execute(stmt)]
+    return [render(row, now) for row in session.execute(stmt)]
 
 
 def _iso(value: datetime | None) -> Any:
