@@ -38,6 +38,7 @@ test: install-dev
 # Benchmarks and the chaos run start their own servers (see README, "Benchmarks" and "Chaos").
 bench: install-dev
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.cpu
 
 chaos: install-dev
 	$(BIN)/python -m bench.chaos

@@ -18,14 +18,16 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import sys
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import func, insert, select
 
-from bench import loadgen, scenario, services, wrk
-from bench.measure import CpuClock, GeneratorCpu, PeakRss, ServiceCpu, drain_window
+from bench import intake, loadgen, scenario, services, wrk
+from bench.intake import Server
+from bench.measure import CpuClock, PeakRss, drain_window
 from bench.worker_app import NOOP
 from shared import inbox
 from shared.config import Settings
@@ -64,23 +66,17 @@ def main() -> int:
 
         # 1. intake ------------------------------------------------------------------------
         env = services.service_env(store.url, broker.url, q_intake, tmp)
-        web = services.start_gunicorn("web", "web.wsgi:app", env, tmp)
-        bare = services.start_gunicorn("bare", "bench.bare_app:app", env, tmp)
-        procs += [web, bare]
-        rss.watch("web", web.pid)
-        intake = bench_intake(web, bare, seed, intake_requests, rate, rate_seconds, connections)
-        web_peak = rss.mb("web child")
-        for p in (web, bare):
-            p.stop()
+        intake_results = bench_intake(
+            store, env, tmp, procs, rss, seed, intake_requests, rate, rate_seconds, connections
+        )
         broker.delete_queue(q_intake)
-        with store.session_factory.begin() as session:  # the processing phase starts on an empty inbox
-            session.execute(delete(WebhookEvent))
+        store.clear_activity()  # the processing phase starts on an empty store (the in-request intake wrote effects)
 
         # 2. processing --------------------------------------------------------------------
         processing = bench_processing(store, broker, tmp, rss, seed, events, q_proc, q_noop, procs)
-        results = {"intake": intake, "processing": processing}
+        results = {"intake": intake_results, "processing": processing}
         results["memory"] = {
-            "web_mb": web_peak,
+            "web_mb": intake_results["web_mb"],
             "worker_mb": rss.mb("worker child"),
             "worker_main_mb": rss.mb("worker main"),
         }
@@ -108,60 +104,70 @@ def deliveries_for(seed: int, count: int, prefix: str) -> list[loadgen.Delivery]
     return [signed(evt, services.WEBHOOK_SECRET) for evt in stream.deliveries[:count]]
 
 
-def bench_intake(web, bare, seed, requests, rate, rate_seconds, connections) -> dict:
+def bench_intake(store, env, tmp, procs, rss, seed, requests, rate, rate_seconds, connections) -> dict:
+    """The four intakes in paired rounds (bench/intake.py), a burst row, and the fixed-rate p99."""
+    servers = [
+        Server("bare", services.start_gunicorn("bare", "bench.bare_app:app", env, tmp)),
+        Server("billhook", services.start_gunicorn("web", "web.wsgi:app", env, tmp)),
+    ]
+    if store.kind == "PostgreSQL":  # the lean reference is written for PostgreSQL alone
+        lean_env = {**env, "HARNESS_WEBHOOK_SECRET": services.WEBHOOK_SECRET}
+        servers.append(Server("lean", services.start_gunicorn("lean", "bench.lean_app:app", lean_env, tmp)))
+    servers.append(Server("in-request", services.start_gunicorn("inrequest", "bench.inrequest_app:app", env, tmp)))
+    procs += [s.proc for s in servers]
+    by_name = {s.name: s for s in servers}
+    rss.watch("web", by_name["billhook"].proc.pid)
     generator = closed_loop_generator()
     say(f"intake: closed-loop runs with {generator}; warming up")
-    for proc, prefix in ((web, "w"), (bare, "wb")):
-        loadgen.closed_loop(proc.port, PATH, deliveries_for(seed, 400, prefix), connections=connections)
-    if generator == PYTHON_GENERATOR:
-        list_size = requests
-
-        def closed_loop(port: int, deliveries: list[loadgen.Delivery]) -> loadgen.LoadResult:
-            return loadgen.closed_loop(port, PATH, deliveries, connections=connections, max_seconds=30)
-
-    else:  # duration-bound: a list long enough that billhook's run does not get to its end
-        list_size = 2 * requests
-        seconds = env_int("BENCH_WRK_SECONDS", 5)
-
-        def closed_loop(port: int, deliveries: list[loadgen.Delivery]) -> wrk.WrkResult:
-            return wrk.closed_loop(port, PATH, deliveries, connections=connections, seconds=seconds)
-
-    runs: dict[str, list[tuple[loadgen.LoadResult | wrk.WrkResult, dict]]] = {"billhook": [], "bare": []}
-    # Two alternating rounds: a noisy neighbour hurts one round, not one side.
-    for round_ in range(2):
-        deliveries = deliveries_for(seed + round_, list_size, f"i{round_}")
-        for name, proc in (("bare", bare), ("billhook", web)):
-            clock, service_clock, generator_clock = CpuClock(proc.pid), ServiceCpu(), GeneratorCpu()
-            result = closed_loop(proc.port, deliveries)
-            per_request = 1000 / result.sent if result.sent else 0.0
-            cpu_ms = {
-                "cpu_ms": clock.total() * per_request,
-                "service_cpu_ms": service_clock.total() * per_request,
-                "generator_cpu_ms": generator_clock.total() * per_request,
-            }
-            say(
-                f"intake round {round_ + 1} {name}: {result.rate:.0f} req/s, {result.errors} errors; CPU a request, "
-                f"ms: gunicorn {cpu_ms['cpu_ms']:.2f}, PostgreSQL + Redis {cpu_ms['service_cpu_ms']:.2f}, "
-                f"load generator {cpu_ms['generator_cpu_ms']:.2f}"
-            )
-            runs[name].append((result, cpu_ms))
-    best_runs = {name: max(results, key=lambda r: r[0].rate) for name, results in runs.items()}
-    best = {name: result for name, (result, _) in best_runs.items()}
+    for server in servers:
+        loadgen.closed_loop(server.proc.port, PATH, deliveries_for(seed, 400, f"w{server.name}"), connections=4)
+    python = generator == PYTHON_GENERATOR
+    list_size = requests if python else 2 * requests
+    runner = intake.closed_loop_runner(python, connections, env_int("BENCH_WRK_SECONDS", 5))
+    rounds = intake.paired_rounds(
+        servers,
+        lambda index, name: deliveries_for(seed + index, list_size, f"i{index}{name[:2]}"),
+        runner,
+        rounds=env_int("BENCH_ROUNDS", 5),
+        say=say,
+    )
+    burst = {}
+    billhook_port = by_name["billhook"].proc.port
+    for burst_connections in (connections, 4 * connections):
+        burst_runner = intake.closed_loop_runner(python, burst_connections, env_int("BENCH_WRK_SECONDS", 5))
+        result = burst_runner(billhook_port, deliveries_for(seed, list_size, f"b{burst_connections}"))
+        burst[burst_connections] = {"rps": result.rate, "p99_ms": result.percentile(99), "errors": result.errors}
+        say(f"burst {burst_connections} connections: {result.rate:.0f} req/s, p99 {result.percentile(99):.1f} ms")
     fixed = {}
-    for name, proc, prefix in (("billhook", web, "r"), ("bare", bare, "rb")):
-        deliveries = deliveries_for(seed, rate * rate_seconds, prefix)
-        result = loadgen.fixed_rate(proc.port, PATH, deliveries, rate=rate, max_seconds=rate_seconds + 1)
+    for name in ("billhook", "bare"):
+        deliveries = deliveries_for(seed, rate * rate_seconds, f"r{name[:2]}")
+        result = loadgen.fixed_rate(by_name[name].proc.port, PATH, deliveries, rate=rate, max_seconds=rate_seconds + 1)
         say(f"fixed {rate} req/s {name}: p99 {result.percentile(99):.1f} ms, {result.errors} errors")
-        fixed[name] = result
+        fixed[name] = summary(result)
+    names = [s.name for s in servers]
+    web_mb = rss.mb("web child")
+    for server in servers:
+        server.proc.stop()
     return {
         "generator": generator,
-        "closed": {name: {**summary(r), **best_runs[name][1]} for name, r in best.items()},
-        "ratio": best["billhook"].rate / best["bare"].rate if best["bare"].rate else 0.0,
-        "repeated": getattr(best["billhook"], "repeated", 0),
+        "rounds": len(rounds),
+        "servers": names,
+        "rps": {n: intake.median_of(rounds, n, lambda r: r.rps) for n in names},
+        "p99_ms": {n: intake.median_of(rounds, n, lambda r: r.p99_ms) for n in names},
+        "errors": {n: sum(r.errors.get(n, 0) for r in rounds) for n in names},
+        "cpu_ms": {n: intake.median_cpu(rounds, n) for n in names},
+        "ratio": {n: ratio_to_dict(intake.ratio_to(rounds, n, "bare")) for n in names if n != "bare"},
+        "per_round": [{"rps": r.rps, "cpu_ms": r.cpu_ms} for r in rounds],
+        "burst": burst,
         "rate": rate,
-        "fixed": {name: summary(r) for name, r in fixed.items()},
+        "fixed": fixed,
         "connections": connections,
+        "web_mb": web_mb,
     }
+
+
+def ratio_to_dict(ratio) -> dict | None:
+    return None if ratio is None else {"median": ratio.median, "min": ratio.low, "max": ratio.high}
 
 
 PYTHON_GENERATOR = "the Python generator"
@@ -186,54 +192,68 @@ def summary(result: loadgen.LoadResult) -> dict:
 
 
 def bench_processing(store, broker, tmp, rss, seed, events, q_proc, q_noop, procs) -> dict:
-    backlog = scenario.generate(seed, round(events * 0.8), duplicate_share=0.2, refunds=False, prefix="p")
-    messages = backlog.deliveries  # whole accounts: a few more than asked for, every event queued
-    say(f"processing: {len(messages)} messages for {len(backlog.events)} distinct events")
-    pks = store_backlog(store, backlog.events)
+    """Paired rounds, as for intake: each round drains a fresh backlog through a no-op task, then
+    through billhook's task, on the same worker settings; the ratio is kept per round."""
+    rounds = max(1, env_int("BENCH_PROCESSING_ROUNDS", 3))
     base = Settings(database_url=store.url, redis_url=broker.url, var_dir=tmp)
-
-    # The baseline first: the same worker settings draining no-op tasks.
     noop_app = make_celery(base.with_overrides(queue_name=q_noop))
-    for evt in messages:
-        noop_app.send_task(NOOP, args=[pks[evt["id"]]], queue=q_noop)
-    noop_seconds, noop_cpu = drain(store, broker, tmp, rss, q_noop, len(messages), procs)
-
     app = make_celery(base.with_overrides(queue_name=q_proc))
-    for evt in messages:
-        app.send_task(PROCESS_EVENT, args=[pks[evt["id"]]], queue=q_proc)
-    proc_seconds, proc_cpu = drain(store, broker, tmp, rss, q_proc, len(messages), procs)
+    per_round, totals = [], {"messages": 0, "distinct": 0}
+    for index in range(rounds):
+        backlog = scenario.generate(
+            seed + index, round(events / rounds * 0.8), duplicate_share=0.2, refunds=False, prefix=f"p{index}"
+        )
+        messages = backlog.deliveries  # whole accounts: a few more than asked for, every event queued
+        say(f"processing round {index + 1}: {len(messages)} messages for {len(backlog.events)} distinct events")
+        pks = store_backlog(store, backlog.events)
+        for evt in messages:
+            noop_app.send_task(NOOP, args=[pks[evt["id"]]], queue=q_noop)
+        noop_seconds, noop_cpu = drain(store, broker, tmp, rss, q_noop, len(messages), procs)
+        for evt in messages:
+            app.send_task(PROCESS_EVENT, args=[pks[evt["id"]]], queue=q_proc)
+        proc_seconds, proc_cpu = drain(store, broker, tmp, rss, q_proc, len(messages), procs)
+        per_round.append(
+            {
+                "noop_per_s": len(messages) / noop_seconds,
+                "billhook_per_s": len(messages) / proc_seconds,
+                "cpu_ms": {
+                    "billhook": cpu_per_message(proc_cpu, messages),
+                    "noop": cpu_per_message(noop_cpu, messages),
+                },
+            }
+        )
+        totals["messages"] += len(messages)
+        totals["distinct"] += len(backlog.events)
     with store.session_factory() as session:
-        done, first, last = session.execute(
-            select(func.count(), func.min(WebhookEvent.processed_at), func.max(WebhookEvent.processed_at)).where(
-                WebhookEvent.status == EventStatus.SUCCEEDED
-            )
-        ).one()
+        done = session.scalar(select(func.count()).where(WebhookEvent.status == EventStatus.SUCCEEDED))
         statuses = inbox.counts_by_status(session)
         failures = session.execute(
             select(WebhookEvent.type, WebhookEvent.last_error)
-            .where(WebhookEvent.status != EventStatus.SUCCEEDED)
+            .where(WebhookEvent.status.not_in([EventStatus.SUCCEEDED, EventStatus.IGNORED]))
             .limit(5)
         ).all()
     for event_type, error in failures:
         say(f"not succeeded: {event_type}: {error}")
-    effect_seconds = (last - first).total_seconds() if first and last else 0.0
-    noop_rate = len(messages) / noop_seconds
-    proc_rate = len(messages) / proc_seconds
+    ratios = [r["billhook_per_s"] / r["noop_per_s"] for r in per_round]
+    median = statistics.median
     return {
-        "messages": len(messages),
-        "distinct": len(backlog.events),
+        **totals,
+        "rounds": rounds,
         "succeeded": done,
         "statuses": statuses,
-        "noop_per_s": noop_rate,
-        "billhook_per_s": proc_rate,
-        "effects_per_s": done / effect_seconds if effect_seconds else 0.0,
-        "ratio": proc_rate / noop_rate,
-        # CPU per message of the worker's pool processes and of its main (consumer) process
+        "noop_per_s": median(r["noop_per_s"] for r in per_round),
+        "billhook_per_s": median(r["billhook_per_s"] for r in per_round),
+        "ratio": {"median": median(ratios), "min": min(ratios), "max": max(ratios)},
         "cpu_ms": {
-            name: {part: 1000 * seconds / len(messages) for part, seconds in zip(("main", "pool"), cpu, strict=True)}
-            for name, cpu in (("billhook", proc_cpu), ("noop", noop_cpu))
+            name: {part: median(r["cpu_ms"][name][part] for r in per_round) for part in ("main", "pool")}
+            for name in ("billhook", "noop")
         },
+        "per_round": per_round,
     }
+
+
+def cpu_per_message(cpu: tuple[float, float], messages: list) -> dict[str, float]:
+    return {part: 1000 * seconds / len(messages) for part, seconds in zip(("main", "pool"), cpu, strict=True)}
 
 
 def store_backlog(store, events: list[dict]) -> dict[str, int]:
@@ -282,40 +302,74 @@ def worker_concurrency() -> int:
     return env_int("BENCH_WORKER_CONCURRENCY", WORKER_CONCURRENCY)
 
 
+INTAKE_TARGET = 0.4
+PROCESSING_TARGET = 0.3
+P99_TARGET_MS = 25.0
+WORKER_RSS_TARGET_MB = 150.0
+
+
+def met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
 def print_table(r: dict) -> None:
     i, p, m, meta = r["intake"], r["processing"], r["memory"], r["meta"]
-    c, f = i["closed"], i["fixed"]
+    ratio, rps, cpu, f = i["ratio"], i["rps"], i["cpu_ms"], i["fixed"]
+
+    def ratio_text(name: str) -> str:
+        x = ratio.get(name)
+        return "" if x is None else f"{x['median']:.2f} ({x['min']:.2f}–{x['max']:.2f})"
+
+    pg = meta["store"] == "PostgreSQL"
+    intake_ok = ratio["billhook"]["median"] >= INTAKE_TARGET
     lines = [
         f"billhook bench, {meta['date']}, {meta['cores']} cores, {meta['store']}, {meta['broker']}, "
-        f"Python {meta['python']}, worker concurrency {meta['worker_concurrency']}",
+        f"Python {meta['python']}, worker concurrency {meta['worker_concurrency']}; gunicorn: "
+        f"{' '.join(services.procfile_gunicorn_options())}",
         "",
-        "| measure | billhook | baseline | ratio | target |",
+        f"Intake: {i['rounds']} paired closed-loop rounds, {i['connections']} connections, 20% duplicates, "
+        f"{i['generator']}; ratio = req/s over the bare endpoint's in the same round, median (min–max).",
+        "",
+        "| intake | req/s (median) | ratio to bare | p99 ms | CPU a request, ms: web / PostgreSQL+Redis / generator |",
         "| --- | --- | --- | --- | --- |",
-        f"| intake, req/s ({i['connections']} connections, 20% duplicates; {i['generator']}) "
-        f"| {c['billhook']['rps']:.0f} "
-        f"| {c['bare']['rps']:.0f} (bare Flask) | {i['ratio']:.2f} | ≥ 0.5 on PostgreSQL |",
-        f"| intake p50 / p99, ms (closed loop) | {c['billhook']['p50_ms']:.1f} / {c['billhook']['p99_ms']:.1f} "
-        f"| {c['bare']['p50_ms']:.1f} / {c['bare']['p99_ms']:.1f} | | |",
-        f"| intake p50 / p99 at {i['rate']} req/s, ms (Python generator) "
-        f"| {f['billhook']['p50_ms']:.1f} / {f['billhook']['p99_ms']:.1f} "
-        f"| {f['bare']['p50_ms']:.1f} / {f['bare']['p99_ms']:.1f} | | p99 ≤ 25 ms |",
-        f"| CPU a request, ms (gunicorn processes) | {c['billhook']['cpu_ms']:.2f} | {c['bare']['cpu_ms']:.2f} | | |",
-        f"| CPU a request, ms (PostgreSQL + Redis processes) | {c['billhook']['service_cpu_ms']:.2f} "
-        f"| {c['bare']['service_cpu_ms']:.2f} | | |",
-        f"| CPU a request, ms (load generator) | {c['billhook']['generator_cpu_ms']:.2f} "
-        f"| {c['bare']['generator_cpu_ms']:.2f} | | |",
-        f"| processing, messages/s ({p['messages']} queued, {p['distinct']} distinct) | {p['billhook_per_s']:.0f} "
-        f"| {p['noop_per_s']:.0f} (no-op task) | {p['ratio']:.2f} | ≥ 0.5 |",
-        f"| processing, committed effects/s (first → last) | {p['effects_per_s']:.0f} | | | |",
-        f"| CPU a message, ms (worker pool / main process) | {p['cpu_ms']['billhook']['pool']:.2f} / "
-        f"{p['cpu_ms']['billhook']['main']:.2f} | {p['cpu_ms']['noop']['pool']:.2f} / "
-        f"{p['cpu_ms']['noop']['main']:.2f} | | |",
-        f"| peak RSS, MB | web {m['web_mb']:.0f}, worker {m['worker_mb']:.0f} (main {m['worker_main_mb']:.0f}) "
-        "| | | worker ≤ 150 |",
+    ]
+    for name in i["servers"]:
+        c = cpu[name]
+        lines.append(
+            f"| {name} | {rps[name]:.0f} | {ratio_text(name) if name != 'bare' else '1'} | {i['p99_ms'][name]:.1f} "
+            f"| {c['web']:.2f} / {c['services']:.2f} / {c['generator']:.2f} |"
+        )
+    if "lean" in ratio and ratio["lean"]:
+        lines.append(
+            f"\nbillhook is {ratio['billhook']['median'] / ratio['lean']['median']:.2f} of the lean reference "
+            f"(medians); in-request is {ratio['in-request']['median'] / ratio['billhook']['median']:.2f} of billhook."
+        )
+    b = i["burst"]
+    lines += [
         "",
-        f"errors: intake {c['billhook']['errors']} billhook / {c['bare']['errors']} bare, "
-        f"fixed rate {f['billhook']['errors']}; deliveries repeated by wrk {i['repeated']}; "
-        f"inbox after processing {p['statuses']}",
+        "| measure | value | target | |",
+        "| --- | --- | --- | --- |",
+        f"| intake ratio (median of paired rounds) | {ratio_text('billhook')} | ≥ {INTAKE_TARGET} on PostgreSQL "
+        f"| {met(intake_ok) if pg else 'n/a (SQLite)'} |",
+        f"| intake p99 at {i['rate']} req/s, ms (Python generator; bare {f['bare']['p99_ms']:.1f}) "
+        f"| {f['billhook']['p99_ms']:.1f} | ≤ {P99_TARGET_MS:.0f} | {met(f['billhook']['p99_ms'] <= P99_TARGET_MS)} |",
+        "| burst: req/s and p99 ms at "
+        + ", ".join(f"{n} connections" for n in b)
+        + " | "
+        + "; ".join(f"{v['rps']:.0f} req/s, p99 {v['p99_ms']:.1f}" for v in b.values())
+        + " | | |",
+        f"| processing ratio to a no-op task ({p['rounds']} paired rounds, {p['messages']} messages) "
+        f"| {p['ratio']['median']:.2f} ({p['ratio']['min']:.2f}–{p['ratio']['max']:.2f}); "
+        f"{p['billhook_per_s']:.0f} vs {p['noop_per_s']:.0f}/s | ≥ {PROCESSING_TARGET} "
+        f"| {met(p['ratio']['median'] >= PROCESSING_TARGET)} |",
+        f"| CPU a message, ms (pool / main), billhook vs no-op | {p['cpu_ms']['billhook']['pool']:.2f} / "
+        f"{p['cpu_ms']['billhook']['main']:.2f} vs {p['cpu_ms']['noop']['pool']:.2f} / "
+        f"{p['cpu_ms']['noop']['main']:.2f} | | |",
+        f"| peak RSS, MB: worker (largest of main and pool) | {max(m['worker_mb'], m['worker_main_mb']):.0f} "
+        f"| ≤ {WORKER_RSS_TARGET_MB:.0f} | {met(max(m['worker_mb'], m['worker_main_mb']) <= WORKER_RSS_TARGET_MB)} |",
+        f"| peak RSS, MB: web worker process | {m['web_mb']:.0f} | | |",
+        "",
+        f"errors (non-2xx) over the rounds: {i['errors']}; inbox after processing {p['statuses']}",
     ]
     print("\n".join(lines), flush=True)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -28,6 +29,7 @@ from shared import credentials
 from shared.billing import catalog
 from shared.config import PROJECT_ROOT, Settings
 from shared.db import make_engine, make_sessionmaker
+from shared.models import Base
 
 BIN = Path(sys.executable).parent
 WEBHOOK_SECRET = "whsec_bench_" + "0f1e2d3c" * 4
@@ -45,6 +47,9 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str, inter
 
 
 # -- the store --------------------------------------------------------------------------------
+
+
+KEPT_TABLES = {"plans", "credit_packages", "integration_providers"}
 
 
 class Store:
@@ -67,6 +72,13 @@ class Store:
         with self.session_factory.begin() as session:
             catalog.seed_catalog(session)
             credentials.set_provider(session, "stripe", webhook_secrets=[WEBHOOK_SECRET])
+
+    def clear_activity(self) -> None:
+        """Delete every row but the catalog's and the providers' (children before parents)."""
+        with self.session_factory.begin() as session:
+            for table in reversed(Base.metadata.sorted_tables):
+                if table.name not in KEPT_TABLES:
+                    session.execute(table.delete())
 
     @property
     def kind(self) -> str:
@@ -203,9 +215,31 @@ def spawn(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Pro
     return Proc(name, process, log_path)
 
 
-# Same settings for the billhook app and the bare baseline: the comparison is the app's cost alone.
-GUNICORN_WORKERS = 2
-GUNICORN_THREADS = 4
+def procfile_gunicorn_options(procfile: Path = PROJECT_ROOT / "Procfile") -> list[str]:
+    """The gunicorn options of the Procfile's web line, less its bind address and app: every
+    intake the bench compares (billhook, the bare endpoint, the lean and in-request references)
+    runs with production's settings, so the comparison is the apps' cost alone."""
+    for line in procfile.read_text().splitlines():
+        name, _, command = line.partition(":")
+        if name.strip() != "web":
+            continue
+        words = shlex.split(command)
+        words = words[1:]  # the gunicorn binary
+        options, skip = [], False
+        for i, word in enumerate(words):
+            if skip:
+                skip = False
+                continue
+            if word in ("--bind", "-b"):
+                skip = True
+                continue
+            if word.startswith("--bind="):
+                continue
+            if i == len(words) - 1 and ":" in word and not word.startswith("-"):
+                continue  # the app, e.g. web.wsgi:app
+            options.append(word)
+        return options
+    raise RuntimeError("the Procfile has no web line")
 
 
 def start_gunicorn(name: str, app: str, env: dict[str, str], log_dir: Path) -> Proc:
@@ -214,16 +248,7 @@ def start_gunicorn(name: str, app: str, env: dict[str, str], log_dir: Path) -> P
         str(BIN / "gunicorn"),
         "--bind",
         f"127.0.0.1:{port}",
-        "--workers",
-        str(GUNICORN_WORKERS),
-        "--worker-class",
-        "gthread",
-        "--threads",
-        str(GUNICORN_THREADS),
-        "--keep-alive",
-        "30",
-        "--backlog",
-        "2048",
+        *procfile_gunicorn_options(),
         "--log-level",
         "warning",
         app,

@@ -8,6 +8,7 @@ from cli.context import CliContext, pass_ctx
 from shared import credentials
 from shared.billing import catalog
 from shared.config import PROJECT_ROOT
+from shared.logs import quiet_libraries
 
 
 def alembic_config(database_url: str) -> Config:
@@ -26,6 +27,7 @@ def db_group() -> None:
 @pass_ctx
 def upgrade(ctx: CliContext) -> None:
     """Apply the migrations up to the newest."""
+    quiet_libraries()
     command.upgrade(alembic_config(ctx.settings.database_url), "head")
     click.echo("database is at the newest migration")
 

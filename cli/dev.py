@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from cli import embedded_redis
+from cli import embedded_redis, service, trigger
 from cli.context import CliContext, pass_ctx
 from shared.config import EMBEDDED_REDIS_PORT
 
@@ -43,7 +43,9 @@ def flower(ctx: CliContext, address: str, port: int) -> None:
 
     The credentials reach Flower through its own FLOWER_BASIC_AUTH variable, not its command
     line, so they never show in `ps`."""
-    env = {k: v for k, v in os.environ.items() if k != "FLOWER_BASIC_AUTH"}
+    # Without billhook's PROMETHEUS_MULTIPROC_DIR: Flower's own series belong on Flower's /metrics,
+    # not in the files web's /metrics adds up.
+    env = {k: v for k, v in os.environ.items() if k not in ("FLOWER_BASIC_AUTH", "PROMETHEUS_MULTIPROC_DIR")}
     if ctx.settings.flower_basic_auth:
         env["FLOWER_BASIC_AUTH"] = ctx.settings.flower_basic_auth
         click.echo(f"flower on {address}:{port} with basic auth")
@@ -53,5 +55,41 @@ def flower(ctx: CliContext, address: str, port: int) -> None:
     sys.stdout.flush()
     os.execve(args[0], args, env)  # noqa: S606 - our interpreter and our own arguments
 
+
+@dev_group.command("credentials")
+@click.option("--token", "token_only", is_flag=True, help="Print only the service token (for scripts).")
+@pass_ctx
+def credentials(ctx: CliContext, token_only: bool) -> None:
+    """Where billhook's own development credentials are, and how to use them.
+
+    A token set in the environment is not printed: it is no development secret."""
+    settings = ctx.settings
+    if token_only:
+        click.echo(settings.service_token)
+        return
+    base = service.default_base_url()
+    token_file = settings.var_dir / ".service_token"
+    if os.environ.get("BILLHOOK_SERVICE_TOKEN"):
+        click.echo("service token  from BILLHOOK_SERVICE_TOKEN (not shown)")
+    else:
+        click.echo(f"service token  {settings.service_token}")
+        click.echo(f"               kept in {token_file}; BILLHOOK_SERVICE_TOKEN replaces it")
+    click.echo(f"               the internal API ({base}/api/v1/internal/...) takes `Authorization: Bearer <it>`")
+    if os.environ.get("BILLHOOK_JWT_SECRET"):
+        click.echo("JWT secret     from BILLHOOK_JWT_SECRET (not shown)")
+    else:
+        click.echo(f"JWT secret     in {settings.var_dir / '.jwt_secret'}; BILLHOOK_JWT_SECRET replaces it")
+    click.echo(
+        "               the main app signs HS256 tokens with it (aud "
+        f"{settings.jwt_audience!r}, sub = account id); `billhook tokens create --account ID` mints one"
+    )
+    if settings.flower_basic_auth:
+        users = ", ".join(pair.split(":", 1)[0] for pair in settings.flower_basic_auth.split(",") if ":" in pair)
+        click.echo(f"ops login      FLOWER_BASIC_AUTH is set (users: {users}) for {base}/ops and Flower")
+    else:
+        click.echo(f"ops login      not set: export FLOWER_BASIC_AUTH=ops:<password> for {base}/ops and Flower")
+
+
+dev_group.add_command(trigger.trigger)
 
 commands = [dev_group]

@@ -1,16 +1,15 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
-import requests
 
+from cli import service
 from cli.context import CliContext, pass_ctx
-from shared import credentials, event_ops
+from shared import event_ops
 from shared.models import WebhookEvent
 from shared.models.events import EventStatus
 from shared.stripe.signing import stripe_signature_header
@@ -156,7 +155,7 @@ def purge(ctx: CliContext, days: int, dry_run: bool) -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--url",
-    default=lambda: f"http://127.0.0.1:{os.environ.get('PORT', '8000')}/webhooks/stripe",
+    default=lambda: f"{service.default_base_url()}/webhooks/stripe",
     show_default="http://127.0.0.1:$PORT/webhooks/stripe",
 )
 @click.option("--secret", help="Signing secret; default: the stored Stripe webhook secret.")
@@ -166,17 +165,9 @@ def send(ctx: CliContext, file: Path, url: str, secret: str | None) -> None:
     payload = file.read_bytes()
     if secret is None:
         with ctx.session_factory() as session:
-            provider = credentials.get_provider(session, "stripe")
-            stored = (provider.webhook_secrets or []) if provider else []
-        if not stored:
-            raise click.ClickException("no Stripe webhook secret stored: run `billhook seed` or pass --secret")
-        secret = stored[0]
-    response = requests.post(
-        url,
-        data=payload,
-        timeout=10,
-        headers={"Content-Type": "application/json", "Stripe-Signature": stripe_signature_header(payload, secret)},
-    )
+            secret = service.stripe_webhook_secret(session)
+    headers = {"Content-Type": "application/json", "Stripe-Signature": stripe_signature_header(payload, secret)}
+    response = service.post(url, payload, headers)
     click.echo(f"{response.status_code} {response.text.strip()}")
     if response.status_code >= 300:
         raise SystemExit(1)

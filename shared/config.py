@@ -83,6 +83,9 @@ class Settings:
     flower_basic_auth: str | None = None
     # When set, GET /metrics asks for `Authorization: Bearer <token>` (Prometheus' `authorization`).
     metrics_token: str = ""
+    # Development mode: trusts billhook's own PayPal development certificate where the provider's
+    # config asks for it (`billhook dev trigger paypal-*`). Never on in production.
+    dev_mode: bool = False
     extra: dict = field(default_factory=dict)
 
     @property
@@ -127,6 +130,7 @@ class Settings:
             smtp_port=int(env.get("SMTP_PORT", "25")),
             flower_basic_auth=env.get("FLOWER_BASIC_AUTH") or None,
             metrics_token=env.get("BILLHOOK_METRICS_TOKEN", ""),
+            dev_mode=env.get("BILLHOOK_DEV_MODE") == "1",
             # Retry and sweep timings: the defaults suit production; tests and chaos runs shorten them.
             task_max_retries=int(env.get("BILLHOOK_TASK_MAX_RETRIES", "8")),
             dependency_wait_seconds=int(env.get("BILLHOOK_DEPENDENCY_WAIT_SECONDS", str(3 * 24 * 3600))),

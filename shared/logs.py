@@ -13,7 +13,18 @@ def log_line(logger: logging.Logger, message: str, level: int = logging.INFO, **
         logger.log(level, json.dumps({"msg": message, **fields}, default=str, separators=(",", ":")))
 
 
+# Libraries whose INFO lines say nothing an operator acts on (alembic announces each of its
+# plugins whenever it is imported: 7 lines per worker and beat start).
+QUIET_LIBRARIES = ("alembic",)
+
+
+def quiet_libraries() -> None:
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def configure_logging(level: int = logging.INFO) -> None:
+    quiet_libraries()
     root = logging.getLogger()
     if not any(getattr(h, "_billhook", False) for h in root.handlers):
         handler = logging.StreamHandler(sys.stderr)

@@ -188,13 +188,28 @@ class StoreCollector:
         return [backlog, age, outbox, outgoing, undelivered_age]
 
 
+PREFIX = "billhook_"
+
+
+class _BillhookOnly:
+    """The multiprocess directory's series that are billhook's. Any process started with the
+    directory in its environment writes there (Flower, through the prometheus_client it imports,
+    did: 68 of 101 lines); /metrics is billhook's, and Flower serves its own."""
+
+    def __init__(self, path: str):
+        self._inner = MultiProcessCollector(None, path=path)
+
+    def collect(self) -> Iterator[Metric]:
+        return (family for family in self._inner.collect() if family.name.startswith(PREFIX))
+
+
 def exposition(extra_collectors: list, *, multiproc_dir: str | None = None) -> bytes:
-    """The text exposition: this process's own metrics, or every process's with a multiprocess
-    directory, plus `extra_collectors` (read now)."""
+    """The text exposition: this process's own metrics, or billhook's series of every process
+    with a multiprocess directory, plus `extra_collectors` (read now)."""
     multiproc_dir = multiproc_dir or os.environ.get(MULTIPROC_ENV)
     registry = CollectorRegistry()
     if multiproc_dir:
-        MultiProcessCollector(registry, path=multiproc_dir)
+        registry.register(_BillhookOnly(multiproc_dir))
     else:
         from prometheus_client import REGISTRY
 

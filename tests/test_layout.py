@@ -101,6 +101,13 @@ def test_worker_imports_nothing_of_web_or_cli():
             assert not {t for t in targets if _top(t) in ("web", "cli")}, module
 
 
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_no_shipped_module_imports_the_tests_or_the_bench(module):
+    """`billhook dev trigger` builds its events in cli/, not from tests/factories: an installed
+    billhook has no tests/ beside it."""
+    assert not {_top(name) for name in _imports(MODULES[module])} & {"tests", "bench"}, module
+
+
 def test_no_module_imports_one_that_imports_it_back():
     """No cycle in the import graph (a package and its own submodules aside: a package's
     `__init__` re-exporting its submodules is not a loop)."""

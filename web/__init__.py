@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from flask import Flask
 
 from shared.config import Settings
+from shared.logs import log_line
 from web import billing_api, errors, health, internal_accounts, internal_api, metrics, openapi, ops, webhooks
 from web.context import Billhook
 from web.json import IsoJSONProvider
@@ -40,6 +42,13 @@ def create_app(
     app.register_blueprint(health.bp)
     metrics.init_app(app)
     app.register_blueprint(ops.bp)
+    if settings.dev_mode:
+        log_line(
+            logging.getLogger("billhook.web"),
+            "DEVELOPMENT MODE (BILLHOOK_DEV_MODE=1): PayPal deliveries signed with billhook's development"
+            " certificate are trusted where the provider's verification is 'development'; never run so in production",
+            level=logging.WARNING,
+        )
     return app
 
 

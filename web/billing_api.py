@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 import uuid
 
 from flask import Blueprint, g, jsonify, request
@@ -31,12 +30,12 @@ from shared.stripe.checkout import StripeCheckout
 from web.auth import current_caller, require_account
 from web.context import billhook
 from web.errors import ApiError, json_error
+from web.metrics import note_request
 
 log = logging.getLogger("billhook.web")
 
 bp = Blueprint("billing_api", __name__, url_prefix="/api/v1/billing")
 
-LEDGER_ENTRIES_SHOWN = 20
 _REQUEST_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 _REFUSAL_STATUS = {
     NotFound: 404,
@@ -98,7 +97,7 @@ def _providers(**available) -> list[str]:
 def get_account():
     account_id = current_caller().account_id
     with billhook().session_factory() as session:
-        summary = account_summary(session, session.get(Account, account_id), ledger_limit=LEDGER_ENTRIES_SHOWN)
+        summary = account_summary(session, session.get(Account, account_id))
     # The frontend sees whether a Stripe customer exists, not its id, nor the ledger's internal keys.
     customer_id = summary.pop("stripe_customer_id")
     body = {
@@ -225,23 +224,12 @@ def _not_configured(exc: NotConfigured):
     return json_error(503, "not_configured", str(exc))
 
 
-@bp.before_request
-def _start_clock():
-    g.billing_started = time.perf_counter()
-
-
 @bp.after_request
-def _log_request(response):
+def _note_caller(response):
+    """The caller goes on the request's one log line (web/metrics.py writes it)."""
     if response.status_code == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="billhook"'
-    started = g.get("billing_started")
-    log_line(
-        log,
-        "billing_api",
-        method=request.method,
-        endpoint=request.endpoint,
-        account=getattr(g.get("caller"), "account_id", None),
-        status=response.status_code,
-        duration_ms=round((time.perf_counter() - started) * 1000, 2) if started else None,
-    )
+    caller = g.get("caller")
+    if caller is not None:
+        note_request(account=caller.account_id)
     return response

@@ -33,11 +33,10 @@ class Billhook:
         # Core connection of its own pool (no ORM session to set up per webhook). On PostgreSQL the
         # connections are in autocommit from the start: the INSERT is a transaction of its own, no
         # BEGIN/COMMIT round trips, no isolation level set and reset per checkout; the row is still
-        # committed before the 2xx. And no pre-ping: a ping is a round trip on every webhook (a
-        # fifth of the request's CPU). A connection the server dropped meanwhile fails its INSERT
-        # with a disconnect instead, which empties the pool, and `store_event` tries once more. The
-        # INSERT runs on a DBAPI cursor (`inbox.record_event_on_cursor`): SQLAlchemy's execution
-        # layer around it was ~0.25 of the ~1.7 ms of CPU a webhook cost under gunicorn.
+        # committed before the 2xx. And no pre-ping, which would be a round trip on every webhook:
+        # a connection the server dropped meanwhile fails its INSERT with a disconnect instead,
+        # which empties the pool, and `store_event` tries once more. The INSERT runs on a DBAPI
+        # cursor (`inbox.record_event_on_cursor`), without SQLAlchemy's execution layer around it.
         self._intake_engine = (
             self.engine
             if settings.is_sqlite

@@ -36,6 +36,8 @@ def readyz():
     checks = {"database": _check_database(), "broker": _check_broker(), "migrations": _check_migrations()}
     failed = [name for name, result in checks.items() if not result["ok"]]
     body = {"status": "unready" if failed else "ready", "failed": failed, "checks": checks}
+    if billhook().settings.dev_mode:
+        body["mode"] = "development"  # BILLHOOK_DEV_MODE=1: the PayPal development certificate may be trusted
     return jsonify(body), 503 if failed else 200
 
 

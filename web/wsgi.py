@@ -8,6 +8,6 @@ from web import create_app
 configure_logging()
 app = create_app()
 # Everything loaded so far (Flask, SQLAlchemy, Celery, the app) lives as long as the process: move
-# it out of the collector's reach. A full collection otherwise walks all of it, 50-100 ms during
-# which no request thread of the process runs (the bench's p99 stalls at 500 req/s were these).
+# it out of the collector's reach. A full collection otherwise walks all of it, a pause in which
+# no request thread of the process runs: a tail-latency stall under load.
 gc.freeze()

@@ -15,5 +15,5 @@ celery = make_celery(Settings.from_env())
 @worker_process_init.connect
 def _freeze_what_is_loaded(**_kwargs) -> None:
     """A pool process starts with the app, the tasks and their libraries loaded, for good: keep
-    them out of the collector's full passes (50-100 ms each, with every object walked)."""
+    them out of the collector's full passes, which would walk every one of those objects."""
     gc.freeze()

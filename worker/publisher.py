@@ -7,9 +7,10 @@ rather than make anybody wait on the broker:
 - `publish_event(pk)` / `publish_email(pk)` / `publish_delivery(pk)` put the id on a bounded
   in-process queue and return at once;
 - one daemon thread per process (started on first use, so after gunicorn's or billiard's fork)
-  takes what is queued and publishes it through one pooled producer, in one Redis pipeline per
-  batch (kombu's `Producer.batch`); it lets a batch gather for a few milliseconds first, since a
-  publish's fixed cost (a pipeline, a producer, a thread wake-up) is several times a message's;
+  takes what is queued and pushes it onto the broker's queue in one LPUSH per batch, each message
+  the one Celery's producer would send (`messages.RedisMessageEncoder`); it lets a batch gather
+  for a few milliseconds first, since a push's fixed cost (a round trip, a thread wake-up) is
+  several times a message's;
 - a failed publish opens a circuit breaker: the pending ids are dropped (the sweeper has them) and
   nothing is published for `pause_seconds`, so a dead broker costs one connection timeout per
   pause, not one per request. A full queue drops too, for the same reason.
@@ -25,12 +26,13 @@ import threading
 import time
 from collections.abc import Callable
 
+import redis
 from celery import Celery
 
 from shared.config import Settings
 from shared.logs import log_line
 from worker.config import new_celery
-from worker.messages import DELIVER_OUTGOING, PROCESS_EVENT, SEND_EMAIL, publish_task
+from worker.messages import DELIVER_OUTGOING, PROCESS_EVENT, SEND_EMAIL, RedisMessageEncoder
 
 log = logging.getLogger("billhook.publisher")
 
@@ -45,16 +47,10 @@ BROKER_SOCKET_TIMEOUT_SECONDS = 2.0
 
 
 def publishing_celery(settings: Settings) -> Celery:
-    """The Celery app of a process that only publishes (web): socket timeouts on the broker's
-    connections too, so a broker that accepts and never answers opens the breaker instead of
-    holding the publishing thread forever. (Not for consumers: their blocking reads wait by design.)"""
-    app = new_celery(settings)
-    app.conf.broker_transport_options = {
-        **app.conf.broker_transport_options,
-        "socket_timeout": BROKER_SOCKET_TIMEOUT_SECONDS,
-        "socket_connect_timeout": BROKER_SOCKET_TIMEOUT_SECONDS,
-    }
-    return app
+    """The Celery app of a process that only publishes (web): it names the broker and the queue and
+    builds the messages; the publisher pushes them on a Redis client of its own, with socket
+    timeouts (`Publisher._broker`). No tasks are loaded."""
+    return new_celery(settings)
 
 
 class Publisher:
@@ -69,6 +65,8 @@ class Publisher:
         # A factory defers building the Celery app (and its broker pool) to the publishing process.
         self._app_or_factory = app
         self._app: Celery | None = None
+        self._encoder: RedisMessageEncoder | None = None
+        self._client: redis.Redis | None = None
         self._max_pending = max_pending
         self._pause_seconds = pause_seconds
         self._linger_seconds = linger_seconds
@@ -125,7 +123,7 @@ class Publisher:
             # In a forked child the parent's thread, queue contents and broker connections are
             # not ours: start afresh (the parent's pending ids are the parent's to publish).
             self._queue = queue.Queue(self._max_pending)
-            self._app = None
+            self._app = self._encoder = self._client = None
             self._paused_until = 0.0
             threading.Thread(target=self._run, name="billhook-publisher", daemon=True).start()
             self._pid = pid
@@ -166,10 +164,20 @@ class Publisher:
 
     def _publish(self, batch: list[tuple[str, int]]) -> None:
         try:
-            app = self._celery()
-            with app.producer_or_acquire() as producer, producer.batch(max_size=len(batch)):
-                for task, pk in batch:
-                    publish_task(app, producer, task, pk)
+            encoder, client = self._broker()
+            by_queue: dict[str, list[str]] = {}
+            for task, pk in batch:
+                by_queue.setdefault(encoder.queue_of(task), []).append(encoder.encode(task, pk))
+            # One LPUSH per queue, oldest first (workers take from the other end): one round trip
+            # for a batch on billhook's queue alone, a pipeline of two when deliveries are in it.
+            if len(by_queue) == 1:
+                ((queue_name, messages),) = by_queue.items()
+                client.lpush(queue_name, *messages)
+            else:
+                with client.pipeline(transaction=False) as pipe:
+                    for queue_name, messages in by_queue.items():
+                        pipe.lpush(queue_name, *messages)
+                    pipe.execute()
         except Exception as exc:  # noqa: BLE001 - any publish failure opens the breaker
             self._open_breaker(len(batch), exc)
             return
@@ -205,7 +213,18 @@ class Publisher:
             total, self._dropped = self._dropped, 0
         log_line(log, "publishing again; ids dropped meanwhile are left to the sweepers", dropped=total)
 
-    def _celery(self) -> Celery:
-        if self._app is None:
-            self._app = self._app_or_factory() if not isinstance(self._app_or_factory, Celery) else self._app_or_factory
-        return self._app
+    def _broker(self) -> tuple[RedisMessageEncoder, redis.Redis]:
+        """The message encoder and a Redis client of this process, on the Celery app's broker with
+        socket timeouts: a broker that accepts and never answers opens the breaker instead of
+        holding the publishing thread."""
+        if self._encoder is None or self._client is None:
+            if self._app is None:
+                factory = self._app_or_factory
+                self._app = factory if isinstance(factory, Celery) else factory()
+            self._client = redis.Redis.from_url(
+                self._app.conf.broker_url,
+                socket_timeout=BROKER_SOCKET_TIMEOUT_SECONDS,
+                socket_connect_timeout=BROKER_SOCKET_TIMEOUT_SECONDS,
+            )
+            self._encoder = RedisMessageEncoder(self._app)
+        return self._encoder, self._client

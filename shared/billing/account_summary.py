@@ -10,7 +10,7 @@ from shared.billing.subscriptions import current_subscription
 from shared.models import Account
 
 
-def account_summary(session: Session, account: Account, *, ledger_limit: int = 20) -> dict:
+def account_summary(session: Session, account: Account, *, ledger_limit: int = ledger.RECENT_ENTRIES) -> dict:
     """Plain data (datetimes left as datetimes): each caller renders it for its audience."""
     subscription = current_subscription(session, account.id)
     return {

@@ -48,7 +48,6 @@ def account_for_stripe_customer(session: Session, customer_id: str | None) -> Ac
     return session.query(Account).filter_by(stripe_customer_id=customer_id).one_or_none()
 
 
-# Built once: a statement's construction costs about as much CPU as its execution.
 _LOCK_ACCOUNT = for_update(select(Account).where(Account.id == bindparam("account_id")))
 
 

@@ -1,11 +1,19 @@
-"""Plans and credit packages: lookups and the seed."""
+"""Plans and credit packages: lookups, edits and the seed.
+
+Each plan and package has a documented Stripe `lookup_key` (`billhook_plan_<id>_<interval>ly`,
+`billhook_package_<id>`), so an account's own Prices can be found and mapped to the catalog
+(`billhook catalog sync stripe`) instead of hard-coding price ids."""
 
 from __future__ import annotations
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from shared.models import CreditPackage, Plan
+from shared.models import CreditPackage, Plan, PlanStripePrice
+
+PLAN = "plan"
+PACKAGE = "package"
+KINDS = (PLAN, PACKAGE)
 
 SEED_PLANS = [
     {
@@ -103,12 +111,93 @@ _PLAN_BY_STRIPE_PRICE = select(Plan).where(Plan.stripe_price_id == bindparam("pr
 
 
 def plan_by_stripe_price(session: Session, price_id: str | None) -> Plan | None:
+    """The plan sold at this Price now, or at an earlier Price its subscribers still pay."""
     if not price_id:
         return None
-    return session.scalars(_PLAN_BY_STRIPE_PRICE, {"price_id": price_id}).one_or_none()
+    plan = session.scalars(_PLAN_BY_STRIPE_PRICE, {"price_id": price_id}).one_or_none()
+    if plan is None:
+        retired = session.get(PlanStripePrice, price_id)
+        plan = retired.plan if retired is not None else None
+    return plan
 
 
 def package_by_stripe_price(session: Session, price_id: str | None) -> CreditPackage | None:
     if not price_id:
         return None
     return session.scalars(select(CreditPackage).filter_by(stripe_price_id=price_id)).one_or_none()
+
+
+# -- lookup keys and edits --------------------------------------------------------------------
+
+_INTERVAL_WORDS = {"day": "daily", "week": "weekly", "month": "monthly", "year": "yearly"}
+
+
+def plan_lookup_key(plan: Plan) -> str:
+    """`billhook_plan_starter_monthly`: the Stripe Price lookup key billhook maps to this plan."""
+    return f"billhook_plan_{plan.id}_{_INTERVAL_WORDS.get(plan.interval, plan.interval)}"
+
+
+def package_lookup_key(package: CreditPackage) -> str:
+    return f"billhook_package_{package.id}"
+
+
+def lookup_key(item: Plan | CreditPackage) -> str:
+    return plan_lookup_key(item) if isinstance(item, Plan) else package_lookup_key(item)
+
+
+def all_items(session: Session) -> list[Plan | CreditPackage]:
+    """Every plan then every package, active or not, in the catalog's order."""
+    plans = session.scalars(select(Plan).order_by(Plan.sort_order, Plan.id))
+    packages = session.scalars(select(CreditPackage).order_by(CreditPackage.sort_order, CreditPackage.id))
+    return [*plans, *packages]
+
+
+def get_item(session: Session, kind: str, item_id: str) -> Plan | CreditPackage | None:
+    return session.get(Plan if kind == PLAN else CreditPackage, item_id)
+
+
+def kind_of(item: Plan | CreditPackage) -> str:
+    return PLAN if isinstance(item, Plan) else PACKAGE
+
+
+def describe(item: Plan | CreditPackage) -> dict:
+    """A plan or package as `catalog list/show` print it."""
+    shown = {
+        "kind": kind_of(item),
+        "id": item.id,
+        "name": item.name,
+        "price_cents": item.price_cents,
+        "currency": item.currency,
+        "active": item.active,
+        "stripe_price_id": item.stripe_price_id,
+        "lookup_key": lookup_key(item),
+    }
+    if isinstance(item, Plan):
+        shown.update(
+            interval=item.interval,
+            credits=item.included_credits,
+            paypal_plan_id=item.paypal_plan_id,
+            features=item.features or {},
+            trial_days=item.trial_days,
+            past_due_grace_days=item.past_due_grace_days,
+            earlier_stripe_price_ids=sorted(p.price_id for p in item.earlier_stripe_prices),
+        )
+    else:
+        shown["credits"] = item.credits
+    return shown
+
+
+def set_stripe_price(session: Session, item: Plan | CreditPackage, price_id: str | None) -> None:
+    """Point a plan or package at another Stripe Price. A plan keeps its former Price, because
+    subscribers who bought it renew at it until they change plans."""
+    former = item.stripe_price_id
+    if former == price_id:
+        return
+    if isinstance(item, Plan) and former and session.get(PlanStripePrice, former) is None:
+        session.add(PlanStripePrice(price_id=former, plan_id=item.id))
+    if isinstance(item, Plan) and price_id:
+        retired = session.get(PlanStripePrice, price_id)
+        if retired is not None:
+            session.delete(retired)  # back on an earlier Price: it is current again
+    item.stripe_price_id = price_id
+    session.flush()

@@ -5,7 +5,8 @@ plan and the ledger balance), for `GET /api/v1/internal/accounts/{id}`, the `cha
 pages, and the snapshot every outgoing event carries.
 
 Entitled: a live subscription (active, trialing), or a past_due one within its grace (the plan's
-`past_due_grace_days`, 7 days when the catalog does not say), counted from when it fell past due.
+`past_due_grace_days`; 7 days for a subscription on no known plan), counted from when it fell
+past due.
 """
 
 from __future__ import annotations
@@ -39,10 +40,6 @@ _BALANCE = (
     .correlate(Account)
     .scalar_subquery()
 )
-# The catalog's `features` and `past_due_grace_days` (another migration adds them): read when
-# the Plan model has them, else their defaults.
-_FEATURES = getattr(Plan, "features", None)
-_GRACE_DAYS = getattr(Plan, "past_due_grace_days", None)
 _COLUMNS = [
     Account.id.label("account_id"),
     Account.billing_changed_at,
@@ -53,11 +50,9 @@ _COLUMNS = [
     Subscription.cancel_at_period_end,
     Subscription.past_due_since,
     _BALANCE.label("balance"),
+    Plan.features,
+    Plan.past_due_grace_days,
 ]
-if _FEATURES is not None:
-    _COLUMNS.append(_FEATURES.label("features"))
-if _GRACE_DAYS is not None:
-    _COLUMNS.append(_GRACE_DAYS.label("grace_days"))
 # Plain columns, not entities: building ORM objects was most of the answer's CPU.
 _STATE = (
     select(*_COLUMNS)
@@ -70,8 +65,8 @@ _BY_ID = _STATE.where(Account.id == bindparam("account_id"))
 
 
 def grace_days(plan: Any) -> int:
-    """The plan's past_due grace in days (a Plan, or a row with `grace_days`), or the default."""
-    days = getattr(plan, "past_due_grace_days", getattr(plan, "grace_days", None))
+    """The plan's past_due grace in days (a Plan or a `_STATE` row), or the default without one."""
+    days = getattr(plan, "past_due_grace_days", None)
     return DEFAULT_GRACE_DAYS if days is None else int(days)
 
 
@@ -103,7 +98,7 @@ def render(row: Any, now: datetime) -> dict:
         "cancel_at_period_end": bool(row.cancel_at_period_end),
         "grace_ends_at": _iso(grace_end),
         "balance": int(row.balance or 0),
-        "features": getattr(row, "features", None) or {},
+        "features": row.features or {},
         "billing_changed_at": _iso(row.billing_changed_at),
     }
 

@@ -22,6 +22,9 @@ REFUND_REVERSAL = "refund_reversal"
 DEBIT = "debit"
 ADJUSTMENT = "adjustment"
 
+# How many of an account's newest entries its summary shows (the API, the CLI, ops).
+RECENT_ENTRIES = 20
+
 
 def add_entry(
     session: Session,
@@ -108,7 +111,7 @@ def balance(session: Session, account_id: str) -> int:
     return int(total or 0)
 
 
-def recent_entries(session: Session, account_id: str, limit: int = 20) -> list[CreditLedgerEntry]:
+def recent_entries(session: Session, account_id: str, limit: int = RECENT_ENTRIES) -> list[CreditLedgerEntry]:
     stmt = (
         select(CreditLedgerEntry)
         .filter_by(account_id=account_id)

@@ -136,7 +136,6 @@ def _issue_invoice(session: Session, payment: Payment, record: PaymentRecord, at
     return invoice
 
 
-# Built once: a statement's construction costs about as much CPU as its execution.
 _FIND_PAYMENT = select(Payment).where(
     Payment.provider == bindparam("provider"), Payment.provider_payment_id == bindparam("provider_payment_id")
 )

@@ -58,7 +58,6 @@ def lock_or_create_subscription(
     )
 
 
-# Built once: a statement's construction costs about as much CPU as its execution.
 _FIND = select(Subscription).where(
     Subscription.provider == bindparam("provider"),
     Subscription.provider_subscription_id == bindparam("provider_subscription_id"),

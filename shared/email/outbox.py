@@ -102,7 +102,6 @@ def enqueue_committed(enqueue: Callable[[int], None], outbox_ids: Iterable[int])
             return
 
 
-# Built once: a statement's construction costs about as much CPU as its execution.
 _LOCK_ROW = for_update(select(EmailOutbox).where(EmailOutbox.id == bindparam("outbox_id")))
 
 

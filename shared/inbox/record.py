@@ -83,8 +83,8 @@ class IntakeSql:
 
 def record_event_on_cursor(cursor: Any, sql: IntakeSql, **fields: Any) -> Stored:
     """`record_event` on a DBAPI cursor (named parameters, autocommit): webhook intake's path on
-    PostgreSQL, where SQLAlchemy's execution layer around the one INSERT cost a sixth of a
-    webhook's CPU. The statements are `record_event`'s own, compiled once."""
+    PostgreSQL, one INSERT without SQLAlchemy's execution layer around it (see docs/benchmarks.md).
+    The statements are `record_event`'s own, compiled once."""
     values = _event_values(**fields)
     values["payload"] = serialize_json(values["payload"])  # the body as received stays as it is
     cursor.execute(sql.insert, values)

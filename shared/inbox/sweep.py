@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from shared.models import WebhookEvent
@@ -16,8 +16,13 @@ def due_for_sweep(session: Session, *, now: datetime, grace_seconds: int, limit:
     the grace (the broker was down at intake, a retry was lost, or a worker died mid-run: its
     transaction rolled back and left the event as it was). Rows locked right now are being
     processed and are skipped (PostgreSQL; SQLite has no row locks to skip)."""
+    return list(session.scalars(due_statement(now, grace_seconds=grace_seconds, limit=limit)))
+
+
+def due_statement(now: datetime, *, grace_seconds: int, limit: int) -> Select:
+    """`due_for_sweep`'s query (its plan is checked at scale in tests/integration)."""
     grace = now - timedelta(seconds=grace_seconds)
-    stmt = (
+    return (
         select(WebhookEvent.id)
         .where(
             WebhookEvent.status == EventStatus.RECEIVED,
@@ -30,7 +35,6 @@ def due_for_sweep(session: Session, *, now: datetime, grace_seconds: int, limit:
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    return list(session.scalars(stmt))
 
 
 def restart_sweep_clock(session: Session, event_pks: list[int], *, at: datetime) -> None:

@@ -4,7 +4,7 @@ exactly-once true."""
 from shared.models.accounts import Account
 from shared.models.base import Base, utcnow
 from shared.models.billing import CreditLedgerEntry, Invoice, Payment, Subscription
-from shared.models.catalog import CreditPackage, Plan
+from shared.models.catalog import CreditPackage, Plan, PlanStripePrice
 from shared.models.emails import EmailOutbox
 from shared.models.events import WebhookEvent
 from shared.models.outgoing import OutgoingDelivery, OutgoingEndpoint, OutgoingEvent
@@ -23,6 +23,7 @@ __all__ = [
     "OutgoingEvent",
     "Payment",
     "Plan",
+    "PlanStripePrice",
     "Subscription",
     "WebhookEvent",
     "utcnow",

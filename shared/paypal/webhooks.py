@@ -8,7 +8,10 @@
   hosts over https (an allow-list checked before any request, as warehouse pins SNS's cert host)
   and cached.
 
-Both refuse a transmission time outside the tolerance. Failures raise `SignatureError` with a
+A third, ``development``, checks the signature against billhook's own development certificate
+(shared/paypal/development.py); web accepts it only with BILLHOOK_DEV_MODE=1.
+
+All refuse a transmission time outside the tolerance. Failures raise `SignatureError` with a
 code and a message safe to return to the sender.
 """
 
@@ -30,10 +33,12 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from shared.errors import ProviderError
+from shared.paypal import development
 from shared.paypal.client import PayPalGateway
 
 POSTBACK = "postback"
 OFFLINE = "offline"
+DEVELOPMENT = "development"
 VERIFIERS = (POSTBACK, OFFLINE)
 AUTH_ALGO = "SHA256withRSA"
 CERT_PATH_PREFIX = "/v1/notifications/certs/"
@@ -200,6 +205,14 @@ def verify_offline(
         key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
     except InvalidSignature as exc:
         raise SignatureError("invalid_signature", "the signature does not match the body") from exc
+
+
+def verify_development(
+    raw: bytes, headers: Mapping[str, str], *, webhook_id: str, cert_pem: bytes, now: datetime, tolerance_seconds: int
+) -> None:
+    """The offline check, with billhook's development certificate as the only trusted one."""
+    certs = CertificateCache(lambda _url: cert_pem, allowed=lambda url: url == development.CERT_URL)
+    verify_offline(raw, headers, webhook_id=webhook_id, certs=certs, now=now, tolerance_seconds=tolerance_seconds)
 
 
 def verify_postback(

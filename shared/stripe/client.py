@@ -163,6 +163,75 @@ class StripeGateway:
             raise provider_error(exc) from exc
         return result.to_dict()
 
+    # -- the catalog: Products and Prices ---------------------------------------------------------
+
+    def prices_by_lookup_key(self, lookup_keys: list[str]) -> dict[str, dict[str, Any]]:
+        """The active Prices holding these lookup keys, by key (a key missing from the answer has
+        no Price). Stripe takes at most 10 keys per list call."""
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(lookup_keys), 10):
+            params = {"lookup_keys": lookup_keys[start : start + 10], "active": True, "limit": 100}
+            try:
+                page = self._client.v1.prices.list(params)
+            except stripe.StripeError as exc:
+                raise provider_error(exc) from exc
+            for price in page.data:
+                found[price.lookup_key] = price.to_dict()
+        return found
+
+    def retrieve_price(self, price_id: str) -> dict[str, Any] | None:
+        """The Price, or None when the account has no such Price."""
+        try:
+            return self._client.v1.prices.retrieve(price_id).to_dict()
+        except stripe.InvalidRequestError as exc:
+            if getattr(exc, "code", None) == "resource_missing":
+                return None
+            raise provider_error(exc) from exc
+        except stripe.StripeError as exc:
+            raise provider_error(exc) from exc
+
+    def ensure_product(self, product_id: str, *, name: str, metadata: dict[str, str]) -> dict[str, Any]:
+        """The Product with this id, created when missing: billhook names its Products itself, so
+        pushing the catalog twice finds the first run's Products."""
+        try:
+            return self._client.v1.products.retrieve(product_id).to_dict()
+        except stripe.InvalidRequestError as exc:
+            if getattr(exc, "code", None) != "resource_missing":
+                raise provider_error(exc) from exc
+        except stripe.StripeError as exc:
+            raise provider_error(exc) from exc
+        params = {"id": product_id, "name": name, "metadata": metadata}
+        return self._call(self._client.v1.products.create, params, f"billhook-product-{product_id}")
+
+    def create_price(
+        self,
+        *,
+        product_id: str,
+        unit_amount: int,
+        currency: str,
+        interval: str | None,
+        lookup_key: str,
+        nickname: str,
+        metadata: dict[str, str],
+        idempotency_key: str,
+        transfer_lookup_key: bool = False,
+    ) -> dict[str, Any]:
+        """A new Price (Prices are immutable: a new amount is a new Price). `transfer_lookup_key`
+        moves the key from the Price holding it, which keeps that Price and its subscribers."""
+        params: dict[str, Any] = {
+            "product": product_id,
+            "unit_amount": unit_amount,
+            "currency": currency,
+            "lookup_key": lookup_key,
+            "nickname": nickname,
+            "metadata": metadata,
+        }
+        if interval:
+            params["recurring"] = {"interval": interval}
+        if transfer_lookup_key:
+            params["transfer_lookup_key"] = True
+        return self._call(self._client.v1.prices.create, params, idempotency_key)
+
     def _call(self, method, params: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
         try:
             return method(params, {"idempotency_key": idempotency_key}).to_dict()

@@ -86,3 +86,50 @@ def broker(billhook, tmp_path):
     yield Broker(billhook.env["REDIS_URL"], queue)
     process.terminate()
     process.wait(timeout=10)
+
+
+class LiveWeb:
+    """billhook's web app on a real local HTTP server, its published event ids kept for `work()`."""
+
+    def __init__(self, cli: BillhookCli):
+        import threading
+
+        from werkzeug.serving import make_server
+
+        from tests.conftest import Enqueued
+        from web import create_app
+
+        self.cli = cli
+        self.enqueued = Enqueued()
+        self.app = create_app(cli.settings.with_overrides(provider_cache_seconds=0), enqueue=self.enqueued)
+        self._server = make_server("127.0.0.1", 0, self.app, threaded=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+
+    def work(self) -> list[str]:
+        """Run every published event through its handler, as the worker would; their outcomes."""
+        from datetime import UTC, datetime
+
+        from shared import processing
+
+        outcomes = []
+        while self.enqueued:
+            pk = self.enqueued.pop(0)
+            result = processing.process_event(self.cli.session_factory, pk, clock=lambda: datetime.now(UTC))
+            outcomes.append(result.outcome)
+        return outcomes
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._thread.join(timeout=5)
+        self.app.extensions["billhook"].dispose()
+
+
+@pytest.fixture
+def live_web(billhook):
+    """A seeded store and web serving it on a local port."""
+    billhook("seed")
+    web = LiveWeb(billhook)
+    yield web
+    web.close()

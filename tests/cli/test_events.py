@@ -9,26 +9,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from werkzeug.serving import make_server
 
-from shared import inbox, processing
+from shared import processing
 from shared.errors import PermanentError
 from shared.models import WebhookEvent
 from tests.conftest import Enqueued
 from tests.factories import stripe_events as se
+from tests.factories.inbox import store_event
 
 
 def store(billhook, evt: dict, at: datetime | None = None) -> int:
     at = at or datetime.now(UTC)
-    with billhook.session_factory.begin() as session:
-        return inbox.record_event(
-            session,
-            provider="stripe",
-            event_id=evt["id"],
-            type=evt["type"],
-            payload=evt,
-            event_created_at=at,
-            handled=True,
-            at=at,
-        ).id
+    return store_event(billhook.session_factory, evt, at=at, event_created_at=at)
 
 
 def package_checkout(account_id: str = "acct_ev") -> dict:
@@ -194,3 +185,16 @@ def test_events_send_without_a_stored_secret_says_to_seed(billhook, tmp_path):
     result = billhook("events", "send", str(path), ok=False)
 
     assert result.exit_code == 1 and "billhook seed" in result.output
+
+
+def test_events_send_with_web_down_fails_in_one_line_naming_the_url(seeded_cli, tmp_path):
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(package_checkout()))
+
+    result = seeded_cli("events", "send", str(path), "--url", "http://127.0.0.1:1/webhooks/stripe", ok=False)
+
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "Error: billhook web is not answering at http://127.0.0.1:1/webhooks/stripe:"
+        " start it with `make run` (or pass --url)"
+    ]

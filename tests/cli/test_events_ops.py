@@ -6,12 +6,13 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
-from shared import inbox, processing
+from shared import processing
 from shared.billing import ledger
 from shared.models import CreditLedgerEntry, WebhookEvent
 from tests.factories import stripe_events as se
+from tests.factories.inbox import store_event
 
 NOW = datetime.now(UTC)
 
@@ -19,20 +20,8 @@ NOW = datetime.now(UTC)
 def store(
     billhook, evt: dict, *, received_at: datetime = NOW, status: str | None = None, error: str | None = None
 ) -> int:
-    with billhook.session_factory.begin() as session:
-        pk = inbox.record_event(
-            session,
-            provider="stripe",
-            event_id=evt["id"],
-            type=evt["type"],
-            payload=evt,
-            event_created_at=datetime.fromtimestamp(evt["created"], UTC),
-            handled=True,
-            at=received_at,
-        ).id
-        if status:
-            session.execute(update(WebhookEvent).filter_by(id=pk).values(status=status, last_error=error))
-    return pk
+    state = {"status": status, "last_error": error} if status else {}
+    return store_event(billhook.session_factory, evt, at=received_at, **state)
 
 
 def run(billhook, pk: int) -> str:

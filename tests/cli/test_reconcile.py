@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from shared.models import WebhookEvent
 from tests.factories import stripe_events as se
-from tests.shared.test_reconcile import FakeStripeEvents
+from tests.fakes.stripe_events_api import FakeStripeEvents
 
 
 @pytest.fixture

@@ -1,6 +1,10 @@
-"""A stand-in for api.stripe.com: answers in Stripe's published object shapes (the fixtures in
-`../shared/stripe/fixtures3.json`, through tests/factories/stripe_events.py), replays a response
-for a repeated Idempotency-Key the way Stripe does, and records every request."""
+"""A stand-in for api.stripe.com: answers in Stripe's published object shapes (through
+tests/factories/stripe_events.py), replays a response for a repeated Idempotency-Key the way Stripe
+does, and records every request.
+
+Products and Prices behave as Stripe documents them: a Product may be created with an id of the
+caller's choosing (once), a Price is immutable, and a `lookup_key` is held by at most one active
+Price; creating another Price with that key fails unless `transfer_lookup_key=true` moves it."""
 
 from __future__ import annotations
 
@@ -49,6 +53,13 @@ class FakeStripe(FakeServer):
         self.route("POST", "/v1/billing_portal/sessions")(self._idempotent(self._create_portal_session))
         self.route("GET", r"/v1/subscriptions/(?P<id>[^/]+)")(self._retrieve_subscription)
         self.route("POST", r"/v1/subscriptions/(?P<id>[^/]+)")(self._idempotent(self._update_subscription))
+        self.products: dict[str, dict] = {}
+        self.prices: dict[str, dict] = {}
+        self.route("GET", r"/v1/products/(?P<id>[^/]+)")(self._retrieve_product)
+        self.route("POST", "/v1/products")(self._idempotent(self._create_product))
+        self.route("GET", "/v1/prices")(self._list_prices)
+        self.route("GET", r"/v1/prices/(?P<id>[^/]+)")(self._retrieve_price)
+        self.route("POST", "/v1/prices")(self._idempotent(self._create_price))
 
     def add_subscription(self, *, subscription_id: str, customer: str, price_id: str, status: str = "active") -> dict:
         obj = se.subscription(
@@ -130,3 +141,133 @@ class FakeStripe(FakeServer):
             item["price"]["id"] = form["items[0][price]"]
         obj["metadata"] = {**obj.get("metadata", {}), **_metadata(form)}
         return 200, obj
+
+    # -- Products and Prices ----------------------------------------------------------------------
+
+    def add_price(
+        self, *, lookup_key: str | None, unit_amount: int, interval: str | None = "month", currency: str = "usd"
+    ) -> dict:
+        """A Price made in the dashboard (with its Product), as an account already holds it."""
+        product = self._product(se.unique("prod"), name="Made in the dashboard", metadata={})
+        return self._price(
+            product=product["id"], unit_amount=unit_amount, currency=currency, interval=interval, lookup_key=lookup_key
+        )
+
+    def price_with_key(self, lookup_key: str) -> dict | None:
+        return next((p for p in self.prices.values() if p["lookup_key"] == lookup_key and p["active"]), None)
+
+    def _product(self, product_id: str, *, name: str, metadata: dict) -> dict:
+        product = {
+            "id": product_id,
+            "object": "product",
+            "active": True,
+            "created": 1_790_000_000,
+            "default_price": None,
+            "description": None,
+            "images": [],
+            "livemode": False,
+            "marketing_features": [],
+            "metadata": metadata,
+            "name": name,
+            "type": "service",
+            "updated": 1_790_000_000,
+            "url": None,
+        }
+        self.products[product_id] = product
+        return product
+
+    def _price(
+        self, *, product: str, unit_amount: int, currency: str, interval: str | None, lookup_key: str | None, **extra
+    ) -> dict:
+        price_id = se.unique("price")
+        recurring = None
+        if interval:
+            recurring = {
+                "interval": interval,
+                "interval_count": 1,
+                "meter": None,
+                "trial_period_days": None,
+                "usage_type": "licensed",
+            }
+        price = {
+            "id": price_id,
+            "object": "price",
+            "active": True,
+            "billing_scheme": "per_unit",
+            "created": 1_790_000_000,
+            "currency": currency,
+            "custom_unit_amount": None,
+            "livemode": False,
+            "lookup_key": lookup_key,
+            "metadata": extra.get("metadata", {}),
+            "nickname": extra.get("nickname"),
+            "product": product,
+            "recurring": recurring,
+            "tax_behavior": "unspecified",
+            "tiers_mode": None,
+            "transform_quantity": None,
+            "type": "recurring" if recurring else "one_time",
+            "unit_amount": unit_amount,
+            "unit_amount_decimal": str(unit_amount),
+        }
+        self.prices[price_id] = price
+        return price
+
+    def _retrieve_product(self, _request: Recorded, match):
+        product = self.products.get(match["id"])
+        return (200, product) if product else (404, resource_missing("product", match["id"]))
+
+    def _create_product(self, request: Recorded, _match):
+        form = request.form
+        product_id = form.get("id") or se.unique("prod")
+        if product_id in self.products:
+            return 400, {
+                "error": {
+                    "type": "invalid_request_error",
+                    "code": "resource_already_exists",
+                    "param": "id",
+                    "message": "Product already exists.",
+                }
+            }
+        return 200, self._product(product_id, name=form.get("name", ""), metadata=_metadata(form))
+
+    def _list_prices(self, request: Recorded, _match):
+        wanted = {v for k, v in request.query.items() if k.startswith("lookup_keys[")}
+        active = request.query.get("active")
+        data = [
+            p
+            for p in self.prices.values()
+            if (not wanted or p["lookup_key"] in wanted) and (active is None or str(p["active"]).lower() == active)
+        ]
+        return 200, {"object": "list", "data": data, "has_more": False, "url": "/v1/prices"}
+
+    def _retrieve_price(self, _request: Recorded, match):
+        price = self.prices.get(match["id"])
+        return (200, price) if price else (404, resource_missing("price", match["id"]))
+
+    def _create_price(self, request: Recorded, _match):
+        form = request.form
+        if form.get("product") not in self.products:
+            return 400, resource_missing("product", form.get("product", ""))
+        key = form.get("lookup_key") or None
+        holder = self.price_with_key(key) if key else None
+        if holder is not None:
+            if form.get("transfer_lookup_key") != "true":
+                return 400, {
+                    "error": {
+                        "type": "invalid_request_error",
+                        "param": "lookup_key",
+                        "message": f"A price (`{holder['id']}`) already uses that lookup key.",
+                    }
+                }
+            holder["lookup_key"] = None
+        price = self._price(
+            product=form["product"],
+            unit_amount=int(form["unit_amount"]),
+            currency=form.get("currency", "usd"),
+            interval=form.get("recurring[interval]"),
+            lookup_key=key,
+            nickname=form.get("nickname"),
+            metadata=_metadata(form),
+        )
+        return 200, price

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import inbox
-from shared.dispatch import is_handled
 from shared.models import WebhookEvent
 from tests.factories import stripe_events as se
 
@@ -28,22 +25,6 @@ def wait_for(predicate: Callable[[], T], timeout: float = 20.0, interval: float 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message or predicate!r}")
         time.sleep(interval)
-
-
-def store_event(session_factory: sessionmaker[Session], evt: dict, provider: str = "stripe") -> int:
-    """Put a provider event in the inbox the way intake does (without HTTP) and return its row id."""
-    with session_factory.begin() as session:
-        stored = inbox.record_event(
-            session,
-            provider=provider,
-            event_id=evt["id"],
-            type=evt["type"],
-            payload=evt,
-            event_created_at=datetime.fromtimestamp(evt["created"], UTC) if evt.get("created") else None,
-            handled=is_handled(provider, evt["type"]),
-            at=datetime.now(UTC),
-        )
-    return stored.id
 
 
 def event_row(session_factory: sessionmaker[Session], event_id: str, provider: str = "stripe") -> WebhookEvent | None:

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from shared.billing import ledger
 from shared.models import CreditLedgerEntry, Invoice, Payment, Subscription, WebhookEvent
 from tests.factories import stripe_events as se
+from tests.factories.inbox import store_event
 from tests.integration import support
 
 pytestmark = pytest.mark.redis  # on PostgreSQL; on SQLite where it is missing (not in CI)
@@ -36,7 +37,7 @@ def test_same_event_enqueued_twenty_times_to_two_workers_grants_credits_once(
         "checkout.session.completed",
         se.checkout_session(account_id="acct_race", mode="payment", package_id="pro", amount_total=6999),
     )
-    event_pk = support.store_event(store_session_factory, purchase)
+    event_pk = store_event(store_session_factory, purchase)
     for _ in range(20):
         publisher(event_pk)
 
@@ -62,7 +63,7 @@ def test_checkout_and_first_invoice_handled_at_once_grant_the_plan_credits_once(
     for account in accounts:
         checkout, first_invoice, _ = support.subscription_start(account, created=created)
         events += [checkout, first_invoice]
-    pks = [support.store_event(store_session_factory, evt) for evt in events]
+    pks = [store_event(store_session_factory, evt) for evt in events]
     for pk in pks:  # each pair published back to back, so the two run at the same time
         publisher(pk)
 
@@ -84,7 +85,7 @@ def test_many_renewals_and_updates_for_one_subscription_at_once_lose_nothing(
     t0 = int(time.time()) - 400 * 24 * 3600
     checkout, first_invoice, ids = support.subscription_start("acct_many", created=t0)
     for evt in (checkout, first_invoice):
-        publisher(support.store_event(store_session_factory, evt))
+        publisher(store_event(store_session_factory, evt))
     support.wait_for(lambda: support.all_succeeded(store_session_factory, [checkout["id"], first_invoice["id"]]))
 
     renewals, updates = [], []
@@ -99,7 +100,7 @@ def test_many_renewals_and_updates_for_one_subscription_at_once_lose_nothing(
         )
     batch = renewals + updates
     random.Random(7).shuffle(batch)
-    pks = [support.store_event(store_session_factory, evt) for evt in batch]
+    pks = [store_event(store_session_factory, evt) for evt in batch]
     for pk in pks:
         publisher(pk)
     for pk in pks[:5]:  # and some duplicates on top

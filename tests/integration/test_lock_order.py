@@ -14,6 +14,7 @@ from shared import processing
 from shared.billing import ledger
 from shared.billing.accounts import ensure_account
 from shared.models import Account, CreditLedgerEntry
+from tests.factories.inbox import store_event
 from tests.integration import support
 
 pytestmark = pytest.mark.postgres
@@ -55,8 +56,8 @@ def test_checkout_linking_a_customer_and_its_invoice_at_once_do_not_deadlock(pg_
             (
                 account_id,
                 ids,
-                support.store_event(pg_session_factory, checkout),
-                support.store_event(pg_session_factory, invoice),
+                store_event(pg_session_factory, checkout),
+                store_event(pg_session_factory, invoice),
             )
         )
 

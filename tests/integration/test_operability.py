@@ -12,8 +12,9 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.factories import stripe_events as se
+from tests.factories.inbox import store_event
+from tests.fakes.stripe_events_api import FakeStripeEvents
 from tests.integration import support
-from tests.shared.test_reconcile import FakeStripeEvents
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -78,7 +79,7 @@ def test_metrics_page_adds_up_the_workers_metrics_and_reads_queue_depth_from_red
 
 def test_queue_depth_counts_tasks_no_worker_has_taken(pg_settings, pg_session_factory, live_web, publisher):
     for account in ("acct_q1", "acct_q2"):
-        publisher(support.store_event(pg_session_factory, checkout_event(account)))
+        publisher(store_event(pg_session_factory, checkout_event(account)))
 
     try:
         found = samples(requests.get(live_web.url + "/metrics", timeout=10).text)

@@ -16,7 +16,9 @@ import redis
 from shared import processing
 from tests.conftest import TEST_WEBHOOK_SECRET
 from tests.factories import stripe_events as se
-from worker.messages import PROCESS_EVENT, SEND_EMAIL
+from tests.factories.inbox import store_event
+from worker.config import new_celery
+from worker.messages import PROCESS_EVENT, SEND_EMAIL, RedisMessageEncoder, publish
 from worker.publisher import Publisher, publishing_celery
 
 # Before the publisher, one webhook waited ~2 s on a dead broker; this bound is far above what a
@@ -77,7 +79,7 @@ def test_what_the_publisher_sends_a_real_worker_runs(store_settings, store_sessi
         )
         for n in range(3)
     ]
-    pks = [support.store_event(store_session_factory, evt) for evt in purchases]
+    pks = [store_event(store_session_factory, evt) for evt in purchases]
     worker_factory(store_settings, concurrency=1)
     publisher = Publisher(lambda: publishing_celery(store_settings))
     for pk in pks:
@@ -133,3 +135,26 @@ def test_with_the_broker_hung_webhooks_are_answered_at_once_and_the_sweeper_queu
     swept: list[int] = []
     assert len(processing.sweep(seeded, swept.append, now=after_grace, grace_seconds=60)) == REQUESTS
     assert len(set(swept)) == REQUESTS
+
+
+def test_the_publishers_encoded_message_is_the_one_celerys_producer_sends(settings, redis_url):
+    """The publisher pushes messages it encodes from a template (RedisMessageEncoder): what a
+    worker reads must be exactly what `publish` (Celery's producer path) puts there, ids aside."""
+    app = new_celery(settings.with_overrides(redis_url=redis_url, queue_name=f"billhook-enc-{id(settings)}"))
+    client = redis.Redis.from_url(redis_url)
+    queue = app.conf.task_default_queue
+    try:
+        publish(app, PROCESS_EVENT, 41)
+        [sent] = client.lrange(queue, 0, -1)
+    finally:
+        client.delete(queue)
+        app.close()
+    encoded = RedisMessageEncoder(app).encode(PROCESS_EVENT, 41)
+
+    def without_ids(raw) -> dict:
+        message = json.loads(raw)
+        task_id, tag = message["headers"]["id"], message["properties"]["delivery_tag"]
+        return json.loads(json.dumps(message).replace(task_id, "ID").replace(tag, "TAG"))
+
+    assert without_ids(encoded) == without_ids(sent)
+    assert json.loads(encoded)["headers"]["id"] != json.loads(encoded)["properties"]["delivery_tag"]

@@ -20,6 +20,7 @@ from shared import inbox, processing
 from shared.billing import ledger
 from shared.models import CreditLedgerEntry, Payment, Subscription, WebhookEvent
 from tests.factories import stripe_events as se
+from tests.factories.inbox import store_event
 from tests.integration import support
 from tests.integration.worker_app import PROCESS_KILLER
 from worker.celery_app import make_celery
@@ -240,13 +241,13 @@ def test_retry_lost_with_its_worker_is_requeued_by_the_sweeper_once_and_succeeds
     first_worker = worker_factory(store_settings, concurrency=1)
     payment_intent = se.unique("pi")
     refund = _full_refund(payment_intent)
-    refund_pk = support.store_event(store_session_factory, refund)
+    refund_pk = store_event(store_session_factory, refund)
     publisher(refund_pk)
     # The refund's payment is unknown: the worker schedules a retry and holds it until its ETA...
     support.wait_for(lambda: support.event_row(store_session_factory, refund["id"]).next_attempt_at is not None)
     first_worker.kill()  # ...and dies with it: only the sweeper can bring the event back.
     purchase = _purchase("acct_lost_retry", payment_intent=payment_intent)
-    publisher(support.store_event(store_session_factory, purchase))
+    publisher(store_event(store_session_factory, purchase))
 
     def sweep() -> list[int]:
         return processing.sweep(
@@ -302,10 +303,10 @@ def _subscription_with_pending_renewal(session_factory, publisher, account_id):
     t0 = int(time.time()) - 40 * 24 * 3600
     checkout, first_invoice, ids = support.subscription_start(account_id, created=t0)
     for evt in (checkout, first_invoice):
-        publisher(support.store_event(session_factory, evt))
+        publisher(store_event(session_factory, evt))
     support.wait_for(lambda: support.all_succeeded(session_factory, [checkout["id"], first_invoice["id"]]))
     renewal = support.renewal(ids, account_id, period_start=t0 + support.MONTH, created=t0 + support.MONTH + 5)
-    return ids, renewal, support.store_event(session_factory, renewal)
+    return ids, renewal, store_event(session_factory, renewal)
 
 
 @contextlib.contextmanager
@@ -374,7 +375,7 @@ def test_worker_with_a_task_in_flight_survives_a_broker_restart_and_goes_on_cons
     support.wait_for(lambda: support.event_status(pg_session_factory, renewal["id"]) == "succeeded")
     # The worker reconnected (it did not exit): a new event is taken and processed.
     later = _purchase("acct_redis_restart")
-    publish(support.store_event(pg_session_factory, later))
+    publish(store_event(pg_session_factory, later))
     support.wait_for(
         lambda: support.event_status(pg_session_factory, later["id"]) == "succeeded" or not worker.alive(),
         timeout=60,
@@ -414,7 +415,7 @@ def test_event_whose_run_kills_its_pool_process_is_dead_lettered_after_three_run
     assert [e["outcome"] for e in worker.task_logs(poison_pk)] == ["failed"]
     # The worker survived it and goes on with the next event.
     purchase = _purchase("acct_after_poison")
-    publisher(support.store_event(store_session_factory, purchase))
+    publisher(store_event(store_session_factory, purchase))
     support.wait_for(lambda: support.event_status(store_session_factory, purchase["id"]) == "succeeded")
     assert worker.alive()
 

@@ -97,3 +97,39 @@ def test_with_a_metrics_token_the_scrape_needs_it_as_a_bearer_token(settings, se
     assert (wrong.status_code, wrong.json["error"]["code"]) == (401, "invalid_token")
     assert right.status_code == 200
     assert "billhook_inbox_events" in right.get_data(as_text=True)
+
+
+def test_with_a_multiprocess_directory_only_billhooks_series_are_exposed(tmp_path):
+    """Another process writing into the directory (Flower did) adds nothing to billhook's /metrics."""
+    import subprocess
+    import sys
+
+    from shared.metrics import exposition
+
+    writer = (
+        "from prometheus_client import Counter\n"
+        "Counter('flower_events', 'Flower own', ['worker']).labels('w1').inc()\n"
+        "Counter('billhook_emails', 'billhook', ['outcome']).labels('sent').inc(3)\n"
+    )
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    subprocess.run([sys.executable, "-c", writer], env=env, check=True, timeout=60)
+
+    text = exposition([], multiproc_dir=str(tmp_path)).decode()
+
+    assert 'billhook_emails_total{outcome="sent"} 3.0' in text
+    assert "flower_" not in text
+
+
+def test_a_billing_api_request_logs_one_line_naming_its_account(client, settings, caplog):
+    from web.auth import issue_token
+
+    caplog.set_level(logging.INFO)
+    token = issue_token(settings, "acct_one_line")
+
+    assert client.get("/api/v1/billing/account", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name.startswith("billhook.web")]
+    assert len(lines) == 1
+    line = lines[0]
+    assert (line["path"], line["status"], line["account"]) == ("/api/v1/billing/account", 200, "acct_one_line")
+    assert token not in caplog.text

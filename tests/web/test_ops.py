@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import base64
 import re
-from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import update
 
-from shared import inbox
 from shared.models import WebhookEvent
 from tests.factories import stripe_events as se
+from tests.factories.inbox import store_event
 from web import create_app
 
 OPS_AUTH = "ops:correct-horse,audit:battery-staple"
@@ -36,21 +34,7 @@ def ops(ops_app):
 
 def store(session_factory, *, status: str = "received", error: str | None = None, attempts: int = 0) -> int:
     evt = se.event("invoice.paid", {"id": se.unique("in"), "object": "invoice"})
-    with session_factory.begin() as session:
-        pk = inbox.record_event(
-            session,
-            provider="stripe",
-            event_id=evt["id"],
-            type=evt["type"],
-            payload=evt,
-            event_created_at=None,
-            handled=True,
-            at=datetime.now(UTC),
-        ).id
-        session.execute(
-            update(WebhookEvent).filter_by(id=pk).values(status=status, last_error=error, attempts=attempts)
-        )
-    return pk
+    return store_event(session_factory, evt, status=status, last_error=error, attempts=attempts)
 
 
 def token_of(page: str) -> str:

@@ -1,5 +1,6 @@
 """PayPal's webhook verification, per the provider's config: `postback` (PayPal's
-verify-webhook-signature API) or `offline` (SHA256withRSA against PayPal's pinned cert host)."""
+verify-webhook-signature API) or `offline` (SHA256withRSA against PayPal's pinned cert host);
+`development` (billhook's own certificate) only with BILLHOOK_DEV_MODE=1."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from flask import Flask, current_app, request
 from shared.credentials import active_provider
 from shared.errors import NotConfigured
 from shared.logs import log_line
+from shared.paypal import development
 from shared.paypal import webhooks as verification
 from shared.paypal.client import PayPalGateway
 from web.context import billhook
 from web.errors import ApiError
+from web.metrics import note_request
 
 log = logging.getLogger("billhook.web")
 
@@ -61,6 +64,18 @@ def verify(raw: bytes) -> None:
                 now=now,
                 tolerance_seconds=tolerance,
             )
+        elif method == verification.DEVELOPMENT and ext.settings.dev_mode:
+            note_request(verification="development")  # named on the request's log line
+            verification.verify_development(
+                raw,
+                request.headers,
+                webhook_id=provider.webhook_id,
+                cert_pem=development.certificate_pem(ext.settings.var_dir),
+                now=now,
+                tolerance_seconds=tolerance,
+            )
+        elif method == verification.DEVELOPMENT:
+            raise ApiError(503, "not_configured", "PayPal development verification needs BILLHOOK_DEV_MODE=1")
         else:
             raise ApiError(503, "not_configured", "the PayPal verification method is not postback or offline")
     except verification.SignatureError as exc:

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from shared import inbox, processing
+from shared import processing
 from shared.billing import ledger
 from shared.billing.accounts import ensure_account
 from shared.errors import PermanentError, RetryLater
@@ -18,6 +18,7 @@ from shared.models import Account, CreditLedgerEntry, EmailOutbox, Invoice, Paym
 from shared.outcome import Outcome
 from shared.paypal import orders as paypal_orders
 from tests.factories import paypal_events as pe
+from tests.factories.inbox import store_event
 
 ACCOUNT = "acct_pp"
 STARTER_PRICE, STARTER_CREDITS = 999, 500  # the seed's "starter" credit package
@@ -25,18 +26,7 @@ GROWTH_CREDITS = 12_000  # the seed's "growth" plan, PayPal plan P-BILLHOOK-GROW
 
 
 def store(session_factory, evt: dict, now: datetime) -> int:
-    with session_factory.begin() as session:
-        stored = inbox.record_event(
-            session,
-            provider="paypal",
-            event_id=evt["id"],
-            type=evt["event_type"],
-            payload=evt,
-            event_created_at=datetime.fromisoformat(evt["create_time"].replace("Z", "+00:00")),
-            handled=True,
-            at=now,
-        )
-    return stored.id
+    return store_event(session_factory, evt, at=now)
 
 
 def run(session_factory, evt: dict, now: datetime) -> processing.Result:

@@ -11,8 +11,6 @@ from shared.db import for_update
 from shared.models import WebhookEvent
 from shared.models.events import DONE_STATUSES, EventStatus
 
-# The worker's per-event statements are built once, with bound parameters: building an ORM
-# statement costs about as much CPU as running it.
 _LOCK_EVENT = for_update(select(WebhookEvent).where(WebhookEvent.id == bindparam("event_pk")))
 _CLAIM = (
     update(WebhookEvent)

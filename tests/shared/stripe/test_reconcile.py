@@ -8,45 +8,19 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from shared import inbox, processing
+from shared import processing
 from shared.billing.subscriptions import find_subscription
 from shared.dispatch import handled_types
 from shared.errors import ProviderError
 from shared.models import Subscription, WebhookEvent
 from shared.stripe.reconcile import reconcile_stripe, sync_stripe_subscription
 from tests.factories import stripe_events as se
-from tests.fakes.http import Recorded
-from tests.fakes.stripe_api import FakeStripe
+from tests.factories.inbox import store_event
+from tests.fakes.stripe_events_api import FakeStripeEvents
 
 GROWTH_PRICE = "price_billhook_growth_monthly"
 SCALE_PRICE = "price_billhook_scale_monthly"
 MONTH = 30 * 86400
-
-
-class FakeStripeEvents(FakeStripe):
-    """FakeStripe plus GET /v1/events: newest first, `types[]` and `created[gte]` filters,
-    `limit` and `starting_after` paging, in Stripe's list envelope."""
-
-    def __init__(self):
-        super().__init__()
-        self.events: list[dict] = []
-        self.route("GET", "/v1/events")(self._list_events)
-
-    def _list_events(self, request: Recorded, _match):
-        query = request.query
-        types = {v for k, v in query.items() if k.startswith("types[")}
-        gte = int(query.get("created[gte]", 0))
-        matching = sorted(
-            (e for e in self.events if (not types or e["type"] in types) and e["created"] >= gte),
-            key=lambda e: (e["created"], e["id"]),
-            reverse=True,
-        )
-        after = query.get("starting_after")
-        if after:
-            ids = [e["id"] for e in matching]
-            matching = matching[ids.index(after) + 1 :]
-        limit = int(query.get("limit", 10))
-        return 200, {"object": "list", "url": "/v1/events", "has_more": len(matching) > limit, "data": matching[:limit]}
 
 
 @pytest.fixture
@@ -67,17 +41,7 @@ class Published(list):
 
 
 def store(session_factory, evt: dict) -> int:
-    with session_factory.begin() as session:
-        return inbox.record_event(
-            session,
-            provider="stripe",
-            event_id=evt["id"],
-            type=evt["type"],
-            payload=evt,
-            event_created_at=datetime.fromtimestamp(evt["created"], UTC),
-            handled=True,
-            at=datetime.now(UTC),
-        ).id
+    return store_event(session_factory, evt)
 
 
 def checkout_evt(created: int) -> dict:

@@ -1,0 +1,96 @@
+"""CPU a request of each intake, in this process, with no HTTP server and no load generator: the
+WSGI apps are called directly on prepared requests (`python -m bench.cpu`). It counts what the
+apps themselves cost, with far less of the machine's noise than throughput has (its own
+process's CPU time, not the clock), so two runs, or two commits, can be compared.
+
+Environment: DATABASE_URL (PostgreSQL; the lean reference needs it), REDIS_URL, CPU_REQUESTS
+(default 3000 a round), CPU_ROUNDS (default 5).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+from werkzeug.test import EnvironBuilder
+
+from bench import services
+from bench.__main__ import deliveries_for, env_int
+
+PATH = "/webhooks/stripe"
+
+
+def environ_for(body: bytes, headers: dict[str, str]) -> dict:
+    return EnvironBuilder(path=PATH, method="POST", data=body, headers=headers).get_environ()
+
+
+def cpu_per_request(app: Callable, environs: list[dict]) -> float:
+    """Microseconds of this process's CPU a request (the publisher thread's included)."""
+
+    def start_response(status, _headers, _exc_info=None):
+        if not status.startswith("200"):
+            raise RuntimeError(f"intake answered {status}")
+
+    started = time.process_time()
+    for environ in environs:
+        environ = dict(environ)
+        environ["wsgi.input"] = io.BytesIO(environ["billhook.body"])
+        for _ in app(environ, start_response):
+            pass
+    return 1e6 * (time.process_time() - started) / len(environs)
+
+
+def prepared(seed: int, count: int, prefix: str) -> list[dict]:
+    out = []
+    for body, headers in deliveries_for(seed, count, prefix):
+        environ = environ_for(body, headers)
+        environ["billhook.body"] = body
+        out.append(environ)
+    return out
+
+
+def main() -> int:
+    count, rounds = env_int("CPU_REQUESTS", 3000), env_int("CPU_ROUNDS", 5)
+    tmp = services.make_tmp("billhook-cpu-")
+    store = services.Store(os.environ.get("DATABASE_URL"), tmp)
+    broker = services.Broker(os.environ.get("REDIS_URL"), tmp)
+    try:
+        env = services.service_env(store.url, broker.url, f"cpu_{os.getpid()}", tmp)
+        env["HARNESS_WEBHOOK_SECRET"] = services.WEBHOOK_SECRET
+        os.environ.update(env)
+        import bench.bare_app
+        import web.wsgi
+
+        logging.getLogger().setLevel(logging.WARNING)  # the request lines would be most of the output
+
+        apps = {"bare": bench.bare_app.app.wsgi_app, "billhook": web.wsgi.app.wsgi_app}
+        if store.kind == "PostgreSQL":
+            import bench.lean_app
+
+            apps["lean"] = bench.lean_app.app.wsgi_app
+        for name, app in apps.items():  # warm: connections, caches, the publisher thread
+            cpu_per_request(app, prepared(99, 300, f"cw{name}"))
+        results: dict[str, list[float]] = {name: [] for name in apps}
+        for index in range(rounds):
+            for name, app in apps.items():
+                results[name].append(cpu_per_request(app, prepared(index, count, f"c{index}{name}")))
+        print(f"CPU a request, µs, in-process ({rounds} rounds of {count}; {store.kind}): median (min–max)")
+        bare = statistics.median(results["bare"])
+        for name, values in results.items():
+            median = statistics.median(values)
+            print(f"  {name:9} {median:7.0f} ({min(values):.0f}–{max(values):.0f})  ×{median / bare:.2f} of bare")
+        return 0
+    finally:
+        broker.delete_queue(f"cpu_{os.getpid()}")
+        broker.close()
+        store.close()
+        services.remove_tmp(tmp)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
