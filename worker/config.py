@@ -4,7 +4,7 @@ publishing-only app are both built here."""
 from __future__ import annotations
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from shared.config import Settings
 from worker import redis_transport
@@ -17,6 +17,13 @@ from worker.messages import (
     SWEEP_OUTGOING,
     SWEEP_PAYPAL_CAPTURES,
 )
+
+
+def _queue(name: str) -> Queue:
+    """A queue with an exchange and routing key of its own name (what Celery makes for its default
+    queue): a Queue given only a name is bound to the default queue's exchange and key, and a
+    retry published through Celery's router would then land on both queues."""
+    return Queue(name, Exchange(name, type="direct"), routing_key=name)
 
 
 def new_celery(settings: Settings, *, include: tuple[str, ...] = ()) -> Celery:
@@ -38,7 +45,7 @@ def new_celery(settings: Settings, *, include: tuple[str, ...] = ()) -> Celery:
         # Deliveries to the main app's endpoints wait on the network: on a queue of their own, a
         # slow endpoint never holds up event processing. A worker started without -Q consumes
         # both; the Procfile gives each its own worker.
-        task_queues=[Queue(settings.queue_name), Queue(settings.outgoing_queue)],
+        task_queues=[_queue(settings.queue_name), _queue(settings.outgoing_queue)],
         task_routes={
             DELIVER_OUTGOING: {"queue": settings.outgoing_queue},
             "billhook.*": {"queue": settings.queue_name},

@@ -60,3 +60,14 @@ def test_deliveries_go_to_a_queue_of_their_own_and_a_worker_consumes_both(settin
     assert queue_for(app, DELIVER_OUTGOING) == "billhook-a.outgoing"
     assert queue_for(app, SWEEP_OUTGOING) == queue_for(app, "billhook.process_event") == "billhook-a"
     assert {q.name for q in app.conf.task_queues} == {"billhook-a", "billhook-a.outgoing"}
+
+
+def test_each_queue_has_its_own_binding(settings):
+    app = new_celery(settings.with_overrides(queue_name="billhook-a"))
+
+    bindings = {(q.name, q.exchange.name, q.routing_key) for q in app.conf.task_queues}
+
+    assert bindings == {
+        ("billhook-a", "billhook-a", "billhook-a"),
+        ("billhook-a.outgoing", "billhook-a.outgoing", "billhook-a.outgoing"),
+    }
