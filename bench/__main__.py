@@ -5,7 +5,8 @@ Environment: DATABASE_URL / REDIS_URL (else the embedded SQLite + redis-server),
 (processing backlog, default 20000), BENCH_INTAKE_REQUESTS (per closed-loop run, default 6000),
 BENCH_RATE and BENCH_RATE_SECONDS (fixed-rate run, default 500 req/s for 10 s), BENCH_CONNECTIONS
 (default 16), BENCH_SEED (default 1), BENCH_WORKER_CONCURRENCY (prefork processes of the worker,
-billhook's and the no-op baseline's alike; default WORKER_CONCURRENCY, the Procfile's).
+billhook's and the no-op baseline's alike; default WORKER_CONCURRENCY, the Procfile's),
+BENCH_ADVERSITY_RATE (the fixed-rate run under adversity, bench/adversity.py; default BENCH_RATE).
 
 The closed-loop intake runs use wrk when it is on PATH (bench/wrk.py: BENCH_WRK_SECONDS a run,
 default 5, over a list of 2 x BENCH_INTAKE_REQUESTS deliveries) and the Python generator
@@ -25,7 +26,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import func, insert, select
 
-from bench import intake, loadgen, scenario, services, wrk
+from bench import adversity, intake, loadgen, scenario, services, wrk
 from bench.intake import Server
 from bench.measure import CpuClock, PeakRss, drain_window
 from bench.worker_app import NOOP
@@ -69,6 +70,11 @@ def main() -> int:
         intake_results = bench_intake(
             store, env, tmp, procs, rss, seed, intake_requests, rate, rate_seconds, connections
         )
+        adverse_rate = env_int("BENCH_ADVERSITY_RATE", rate)
+        intake_results["adversity"] = adversity.bench_intake_under_adversity(
+            store, env, tmp, deliveries_for(seed, adverse_rate * rate_seconds, "a"), rate=adverse_rate
+        )
+        say(f"intake under adversity: {intake_results['adversity']}")
         broker.delete_queue(q_intake)
         store.clear_activity()  # the processing phase starts on an empty store (the in-request intake wrote effects)
 
@@ -305,6 +311,7 @@ def worker_concurrency() -> int:
 INTAKE_TARGET = 0.4
 PROCESSING_TARGET = 0.3
 P99_TARGET_MS = 25.0
+ADVERSITY_P99_TARGET_MS = 100.0
 WORKER_RSS_TARGET_MB = 150.0
 
 
@@ -314,7 +321,7 @@ def met(ok: bool) -> str:
 
 def print_table(r: dict) -> None:
     i, p, m, meta = r["intake"], r["processing"], r["memory"], r["meta"]
-    ratio, rps, cpu, f = i["ratio"], i["rps"], i["cpu_ms"], i["fixed"]
+    ratio, rps, cpu, f, a = i["ratio"], i["rps"], i["cpu_ms"], i["fixed"], i["adversity"]
 
     def ratio_text(name: str) -> str:
         x = ratio.get(name)
@@ -353,6 +360,9 @@ def print_table(r: dict) -> None:
         f"| {met(intake_ok) if pg else 'n/a (SQLite)'} |",
         f"| intake p99 at {i['rate']} req/s, ms (Python generator; bare {f['bare']['p99_ms']:.1f}) "
         f"| {f['billhook']['p99_ms']:.1f} | ≤ {P99_TARGET_MS:.0f} | {met(f['billhook']['p99_ms'] <= P99_TARGET_MS)} |",
+        f"| intake p99 at {a['rate']} req/s, ms, with {adversity.HUNG_CHECKOUTS} checkouts hung on Stripe and "
+        f"{adversity.TRICKLERS} clients trickling (p50 {a['p50_ms']:.1f}) | {a['p99_ms']:.1f} "
+        f"| ≤ {ADVERSITY_P99_TARGET_MS:.0f} | {met(a['p99_ms'] <= ADVERSITY_P99_TARGET_MS)} |",
         "| burst: req/s and p99 ms at "
         + ", ".join(f"{n} connections" for n in b)
         + " | "
@@ -369,7 +379,8 @@ def print_table(r: dict) -> None:
         f"| ≤ {WORKER_RSS_TARGET_MB:.0f} | {met(max(m['worker_mb'], m['worker_main_mb']) <= WORKER_RSS_TARGET_MB)} |",
         f"| peak RSS, MB: web worker process | {m['web_mb']:.0f} | | |",
         "",
-        f"errors (non-2xx) over the rounds: {i['errors']}; inbox after processing {p['statuses']}",
+        f"errors (non-2xx) over the rounds: {i['errors']}, under adversity {a['errors']} "
+        f"(the adversity's answers: {a['adversity']}); inbox after processing {p['statuses']}",
     ]
     print("\n".join(lines), flush=True)
 

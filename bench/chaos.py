@@ -8,11 +8,15 @@ What breaks: deliveries come shuffled, concurrently, 30% of them duplicates; mid
 instance is SIGKILLed (its main process and its pool, tasks in flight) and started again, and Redis
 is stopped and started again. The harness keeps the worker instances running as a supervisor would
 (one that exits unasked is started again, and the report lists it).
+Some package purchases are disputed (opened, then won or lost), and meanwhile operators race an
+approval against a rejection of each of a set of manual payments (bench/chaos_manual.py).
 What is checked: no accepted event lost; exactly one credit grant per subscription period and per
-package purchase; each account's ledger sums to what the scenario says; each subscription's status
-is the one of its newest event (by `created`); one email per idempotency key; every outgoing
-webhook delivered to a receiver that verifies it (bench/chaos_outgoing.py, answering 500 to a share
-of deliveries), none missing, each account's sequence without gaps. Exit status 1 on any violation.
+package purchase; each account's ledger sums to what the scenario says (a lost dispute's credits
+taken back once, a won one's not); each subscription's status is the one of its newest event (by
+`created`); one email per idempotency key; one winning decision per manual payment, its credits
+iff approved; every outgoing webhook delivered to a receiver that verifies it (bench/chaos_outgoing.py,
+answering 500 to a share of deliveries), none missing, each account's sequence without gaps. Exit
+status 1 on any violation.
 
 Environment: CHAOS_EVENTS (deliveries, default 10000), CHAOS_SEED (default 7).
 """
@@ -25,13 +29,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.exc import OperationalError
 
 from bench import chaos_outgoing, scenario, services
-from bench.chaos_report import Config, Report
+from bench.chaos_manual import ManualRace
 from shared import processing
 from shared.config import Settings
 from shared.models import CreditLedgerEntry, Subscription, WebhookEvent
@@ -42,6 +47,121 @@ from worker.messages import enqueue_delivery, enqueue_event
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 PATH = "/webhooks/stripe"
+
+
+@dataclass
+class Config:
+    seed: int = 7
+    deliveries: int = 10_000
+    duplicate_share: float = 0.3
+    worker_instances: int = 2
+    concurrency: int = 2  # prefork processes per instance: 4 in all
+    posters: int = 16
+    kill_at: float = 0.3  # share of deliveries posted when a worker instance is SIGKILLed
+    redis_restart_at: float = 0.6
+    # The sweeper re-queues every event older than the grace that is not done, including ones
+    # still waiting in a deep queue: a short grace under a backlog floods the queue with duplicate
+    # tasks, so the grace stays long and each sweep is bounded, as in production.
+    sweep_every: float = 5.0
+    sweep_limit: int = 100
+    grace_seconds: int = 60
+    visibility_timeout: int = 30
+    backoff_max: int = 5
+    timeout: float = 900.0
+    receiver_failure_share: float = 0.2  # outgoing deliveries the main app's stand-in answers with a 500
+    manual_payments: int = 20  # raced approve/reject pairs (bench/chaos_manual.py)
+
+
+@dataclass
+class Report:
+    config: Config
+    distinct: int = 0
+    accounts: int = 0
+    deliveries: int = 0
+    accepted: int = 0
+    posts: int = 0
+    post_failures: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+    lost: list[str] = field(default_factory=list)
+    grant_violations: list[str] = field(default_factory=list)
+    balance_violations: list[str] = field(default_factory=list)
+    status_violations: list[str] = field(default_factory=list)
+    email_violations: list[str] = field(default_factory=list)
+    manual_violations: list[str] = field(default_factory=list)
+    manual_payments: int = 0
+    emails: int | None = None
+    outgoing: dict[str, list[str]] = field(default_factory=dict)
+    outgoing_summary: str = ""
+    grants: int = 0
+    swept: int = 0
+    actions: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def violations(self) -> int:
+        return sum(
+            len(v)
+            for v in (
+                self.lost,
+                self.grant_violations,
+                self.balance_violations,
+                self.status_violations,
+                self.email_violations,
+                self.manual_violations,
+                *self.outgoing.values(),
+            )
+        )
+
+    def table(self) -> str:
+        def row(name: str, found, expected, bad: list[str]) -> str:
+            verdict = "ok" if not bad else f"VIOLATED ({len(bad)}): " + "; ".join(bad[:3])
+            return f"| {name} | {found} | {expected} | {verdict} |"
+
+        c = self.config
+        lines = [
+            f"chaos: seed {c.seed}, {self.posts} posts of {self.deliveries} deliveries "
+            f"({self.distinct} distinct events, "
+            f"{c.duplicate_share:.0%} duplicates, shuffled) over {self.accounts} accounts, "
+            f"{c.worker_instances}x{c.concurrency} worker processes, {self.seconds:.0f} s",
+            "chaos actions: " + ("; ".join(self.actions) or "none"),
+            f"sweeper re-queued {self.swept} events (duplicates included; harmless by design)",
+            f"posts answered non-2xx or failed (then retried): {self.post_failures}",
+            f"inbox: {self.statuses}",
+            self.outgoing_summary,
+            "",
+            "| check | found | expected | verdict |",
+            "| --- | --- | --- | --- |",
+            row("events lost (accepted, never succeeded)", len(self.lost), 0, self.lost),
+            row(
+                "credit grants per (account, period/payment)",
+                f"{self.grants} grants",
+                "exactly 1",
+                self.grant_violations,
+            ),
+            row("ledger sum per account", f"{self.accounts} accounts", "scenario's", self.balance_violations),
+            row(
+                "subscription status = newest event's",
+                f"{self.accounts} subscriptions",
+                "newest",
+                self.status_violations,
+            ),
+            row(
+                "emails per idempotency key",
+                "outbox unused" if self.emails is None else f"{self.emails} emails",
+                1,
+                self.email_violations,
+            ),
+            row(
+                "manual payments: one decision of a raced approve + reject",
+                f"{self.manual_payments} payments",
+                "exactly 1",
+                self.manual_violations,
+            ),
+            *(row(name, len(bad), 0, bad) for name, bad in chaos_outgoing.rows(self.outgoing)),
+            "",
+            f"{'PASS' if not self.violations else 'FAIL'}: {self.violations} violations",
+        ]
+        return "\n".join(lines)
 
 
 class Supervisor:
@@ -119,7 +239,10 @@ def run(config: Config, base_url: str, say: Callable[[str], None] = print) -> Re
             BILLHOOK_OUTGOING_RETRY_MAX_SECONDS=str(config.backoff_max - 1),
         )
         stream = scenario.generate(
-            config.seed, round(config.deliveries * (1 - config.duplicate_share)), duplicate_share=config.duplicate_share
+            config.seed,
+            round(config.deliveries * (1 - config.duplicate_share)),
+            duplicate_share=config.duplicate_share,
+            disputes=True,
         )
         deliveries = stream.deliveries  # whole accounts: a few more than asked for, never fewer
         report.distinct, report.accounts = len(stream.events), len(stream.expected)
@@ -133,6 +256,10 @@ def run(config: Config, base_url: str, say: Callable[[str], None] = print) -> Re
         settings = Settings(database_url=store.url, redis_url=broker.url, var_dir=tmp, queue_name=queue)
         sweeper = threading.Thread(target=_sweep_loop, args=(store, settings, config, stop, report), daemon=True)
         sweeper.start()
+        manual = ManualRace.prepare(store.session_factory, config.manual_payments)
+        report.manual_payments = len(manual.accounts)
+        racing = threading.Thread(target=manual.run, args=(store.session_factory,), daemon=True, name="chaos-manual")
+        racing.start()
 
         accepted = _post_all(
             web.port,
@@ -145,10 +272,12 @@ def run(config: Config, base_url: str, say: Callable[[str], None] = print) -> Re
         report.accepted = len(accepted)
         say(f"[chaos] posted: {report.accepted} distinct events accepted; waiting for the workers")
         _wait_done(store, accepted, config, say)
+        racing.join(config.timeout)
         chaos_outgoing.wait_delivered(store, config.timeout, say)
         stop.set()
         sweeper.join()
         _check(store, stream, accepted, report)
+        report.manual_violations = manual.violations(store.session_factory)
         report.outgoing = chaos_outgoing.check(store, receiver)
         report.outgoing_summary = chaos_outgoing.summary(receiver, chaos_outgoing.stored_events(store))
     finally:
@@ -305,7 +434,7 @@ def _check(store, stream: scenario.Scenario, accepted: set[str], report: Report)
             ).group_by(CreditLedgerEntry.account_id, CreditLedgerEntry.kind)
         ).all()
         per_kind = {(a, k): n for a, k, n, _ in ledger}
-        report.grants = sum(n for _a, k, n, _t in ledger if k != "refund_reversal")
+        report.grants = sum(n for _a, k, n, _t in ledger if k in ("subscription_grant", "purchase_grant"))
         balance: dict[str, int] = {}
         for a, _k, _n, total in ledger:
             balance[a] = balance.get(a, 0) + int(total)

@@ -143,3 +143,13 @@ def summary(receiver: Receiver, events: int) -> str:
 def stored_events(store) -> int:
     with store.session_factory() as session:
         return session.scalar(select(func.count()).select_from(OutgoingEvent))
+
+
+def rows(outgoing: dict[str, list[str]]) -> list[tuple[str, list[str]]]:
+    """The report table's rows for the outgoing checks: (check, violations)."""
+    return [
+        ("outgoing deliveries not delivered", outgoing.get("undelivered", [])),
+        ("outgoing events missing at the receiver", outgoing.get("missing", [])),
+        ("outgoing sequence gaps per account", outgoing.get("gaps", [])),
+        ("outgoing signatures refused", outgoing.get("refused", [])),
+    ]

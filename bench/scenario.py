@@ -2,7 +2,8 @@
 
 Each account subscribes through Checkout (checkout.session.completed + the first invoice.paid,
 which share one credit grant), gets a subscription update, renews for a few periods (sometimes a
-failed payment first), may end with a cancellation, and buys credit packages (some refunded).
+failed payment first), may end with a cancellation, and buys credit packages (some refunded, and
+with `disputes`, some disputed: a dispute opened, then won or lost).
 Every object comes from `tests/factories/stripe_events.py` (Stripe's published fixtures), so the
 payloads have Stripe's real shape and size. The same seed gives the same events, the same
 delivery order and the same expectations.
@@ -30,6 +31,7 @@ class Expected:
     subscription_grants: int = 0
     purchase_grants: int = 0
     reversals: int = 0
+    disputes_lost: int = 0
     status: str = "incomplete"
     status_event_created: int = -1
 
@@ -51,7 +53,13 @@ class Scenario:
 
 
 def generate(
-    seed: int, distinct_events: int, *, duplicate_share: float, refunds: bool = True, prefix: str = "c"
+    seed: int,
+    distinct_events: int,
+    *,
+    duplicate_share: float,
+    refunds: bool = True,
+    prefix: str = "c",
+    disputes: bool = False,
 ) -> Scenario:
     """About `distinct_events` distinct events (whole accounts only), plus duplicate deliveries
     making up `duplicate_share` of all deliveries, in a shuffled order."""
@@ -60,7 +68,7 @@ def generate(
     expected: dict[str, Expected] = {}
     n = 0
     while len(events) < distinct_events:
-        exp, account_events = _account(rng, f"{prefix}{seed}x{n:05d}", refunds)
+        exp, account_events = _account(rng, f"{prefix}{seed}x{n:05d}", refunds, disputes)
         expected[exp.account_id] = exp
         events.extend(account_events)
         n += 1
@@ -70,7 +78,7 @@ def generate(
     return Scenario(seed, events, deliveries, expected)
 
 
-def _account(rng: random.Random, tag: str, refunds: bool) -> tuple[Expected, list[dict]]:
+def _account(rng: random.Random, tag: str, refunds: bool, disputes: bool) -> tuple[Expected, list[dict]]:
     account_id, customer, sub_id = f"acct_{tag}", f"cus_{tag}", f"sub_{tag}"
     plan = rng.choice(SEED_PLANS)
     exp = Expected(account_id, sub_id)
@@ -154,6 +162,20 @@ def _account(rng: random.Random, tag: str, refunds: bool) -> tuple[Expected, lis
             add("charge.refunded", charge, bought + 3600, f"refund{k}")
             exp.balance -= package["credits"]
             exp.reversals += 1
+        elif disputes and rng.random() < 0.15:
+            # Opened, then decided: a lost one keeps the credits taken back, a won one restores
+            # them (or, when its closure is handled first, never takes them).
+            outcome = rng.choice(("won", "lost"))
+            dispute_id = f"du_{tag}_{k}"
+            opened = se.dispute(payment_intent=intent, amount=package["price_cents"], dispute_id=dispute_id)
+            add("charge.dispute.created", opened, bought + 7200, f"dispute{k}")
+            closed = se.dispute(
+                payment_intent=intent, amount=package["price_cents"], dispute_id=dispute_id, status=outcome
+            )
+            add("charge.dispute.closed", closed, bought + 14_400, f"closed{k}")
+            if outcome == "lost":
+                exp.balance -= package["credits"]
+                exp.disputes_lost += 1
     return exp, events
 
 

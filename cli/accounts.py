@@ -53,6 +53,13 @@ def show(ctx: CliContext, account_id: str, as_json: bool) -> None:
             click.echo(f"period    {sub['current_period_start']} .. {sub['current_period_end']}")
     else:
         click.echo("plan      none")
+    for dispute in summary["disputes"]:
+        click.echo(
+            f"dispute   {dispute['id']} via {dispute['provider']}: {dispute['state']}"
+            f" ({dispute['provider_status'] or '-'}),"
+            f" {dispute['amount_cents'] / 100:.2f} {dispute['currency'].upper()},"
+            f" credits taken back {dispute['credits_reversed']}, restored {dispute['credits_restored']}"
+        )
     click.echo("ledger")
     for entry in summary["ledger"]:
         click.echo(

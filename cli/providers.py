@@ -6,6 +6,7 @@ import click
 
 from cli.context import CliContext, pass_ctx
 from shared import credentials
+from shared.stripe import versions
 
 
 @click.group("providers")
@@ -62,11 +63,23 @@ def set_provider(
 @click.argument("name", required=False, type=click.Choice(credentials.PROVIDERS))
 @pass_ctx
 def show(ctx: CliContext, name) -> None:
-    """Show providers with their secrets masked."""
+    """Show providers with their secrets masked (Stripe's with the API versions of its latest events)."""
     with ctx.session_factory() as session:
         names = [name] if name else list(credentials.PROVIDERS)
         rows = [credentials.masked_provider(p) for n in names if (p := credentials.get_provider(session, n))]
+        for row in rows:
+            if row.get("name") == "stripe":
+                row["api_versions"] = _stripe_api_versions(session)
     click.echo(json.dumps(rows, indent=2))
+
+
+def _stripe_api_versions(session) -> dict:
+    seen = versions.recent_versions(session)
+    return {
+        "supported": f"{versions.OLDEST_SUPPORTED} to {versions.NEWEST_KNOWN} (newer: read as the newest)",
+        "seen_recently": seen,
+        "warnings": versions.version_warnings(seen),
+    }
 
 
 commands = [providers_group]

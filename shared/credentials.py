@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared.models import IntegrationProvider
 
-PROVIDERS = ("stripe", "paypal", "resend")
+PROVIDERS = ("stripe", "paypal", "resend", "manual")
 MASK_HIDDEN_MIN = 12
 
 

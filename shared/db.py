@@ -36,6 +36,9 @@ def serialize_json(value: Any) -> str:
 def make_engine(settings: Settings, **kwargs: Any) -> Engine:
     url = settings.database_url
     kwargs.setdefault("json_serializer", serialize_json)
+    # A statement's parameters are webhook bodies, addresses and names: SQLAlchemy's errors and
+    # logs show the statement without them.
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":

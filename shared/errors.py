@@ -33,3 +33,7 @@ class ProviderError(BillhookError):
         self.message = message
         self.status = status
         self.retryable = retryable
+
+
+class ProviderTimeout(ProviderError):
+    """A provider did not answer within billhook's time bound for the call (retries included)."""

@@ -75,6 +75,16 @@ RECONCILED_EVENTS = Counter(
     "Events reconciliation found missing from the inbox and inserted.",
     ["provider"],
 )
+PAYMENT_MISMATCHES = Counter(
+    "billhook_payment_mismatch",
+    "Payments refused because their amount, currency or status is not what billhook created them for.",
+    ["provider"],
+)
+STRIPE_NEWER_API_VERSION = Counter(
+    "billhook_stripe_newer_api_version",
+    "Stripe event runs in an API version newer than billhook knows (read with the newest era's shapes).",
+    ["api_version"],
+)
 
 
 def record_webhook(provider: str, event_type: str | None, outcome: str, seconds: float) -> None:
@@ -97,6 +107,10 @@ def record_email(outcome: str) -> None:
 
 def record_delivery(outcome: str) -> None:
     OUTGOING_DELIVERIES.labels(outcome or "unknown").inc()
+
+
+def record_payment_mismatch(provider: str) -> None:
+    PAYMENT_MISMATCHES.labels(provider).inc()
 
 
 # -- read at scrape time ----------------------------------------------------------------------

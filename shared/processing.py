@@ -14,12 +14,13 @@ rule re-queues it after the grace (skipping rows a live worker holds locked).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import inbox
@@ -31,9 +32,20 @@ from shared.outcome import Outcome
 
 log = logging.getLogger("billhook.processing")
 
-# Errors where the same work may succeed on a later try: dependencies not seen yet, lost races on
-# a unique key between two workers, deadlocks, serialisation failures, a database restart.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (TransientError, OperationalError, IntegrityError)
+# Errors where the same work may succeed on a later try are races and outages only: a dependency
+# not seen yet, a unique key two workers raced for, a deadlock, a serialisation failure, a
+# dropped connection or a database restart. A NOT NULL, CHECK or foreign-key violation fails the
+# same way every time: it fails the event at once instead of nine retries later.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (TransientError, OperationalError)
+UNIQUE_VIOLATION = "23505"
+DEADLOCK_DETECTED = "40P01"
+SERIALIZATION_FAILURE = "40001"
+RACE_SQLSTATES = frozenset({UNIQUE_VIOLATION, DEADLOCK_DETECTED, SERIALIZATION_FAILURE})
+# SQLite's extended result codes for the same races (it has no sqlstate).
+RACE_SQLITE_ERRORS = frozenset({"SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"})
+# SQLite's constraint messages that name only columns or constraints (a CHECK's may quote its
+# expression: left out).
+_SQLITE_CONSTRAINT_MESSAGE = re.compile(r"^(UNIQUE|NOT NULL|FOREIGN KEY) constraint failed(: [\w.]+(, [\w.]+)*)?$")
 
 DONE = "done"
 ALREADY_DONE = "already_done"
@@ -84,9 +96,25 @@ def process_event(session_factory: sessionmaker[Session], event_pk: int, *, cloc
 def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, PermanentError):
         return False
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated or isinstance(exc, OperationalError):
+            return True
+        return sqlstate(exc) in RACE_SQLSTATES or _sqlite_error(exc) in RACE_SQLITE_ERRORS
     return isinstance(exc, TRANSIENT_ERRORS)
+
+
+def sqlstate(exc: DBAPIError) -> str | None:
+    """PostgreSQL's SQLSTATE for the error (psycopg's `sqlstate`), None elsewhere."""
+    return getattr(exc.orig, "sqlstate", None)
+
+
+def _sqlite_error(exc: DBAPIError) -> str | None:
+    return getattr(exc.orig, "sqlite_errorname", None)
+
+
+def _constraint(exc: DBAPIError) -> str | None:
+    diag = getattr(exc.orig, "diag", None)
+    return getattr(diag, "constraint_name", None)
 
 
 def still_waiting(
@@ -107,10 +135,32 @@ def still_waiting(
 
 
 def describe(exc: BaseException) -> str:
-    """The message kept on the event: the error class and its first line, no payload."""
-    text = str(exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc)
-    first_line = text.strip().splitlines()[0] if text.strip() else ""
+    """The message kept on the event and logged: the error class and its first line. A database
+    error is described by its classes, SQLSTATE and constraint only: its text quotes values (a
+    unique violation's DETAIL, PostgreSQL's context quoting part of a JSON body, SQLAlchemy's
+    parameters), and those may be personal data or a payload."""
+    if isinstance(exc, DBAPIError):
+        return describe_database_error(exc)
+    text = str(exc).strip()
+    first_line = text.splitlines()[0] if text else ""
     return f"{type(exc).__name__}: {first_line}"[:1000]
+
+
+def describe_database_error(exc: DBAPIError) -> str:
+    orig = exc.orig
+    parts = [f"{type(exc).__name__}: {type(orig).__name__}" if orig is not None else type(exc).__name__]
+    if (state := sqlstate(exc)) is not None:
+        parts.append(f"sqlstate {state}")
+    if (constraint := _constraint(exc)) is not None:
+        parts.append(f"constraint {constraint}")
+    if (sqlite_error := _sqlite_error(exc)) is not None:
+        parts.append(sqlite_error)
+        message = str(orig).strip()
+        if _SQLITE_CONSTRAINT_MESSAGE.match(message):
+            parts.append(message)
+    if exc.connection_invalidated:
+        parts.append("connection invalidated")
+    return ", ".join(parts)[:1000]
 
 
 def record_failure(

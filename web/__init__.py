@@ -9,7 +9,18 @@ from flask import Flask
 
 from shared.config import Settings
 from shared.logs import log_line
-from web import billing_api, errors, health, internal_accounts, internal_api, metrics, openapi, ops, webhooks
+from web import (
+    billing_api,
+    errors,
+    health,
+    internal_accounts,
+    internal_api,
+    manual_payments,
+    metrics,
+    openapi,
+    ops,
+    webhooks,
+)
 from web.context import Billhook
 from web.json import IsoJSONProvider
 from worker.publisher import Publisher, publishing_celery
@@ -38,6 +49,7 @@ def create_app(
     app.register_blueprint(internal_api.bp)
     app.register_blueprint(internal_accounts.bp)
     app.register_blueprint(billing_api.bp)
+    app.register_blueprint(manual_payments.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(health.bp)
     metrics.init_app(app)

@@ -1,7 +1,7 @@
 """The billing API the frontend calls, under /api/v1/billing/. JSON in, JSON out.
 
 Catalog reads are public; everything else acts on the account the bearer token names. Provider
-failures answer 502 naming the provider; a 500 is a bug.
+failures answer 502 naming the provider (504 when it did not answer in time); a 500 is a bug.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from shared.billing.checkout import (
     OrderNotApproved,
     SubscriptionConflict,
 )
-from shared.errors import NotConfigured, ProviderError
+from shared.errors import NotConfigured, ProviderError, ProviderTimeout
 from shared.logs import log_line
 from shared.models import Account
 from shared.paypal.checkout import PayPalCheckout
@@ -215,8 +215,10 @@ def _provider_failed(exc: ProviderError):
         retryable=exc.retryable,
         account=getattr(g.get("caller"), "account_id", None),
     )
-    body = {"error": {"code": "provider_error", "provider": exc.provider, "message": str(exc)}}
-    return jsonify(body), 502
+    timed_out = isinstance(exc, ProviderTimeout)
+    code = "provider_timeout" if timed_out else "provider_error"
+    body = {"error": {"code": code, "provider": exc.provider, "message": str(exc)}}
+    return jsonify(body), 504 if timed_out else 502
 
 
 @bp.errorhandler(NotConfigured)

@@ -4,6 +4,10 @@
 healthy process restarted). `GET /readyz`: the store answers, the broker answers, and the store's
 schema is at the code's newest migration; otherwise 503 naming what failed. Failure details are
 exception class names only: a connection error's text may quote a URL with its password.
+
+`warnings` lists data problems an operator should see (Stripe events in API versions billhook
+cannot read, or newer than it knows) without making the service unready: a bad event must not
+pull intake out of the load balancer.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from flask import Blueprint, jsonify
 from sqlalchemy import text
 
 from shared.config import PROJECT_ROOT
+from shared.stripe import versions
 from web.context import billhook
 
 bp = Blueprint("health", __name__)
@@ -35,10 +40,27 @@ def healthz():
 def readyz():
     checks = {"database": _check_database(), "broker": _check_broker(), "migrations": _check_migrations()}
     failed = [name for name, result in checks.items() if not result["ok"]]
-    body = {"status": "unready" if failed else "ready", "failed": failed, "checks": checks}
+    seen = _stripe_versions() if checks["database"]["ok"] else {}
+    body = {
+        "status": "unready" if failed else "ready",
+        "failed": failed,
+        "checks": checks,
+        "warnings": versions.version_warnings(seen),
+        "stripe_api_versions": seen,
+    }
     if billhook().settings.dev_mode:
         body["mode"] = "development"  # BILLHOOK_DEV_MODE=1: the PayPal development certificate may be trusted
     return jsonify(body), 503 if failed else 200
+
+
+def _stripe_versions() -> dict[str, int]:
+    """The API versions of the latest Stripe events; empty when they cannot be read (a warning's
+    source failing is not a readiness failure)."""
+    try:
+        with billhook().session_factory() as session:
+            return versions.recent_versions(session)
+    except Exception:  # noqa: BLE001 - readiness is decided by the checks above
+        return {}
 
 
 def _timed(check):

@@ -5,6 +5,8 @@ service token (`Authorization: Bearer <BILLHOOK_SERVICE_TOKEN>`).
   idempotency key; the send task is published after the commit.
 - `POST /credits/debit`: take credits once per idempotency key, never below zero (409); a debit
   that takes the balance below the account's threshold queues the low_credits email.
+- `POST /credits/adjust`: a signed correction (`amount` + or -, `reason`, `actor`) once per
+  idempotency key; it may take the balance below zero.
 """
 
 from __future__ import annotations
@@ -178,6 +180,65 @@ def debit_credits():
     delivery.enqueue_committed(ext.enqueue_delivery, outcome.deliveries)
     answer = {"entry_id": debit.entry_id, "amount": amount, "balance": debit.balance_after, "replayed": debit.replayed}
     return jsonify(answer), 200 if debit.replayed else 201
+
+
+@bp.post("/credits/adjust")
+def adjust_credits():
+    body = _json_body()
+    account_id = _optional_account_id(body)
+    if account_id is None:
+        raise ApiError(400, "invalid_field", "account_id is required")
+    amount = body.get("amount")
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount == 0 or abs(amount) > ledger.MAX_ADJUSTMENT:
+        raise ApiError(400, "invalid_field", f"amount must be a non-zero integer of at most {ledger.MAX_ADJUSTMENT}")
+    reason = body.get("reason")
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > 300:
+        raise ApiError(400, "invalid_field", "reason is required: a string of 1 to 300 chars")
+    actor = body.get("actor", "main_app")
+    if not isinstance(actor, str) or not actor.strip() or len(actor) > 90:
+        raise ApiError(400, "invalid_field", "actor must be a string of 1 to 90 chars")
+    key = _idempotency_key(body)
+    note_request(account=account_id)
+    ext = billhook()
+    outcome = Outcome()
+    now = datetime.now(UTC)
+    with ext.session_factory.begin() as session:
+        try:
+            adjusted = ledger.adjust_credits(
+                session,
+                outcome,
+                account_id=account_id,
+                amount=amount,
+                reason=reason.strip(),
+                actor=f"api:{actor.strip()}",
+                idempotency_key=f"adjust:{key}",
+                at=now,
+            )
+        except ledger.UnknownAccount as exc:
+            raise ApiError(404, "account_not_found", f"no account {account_id}") from exc
+        except ledger.KeyReused as exc:
+            raise ApiError(
+                409, "idempotency_key_reused", "this idempotency key was used for a different entry"
+            ) from exc
+        if not adjusted.replayed:
+            notifications.low_credits_if_crossed(
+                session,
+                outcome,
+                session.get(Account, account_id),
+                before=adjusted.balance_before,
+                after=adjusted.balance_after,
+                cause_key=f"adjust:{key}",
+                at=now,
+            )
+    outbox.enqueue_committed(ext.enqueue_email, outcome.emails)  # after the commit
+    delivery.enqueue_committed(ext.enqueue_delivery, outcome.deliveries)
+    answer = {
+        "entry_id": adjusted.entry_id,
+        "amount": amount,
+        "balance": adjusted.balance_after,
+        "replayed": adjusted.replayed,
+    }
+    return jsonify(answer), 200 if adjusted.replayed else 201
 
 
 # -- helpers ----------------------------------------------------------------------------------

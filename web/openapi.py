@@ -148,6 +148,44 @@ PATHS = {
             _body(plan_id=_STRING_ID),
         )
     },
+    "/api/v1/billing/manual-payments": {
+        "post": {
+            **_authed(
+                "Ask to pay by bank transfer, cheque or invoice: a pending payment with an open invoice and "
+                "payment instructions; an operator approves it (201; 200 for a retry with the same key)",
+                _json(_ref("ManualPayment")),
+                (400, 401, 404, 409, 503),
+                {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["method"],
+                                "properties": {
+                                    "plan_id": _STRING_ID,
+                                    "package_id": _STRING_ID,
+                                    "method": {
+                                        "type": "string",
+                                        "enum": ["bank_transfer", "cheque", "invoice", "other"],
+                                    },
+                                    "reference": {"type": "string", "maxLength": 200},
+                                },
+                            }
+                        }
+                    },
+                },
+            ),
+        }
+    },
+    "/api/v1/billing/manual-payments/{payment_ref}": {
+        "get": {
+            "summary": "One of the caller's manual payments, with its invoice and decision",
+            "security": _BEARER,
+            "parameters": [{"name": "payment_ref", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": _json(_ref("ManualPayment")), **_errors(401, 404)},
+        }
+    },
 }
 
 SCHEMAS = {
@@ -210,6 +248,24 @@ SCHEMAS = {
                     "cancel_at_period_end": {"type": "boolean"},
                 },
             },
+            "disputes": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "provider": {"type": "string"},
+                        "id": {"type": "string"},
+                        "state": {"type": "string", "enum": ["open", "won", "lost"]},
+                        "provider_status": {"type": "string", "nullable": True},
+                        "amount_cents": {"type": "integer"},
+                        "currency": {"type": "string"},
+                        "credits_reversed": {"type": "integer"},
+                        "credits_restored": {"type": "integer"},
+                        "opened_at": {"type": "string", "format": "date-time", "nullable": True},
+                        "closed_at": {"type": "string", "format": "date-time", "nullable": True},
+                    },
+                },
+            },
             "ledger": {
                 "type": "array",
                 "items": {
@@ -222,6 +278,32 @@ SCHEMAS = {
                     },
                 },
             },
+        },
+    },
+    "ManualPayment": {
+        "type": "object",
+        "required": ["id", "status", "amount_cents", "currency", "method"],
+        "properties": {
+            "id": {"type": "string"},
+            "status": {"type": "string", "enum": ["pending", "succeeded", "rejected"]},
+            "amount_cents": {"type": "integer"},
+            "currency": {"type": "string"},
+            "plan_id": {"type": "string", "nullable": True},
+            "package_id": {"type": "string", "nullable": True},
+            "method": {"type": "string"},
+            "reference": {"type": "string", "nullable": True},
+            "requested_at": {"type": "string", "format": "date-time"},
+            "decided_at": {"type": "string", "format": "date-time", "nullable": True},
+            "invoice": {
+                "type": "object",
+                "nullable": True,
+                "properties": {
+                    "number": {"type": "string"},
+                    "status": {"type": "string", "enum": ["open", "paid", "void"]},
+                    "payment_instructions": {"type": "string", "nullable": True},
+                },
+            },
+            "duplicate": {"type": "boolean"},
         },
     },
     "CheckoutStarted": {

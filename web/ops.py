@@ -21,9 +21,13 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Response, g, redirect, render_template, request, url_for
 
 from shared import event_ops, inbox
+from shared.billing import manual_payments
+from shared.billing.checkout import NotFound
+from shared.email import outbox
 from shared.logs import log_line
 from shared.models.events import EventStatus
 from shared.models.outgoing import DeliveryStatus
+from shared.outcome import Outcome
 from shared.outgoing import delivery as outgoing_delivery
 from web.context import billhook
 
@@ -91,6 +95,7 @@ def index():
         # One row more than a page: whether an older page exists, without a count of the table.
         rows = event_ops.find_events(session, event_ops.EventFilter(status=status, before=before, limit=PAGE_SIZE + 1))
         counts = inbox.counts_by_status(session)
+        pending_payments = manual_payments.pending(session)
     events = rows[:PAGE_SIZE]
     older = events[-1].id if len(rows) > PAGE_SIZE else None
     response = Response(
@@ -105,6 +110,8 @@ def index():
             token=csrf_token(g.ops_user),
             replayed=request.args.get("replayed"),
             notice=request.args.get("notice"),
+            pending_payments=pending_payments,
+            decided=request.args.get("decided"),
             now=datetime.now(UTC),
         )
     )
@@ -176,3 +183,34 @@ def retry_delivery(delivery_id: int):
         outgoing_delivery.enqueue_committed(ext.enqueue_delivery, [delivery_id])  # else the sweep has it
     log_line(log, "ops delivery retry", user=g.ops_user, delivery=delivery_id, outcome=notice)
     return redirect(url_for("ops.deliveries", retried=delivery_id, notice=notice), code=303)
+
+
+@bp.post("/manual-payments/<payment_ref>/<any(approve, reject):action>")
+@require_ops_auth
+def decide_manual_payment(payment_ref: str, action: str):
+    """Approve or reject a pending manual payment, with the replay button's protection; a second
+    decision (here or from the CLI) finds it decided and changes nothing."""
+    refused = _refusal()
+    if refused is not None:
+        return refused
+    reason = (request.form.get("reason") or "").strip()[: manual_payments.MAX_REASON] or None
+    ext = billhook()
+    outcome = Outcome()
+    try:
+        with ext.session_factory.begin() as session:
+            decision = manual_payments.decide(
+                session,
+                outcome,
+                payment_ref[:100],
+                approve=action == "approve",
+                actor=f"ops:{g.ops_user}",
+                reason=reason,
+                at=datetime.now(UTC),
+            )
+        notice = f"{action}d" if decision.decided_now else "already_decided"
+    except NotFound:
+        notice = "unknown_payment"
+    outbox.enqueue_committed(ext.enqueue_email, outcome.emails)
+    outgoing_delivery.enqueue_committed(ext.enqueue_delivery, outcome.deliveries)
+    log_line(log, "ops manual payment", user=g.ops_user, payment=payment_ref[:100], outcome=notice)
+    return redirect(url_for("ops.index", decided=payment_ref[:100], notice=notice), code=303)

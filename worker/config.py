@@ -10,6 +10,7 @@ from shared.config import Settings
 from worker import redis_transport
 from worker.messages import (
     DELIVER_OUTGOING,
+    LAPSE_MANUAL_SUBSCRIPTIONS,
     LAPSE_SUBSCRIPTIONS,
     RECONCILE_STRIPE,
     SWEEP_INBOX,
@@ -68,6 +69,11 @@ def new_celery(settings: Settings, *, include: tuple[str, ...] = ()) -> Celery:
             SWEEP_PAYPAL_CAPTURES: {"task": SWEEP_PAYPAL_CAPTURES, "schedule": settings.sweep_interval_seconds},
             SWEEP_OUTGOING: {"task": SWEEP_OUTGOING, "schedule": settings.sweep_interval_seconds},
             LAPSE_SUBSCRIPTIONS: {"task": LAPSE_SUBSCRIPTIONS, "schedule": settings.sweep_interval_seconds},
+            # A lapsed period is found within a sweep interval of its end: the query is one index probe.
+            LAPSE_MANUAL_SUBSCRIPTIONS: {
+                "task": LAPSE_MANUAL_SUBSCRIPTIONS,
+                "schedule": settings.sweep_interval_seconds,
+            },
         },
     )
     return app

@@ -16,6 +16,7 @@ SEND_EMAIL = "billhook.send_email"
 SWEEP_OUTBOX = "billhook.sweep_outbox"
 PAYPAL_CAPTURE_ORDER = "billhook.paypal_capture_order"
 SWEEP_PAYPAL_CAPTURES = "billhook.sweep_paypal_captures"
+LAPSE_MANUAL_SUBSCRIPTIONS = "billhook.lapse_manual_subscriptions"
 # Outgoing webhooks: deliveries on a queue of their own (worker.config routes them).
 DELIVER_OUTGOING = "billhook.deliver_outgoing"
 SWEEP_OUTGOING = "billhook.sweep_outgoing"

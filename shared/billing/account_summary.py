@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from shared.billing import ledger
+from shared.billing.disputes import disputes_of_account
 from shared.billing.subscriptions import current_subscription
 from shared.models import Account
 
@@ -30,6 +31,21 @@ def account_summary(session: Session, account: Account, *, ledger_limit: int = l
             "current_period_end": subscription.current_period_end,
             "cancel_at_period_end": subscription.cancel_at_period_end,
         },
+        "disputes": [
+            {
+                "provider": d.provider,
+                "id": d.provider_dispute_id,
+                "state": d.state,
+                "provider_status": d.provider_status,
+                "amount_cents": d.amount_cents,
+                "currency": d.currency,
+                "credits_reversed": d.credits_reversed,
+                "credits_restored": d.credits_restored,
+                "opened_at": d.opened_at,
+                "closed_at": d.closed_at,
+            }
+            for d in disputes_of_account(session, account.id)
+        ],
         "ledger": [
             {
                 "at": entry.created_at,

@@ -21,6 +21,11 @@ GRANT_PURCHASE = "purchase_grant"
 REFUND_REVERSAL = "refund_reversal"
 DEBIT = "debit"
 ADJUSTMENT = "adjustment"
+DISPUTE_REVERSAL = "dispute_reversal"
+DISPUTE_RESTORE = "dispute_restore"
+# What takes back (or gives back) a payment's credits: a refund and a dispute draw on the same credits.
+_TAKEN_BACK_KINDS = (REFUND_REVERSAL, DISPUTE_REVERSAL, DISPUTE_RESTORE)
+MAX_ADJUSTMENT = 1_000_000_000
 
 # How many of an account's newest entries its summary shows (the API, the CLI, ops).
 RECENT_ENTRIES = 20
@@ -38,6 +43,7 @@ def add_entry(
     at: datetime,
     payment_id: int | None = None,
     source_event_id: int | None = None,
+    actor: str | None = None,
 ) -> bool:
     """Append one entry, and its outgoing event; False when an entry with this key already exists."""
     if amount == 0:
@@ -53,13 +59,18 @@ def add_entry(
             "idempotency_key": idempotency_key,
             "payment_id": payment_id,
             "source_event_id": source_event_id,
+            "actor": actor,
             "created_at": at,
         },
         ["idempotency_key"],
     )
     if added:
         type_ = (
-            "credits.granted" if amount > 0 else "credits.reversed" if kind == REFUND_REVERSAL else "credits.debited"
+            "credits.granted"
+            if amount > 0
+            else "credits.reversed"
+            if kind in (REFUND_REVERSAL, DISPUTE_REVERSAL)
+            else "credits.debited"
         )
         outgoing.emit(
             session,
@@ -85,6 +96,7 @@ def grant_credits(
     at: datetime,
     payment_id: int | None = None,
     source_event_id: int | None = None,
+    actor: str | None = None,
 ) -> bool:
     if credits <= 0:
         raise ValueError("a grant adds credits")
@@ -99,6 +111,7 @@ def grant_credits(
         at=at,
         payment_id=payment_id,
         source_event_id=source_event_id,
+        actor=actor,
     )
 
 
@@ -122,9 +135,12 @@ def recent_entries(session: Session, account_id: str, limit: int = RECENT_ENTRIE
 
 
 def reversed_for_payment(session: Session, payment_id: int) -> int:
-    """Credits already taken back for a payment's refunds (a positive number)."""
+    """Credits taken back for a payment and not given back (a positive number): by its refunds and
+    its open or lost disputes, so a refund after a dispute (or the reverse) never takes twice."""
     total = session.scalar(
-        select(func.sum(CreditLedgerEntry.amount)).filter_by(payment_id=payment_id, kind=REFUND_REVERSAL)
+        select(func.sum(CreditLedgerEntry.amount)).where(
+            CreditLedgerEntry.payment_id == payment_id, CreditLedgerEntry.kind.in_(_TAKEN_BACK_KINDS)
+        )
     )
     return -int(total or 0)
 
@@ -191,3 +207,52 @@ def debit_credits(
     )
     entry = entry_by_key(session, idempotency_key)
     return Debit(entry.id, amount, before, before - amount, replayed=False)
+
+
+@dataclass(frozen=True)
+class Adjustment:
+    entry_id: int
+    amount: int
+    balance_before: int
+    balance_after: int
+    replayed: bool
+
+
+def adjust_credits(
+    session: Session,
+    outcome: Outcome,
+    *,
+    account_id: str,
+    amount: int,
+    reason: str,
+    actor: str,
+    idempotency_key: str,
+    at: datetime,
+) -> Adjustment:
+    """An operator's signed correction, once per key, recording who and why. It may take the
+    balance below zero: it corrects what is owed, it does not spend. A replay of a key returns the
+    first adjustment; the key used for another entry raises KeyReused."""
+    if amount == 0 or abs(amount) > MAX_ADJUSTMENT:
+        raise ValueError(f"an adjustment moves 1 to {MAX_ADJUSTMENT} credits, either way")
+    if lock_account(session, account_id) is None:
+        raise UnknownAccount(f"no account {account_id!r}")
+    existing = entry_by_key(session, idempotency_key)
+    if existing is not None:
+        if existing.account_id != account_id or existing.amount != amount or existing.kind != ADJUSTMENT:
+            raise KeyReused(f"idempotency key {idempotency_key!r} was used for a different entry")
+        after = balance(session, account_id)
+        return Adjustment(existing.id, amount, after - amount, after, replayed=True)
+    before = balance(session, account_id)
+    add_entry(
+        session,
+        outcome,
+        account_id=account_id,
+        amount=amount,
+        kind=ADJUSTMENT,
+        description=reason,
+        idempotency_key=idempotency_key,
+        at=at,
+        actor=actor[:100],
+    )
+    entry = entry_by_key(session, idempotency_key)
+    return Adjustment(entry.id, amount, before, before + amount, replayed=False)

@@ -124,6 +124,75 @@ def payment_failed(
     )
 
 
+def payment_action_required(
+    session: Session,
+    outcome: Outcome,
+    *,
+    account_id: str,
+    provider: str,
+    reference: str,
+    amount_cents: int,
+    currency: str,
+    description: str,
+    action_url: str,
+) -> bool:
+    """Once per invoice whose payment waits for the customer's authentication (SCA, 3-D Secure),
+    however many attempts ask again."""
+    return queue_account_email(
+        session,
+        outcome,
+        account_id,
+        template="payment_action_required",
+        context={
+            "amount_cents": amount_cents,
+            "currency": currency.lower(),
+            "description": description,
+            "action_url": action_url,
+        },
+        idempotency_key=f"email:payment_action_required:{provider}:{reference}",
+    )
+
+
+def payment_approved(
+    session: Session,
+    outcome: Outcome,
+    payment: Payment,
+    *,
+    description: str,
+    credits: int | None,
+    period_end: datetime | None,
+) -> bool:
+    """Once per manual payment, when an operator approves it."""
+    return queue_account_email(
+        session,
+        outcome,
+        payment.account_id,
+        template="payment_approved",
+        context={
+            **_money(payment),
+            "description": description,
+            "credits": credits,
+            "period_end": _date(period_end),
+            **_invoice(session, payment),
+        },
+        idempotency_key=f"email:payment_approved:{payment.provider}:{payment.provider_payment_id}",
+    )
+
+
+def payment_rejected(
+    session: Session, outcome: Outcome, payment: Payment, *, description: str, reason: str | None
+) -> bool:
+    """Once per manual payment, when an operator rejects it."""
+    return queue_account_email(
+        session,
+        outcome,
+        payment.account_id,
+        template="payment_rejected",
+        context={**_money(payment), "description": description, "reason": reason},
+        idempotency_key=f"email:payment_rejected:{payment.provider}:{payment.provider_payment_id}",
+    )
+
+
 def refund_notification(
     session: Session,
     outcome: Outcome,

@@ -207,3 +207,9 @@ def apply_refund(
         source_event_id=source_event_id,
     )
     return owed if added else 0
+
+
+def issue_invoice(session: Session, payment: Payment, record: PaymentRecord, *, at: datetime) -> Invoice:
+    """billhook's numbered invoice for a payment not yet succeeded (a manual payment's, issued
+    with its payment instructions while it waits): numbered like every other invoice."""
+    return _issue_invoice(session, payment, record, at)

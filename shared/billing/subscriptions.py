@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
@@ -14,12 +15,28 @@ from shared.models import Account, Plan, Subscription
 from shared.outcome import Outcome
 from shared.outgoing import events as outgoing
 
-ACTIVE = "active"
-PAST_DUE = "past_due"
-CANCELED = "canceled"
-# Statuses in which the subscriber has the plan's service.
-LIVE_STATUSES = ("active", "trialing", "past_due")
-TERMINAL_STATUSES = ("canceled", "incomplete_expired")
+
+class SubscriptionStatus(StrEnum):
+    """Stripe's subscription statuses (PayPal's are mapped onto them)."""
+
+    INCOMPLETE = "incomplete"  # created, first invoice not paid yet (or its payment failed)
+    INCOMPLETE_EXPIRED = "incomplete_expired"  # the first invoice was never paid: ended
+    TRIALING = "trialing"
+    ACTIVE = "active"
+    PAST_DUE = "past_due"  # a renewal's payment failed; Stripe is still retrying it
+    UNPAID = "unpaid"  # the retries ran out and the subscription was left open unpaid
+    PAUSED = "paused"  # a trial ended without a payment method, or paused collection
+    CANCELED = "canceled"
+
+
+ACTIVE = SubscriptionStatus.ACTIVE
+PAST_DUE = SubscriptionStatus.PAST_DUE
+CANCELED = SubscriptionStatus.CANCELED
+INCOMPLETE = SubscriptionStatus.INCOMPLETE
+# Statuses in which the subscriber has the plan's service. A subscription that never paid its
+# first invoice (incomplete, incomplete_expired) or stopped paying for good (unpaid, paused) has not.
+LIVE_STATUSES = (SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING, SubscriptionStatus.PAST_DUE)
+TERMINAL_STATUSES = (SubscriptionStatus.CANCELED, SubscriptionStatus.INCOMPLETE_EXPIRED)
 
 
 @dataclass(frozen=True)
@@ -52,7 +69,7 @@ def lock_or_create_subscription(
             "provider": provider,
             "provider_subscription_id": provider_subscription_id,
             "account_id": account_id,
-            "status": "incomplete",
+            "status": SubscriptionStatus.INCOMPLETE,
         },
         ["provider", "provider_subscription_id"],
     )

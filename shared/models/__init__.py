@@ -5,8 +5,10 @@ from shared.models.accounts import Account
 from shared.models.base import Base, utcnow
 from shared.models.billing import CreditLedgerEntry, Invoice, Payment, Subscription
 from shared.models.catalog import CreditPackage, Plan, PlanStripePrice
+from shared.models.disputes import Dispute
 from shared.models.emails import EmailOutbox
 from shared.models.events import WebhookEvent
+from shared.models.manual_payments import ManualPayment
 from shared.models.outgoing import OutgoingDelivery, OutgoingEndpoint, OutgoingEvent
 from shared.models.providers import IntegrationProvider
 
@@ -15,9 +17,11 @@ __all__ = [
     "Base",
     "CreditLedgerEntry",
     "CreditPackage",
+    "Dispute",
     "EmailOutbox",
     "IntegrationProvider",
     "Invoice",
+    "ManualPayment",
     "OutgoingDelivery",
     "OutgoingEndpoint",
     "OutgoingEvent",

@@ -78,6 +78,10 @@ class Invoice(Base):
     amount_cents: Mapped[int]
     currency: Mapped[str] = mapped_column(String(3))
     line_items: Mapped[list] = mapped_column(default=list)
+    # paid, or for a manual payment: open until an operator decides, then paid or void.
+    status: Mapped[str] = mapped_column(String(16), default="paid", server_default="paid")
+    # What the customer reads on it: a manual payment's instructions (where to send the money).
+    notes: Mapped[str | None] = mapped_column(Text)
     issued_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -95,4 +99,6 @@ class CreditLedgerEntry(Base):
     idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
     payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"), index=True)
     source_event_id: Mapped[int | None] = mapped_column(ForeignKey("webhook_events.id"))
+    # Who made an entry by hand (an adjustment, a manual payment's approval); None for events'.
+    actor: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -10,6 +10,10 @@ The OAuth2 client-credentials token is cached per (base URL, client id) until sh
 expires, across client instances (a client is cheap to build per request or task); a 401 on a
 call drops the cached token and retries the call once with a fresh one.
 
+Every call is bounded in total: the provider's `timeout_seconds` (default 10 s) covers the token
+request and both attempts, so a PayPal that accepts connections and never answers costs a web
+thread at most that long, answered 504 (`PayPalTimeout`).
+
 Every create/capture carries `PayPal-Request-Id`: PayPal answers a repeated request id with the
 first call's result instead of acting twice, which is what makes a capture from the browser return
 and a capture from the webhook task the same capture.
@@ -31,14 +35,15 @@ from sqlalchemy.orm import Session
 
 from shared.config import Settings
 from shared.credentials import active_provider
-from shared.errors import NotConfigured, ProviderError
+from shared.errors import NotConfigured, ProviderError, ProviderTimeout
 from shared.models import IntegrationProvider
 
 PROVIDER = "paypal"
 SANDBOX_API_BASE = "https://api-m.sandbox.paypal.com"
 LIVE_API_BASE = "https://api-m.paypal.com"
-DEFAULT_TIMEOUT_SECONDS = 20.0
-CONNECT_TIMEOUT_SECONDS = 5.0
+# The total for one call: the token request and every attempt included.
+DEFAULT_TIMEOUT_SECONDS = 10.0
+CONNECT_TIMEOUT_SECONDS = 3.0
 # Refresh a token this long before PayPal says it expires (never less than half its life).
 TOKEN_REFRESH_MARGIN_SECONDS = 60.0
 MAX_REQUEST_ID_LENGTH = 108
@@ -72,6 +77,10 @@ class PayPalError(ProviderError):
         self.name = name
         self.issue = issue
         self.debug_id = debug_id
+
+
+class PayPalTimeout(PayPalError, ProviderTimeout):
+    """PayPal did not answer within the call's time bound."""
 
 
 # -- money ------------------------------------------------------------------------------------
@@ -157,7 +166,7 @@ class PayPalGateway:
         self.base_url = base_url.rstrip("/")
         self._client_id = client_id
         self._client_secret = client_secret
-        self._timeout = (min(CONNECT_TIMEOUT_SECONDS, timeout), timeout)
+        self._total_seconds = timeout
         self._tokens = tokens or TOKENS
         self._token_key = TokenCache.key(self.base_url, client_id, client_secret)
         self._http = http or requests.Session()
@@ -284,7 +293,7 @@ class PayPalGateway:
 
     # -- plumbing -----------------------------------------------------------------------------
 
-    def access_token(self) -> str:
+    def access_token(self, deadline: float | None = None) -> str:
         token = self._tokens.get(self._token_key)
         if token is not None:
             return token
@@ -294,7 +303,7 @@ class PayPalGateway:
                 data={"grant_type": "client_credentials"},
                 auth=(self._client_id, self._client_secret),
                 headers={"Accept": "application/json"},
-                timeout=self._timeout,
+                timeout=self._timeout(deadline),
             )
         except requests.RequestException as exc:
             raise _network_error(exc) from exc
@@ -329,11 +338,12 @@ class PayPalGateway:
                 raise ValueError("PayPal-Request-Id must be 1..108 characters")
             headers["PayPal-Request-Id"] = request_id
             headers["Prefer"] = "return=representation"
+        deadline = time.monotonic() + self._total_seconds
         for attempt in (1, 2):
-            headers["Authorization"] = f"Bearer {self.access_token()}"
+            headers["Authorization"] = f"Bearer {self.access_token(deadline)}"
             try:
                 response = self._http.request(
-                    method, f"{self.base_url}{path}", data=raw_body, headers=headers, timeout=self._timeout
+                    method, f"{self.base_url}{path}", data=raw_body, headers=headers, timeout=self._timeout(deadline)
                 )
             except requests.RequestException as exc:
                 raise _network_error(exc) from exc
@@ -350,6 +360,14 @@ class PayPalGateway:
         except ValueError as exc:
             raise PayPalError("PayPal answered with a body that is not JSON", status=response.status_code) from exc
         return data if isinstance(data, dict) else {"items": data}
+
+    def _timeout(self, deadline: float | None) -> tuple[float, float]:
+        """requests' (connect, read) timeouts for one request: what is left of the call's budget,
+        so a PayPal that stops answering is given up at the call's deadline."""
+        remaining = self._total_seconds if deadline is None else deadline - time.monotonic()
+        if remaining <= 0:
+            raise PayPalTimeout("PayPal timed out", retryable=True)
+        return (min(CONNECT_TIMEOUT_SECONDS, remaining), remaining)
 
 
 def api_base(provider: IntegrationProvider, settings: Settings) -> str:
@@ -373,8 +391,9 @@ def _path_id(value: str) -> str:
 
 
 def _network_error(exc: requests.RequestException) -> PayPalError:
-    kind = "timed out" if isinstance(exc, requests.Timeout) else "could not be reached"
-    return PayPalError(f"PayPal {kind}", retryable=True)
+    if isinstance(exc, requests.Timeout):
+        return PayPalTimeout("PayPal timed out", retryable=True)
+    return PayPalError("PayPal could not be reached", retryable=True)
 
 
 def _http_error(response: requests.Response) -> PayPalError:

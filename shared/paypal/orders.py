@@ -16,6 +16,11 @@ and one invoice per order too.
 **one capture per order** — every capture call for an order carries the same PayPal-Request-Id,
 `capture_request_id(order_id)`: PayPal answers a repeat with the first capture's result.
 
+**money** — a completed capture grants only when its amount is readable and equal, in the same
+currency, to what billhook created the order for (the package's price). Anything else raises
+`PaymentMismatch`: the event fails naming expected and got, grants and records nothing, and
+`billhook_payment_mismatch_total{provider="paypal"}` counts it (docs/operating.md: what ops do).
+
 **emails** — `grant_capture` queues the order's payment_confirmation (or payment_failed) in the
 caller's transaction, keyed by the order (shared.billing.notifications), so whichever caller grants, the
 buyer gets one. Callers outside a webhook handler publish the queued ids after their commit
@@ -42,7 +47,8 @@ from shared.models import CreditPackage, Payment, WebhookEvent
 from shared.models.events import EventStatus
 from shared.outcome import Outcome
 from shared.outgoing import delivery
-from shared.paypal.client import PROVIDER, PayPalError, PayPalGateway, parse_amount
+from shared.paypal.captures import CaptureResult, check_amount
+from shared.paypal.client import PROVIDER, PayPalError, PayPalGateway
 
 log = logging.getLogger("billhook.paypal")
 
@@ -51,8 +57,6 @@ COMPLETED = "COMPLETED"
 PENDING = "PENDING"
 # Capture statuses that end the payment without money (Orders v2 capture.status).
 FAILED_CAPTURE_STATUSES = ("DECLINED", "DENIED", "FAILED")
-# The payment row's status while PayPal holds a capture as PENDING.
-NOT_CAPTURED = "NOT_CAPTURED"
 
 
 # -- custom_id --------------------------------------------------------------------------------
@@ -100,55 +104,6 @@ def grant_key(order_id: str) -> str:
 
 
 # -- captures ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CaptureResult:
-    """The facts about an order's capture billhook acts on, from either source."""
-
-    order_id: str
-    capture_id: str | None
-    status: str  # the capture's status: COMPLETED, PENDING, DECLINED, DENIED, FAILED, ...
-    amount_cents: int | None
-    currency: str | None
-    custom_id: str | None
-    failure_reason: str | None = None
-
-    @classmethod
-    def from_order(cls, order: dict) -> CaptureResult:
-        """From an Orders v2 order as the capture call or GET returns it (with
-        `Prefer: return=representation`): purchase_units[0].payments.captures[0]."""
-        unit = ((order.get("purchase_units") or [{}]) or [{}])[0] or {}
-        captures = (unit.get("payments") or {}).get("captures") or []
-        capture = captures[0] if captures else {}
-        amount = capture.get("amount") or unit.get("amount") or {}
-        # Without a capture the order was not captured (yet): nothing to grant or record.
-        status = capture.get("status") or NOT_CAPTURED
-        return cls(
-            order_id=order.get("id"),
-            capture_id=capture.get("id"),
-            status=status or "UNKNOWN",
-            amount_cents=_amount(amount),
-            currency=amount.get("currency_code"),
-            custom_id=capture.get("custom_id") or unit.get("custom_id"),
-            failure_reason=_capture_reason(capture),
-        )
-
-    @classmethod
-    def from_capture(cls, capture: dict) -> CaptureResult:
-        """From a PAYMENT.CAPTURE.* webhook resource (a capture; its order id is in
-        supplementary_data.related_ids.order_id)."""
-        related = (capture.get("supplementary_data") or {}).get("related_ids") or {}
-        amount = capture.get("amount") or {}
-        return cls(
-            order_id=related.get("order_id"),
-            capture_id=capture.get("id"),
-            status=capture.get("status") or "UNKNOWN",
-            amount_cents=_amount(amount),
-            currency=amount.get("currency_code"),
-            custom_id=capture.get("custom_id"),
-            failure_reason=_capture_reason(capture),
-        )
 
 
 @dataclass(frozen=True)
@@ -208,13 +163,9 @@ def _grant_completed(
     at: datetime,
     source_event_id: int | None,
 ) -> CaptureGrant:
+    check_amount(capture, package)
     # A denied or pending capture recorded first is overtaken by this completed one (record_payment).
     payment = _record(session, outcome, capture, account_id, package, at, status=payments.SUCCEEDED)
-    if not _pays_for(capture, package):
-        # Money arrived, but not the package's price: keep the payment for ops, grant nothing.
-        payment.failure_message = "captured amount does not match the package price; no credits granted"
-        log_line(log, "paypal capture amount mismatch", level=logging.WARNING, order=capture.order_id)
-        return CaptureGrant(payment, 0, payment.status)
     payment.credits_granted = package.credits
     granted = ledger.grant_credits(
         session,
@@ -278,30 +229,9 @@ def _line_items(package: CreditPackage) -> list[dict]:
     ]
 
 
-def _pays_for(capture: CaptureResult, package: CreditPackage) -> bool:
-    if capture.amount_cents is None or capture.currency is None:
-        return True  # the source did not say; the order was created server-side at the package price
-    return capture.currency.lower() == package.currency.lower() and capture.amount_cents >= package.price_cents
-
-
 def _failure_message(capture: CaptureResult) -> str:
     reason = f": {capture.failure_reason}" if capture.failure_reason else ""
     return f"PayPal capture {capture.status.lower()}{reason}"
-
-
-def _amount(amount: dict) -> int | None:
-    if not amount or amount.get("value") is None or not amount.get("currency_code"):
-        return None
-    try:
-        return parse_amount(amount["value"], amount["currency_code"])
-    except ValueError:
-        return None
-
-
-def _capture_reason(capture: dict) -> str | None:
-    details = capture.get("status_details") or {}
-    reason = details.get("reason")
-    return reason if isinstance(reason, str) else None
 
 
 # -- capturing approved orders the browser did not come back for --------------------------------
@@ -395,6 +325,7 @@ def capture_approved_order(
             custom_id=captured.custom_id or approved.custom_id,
             amount_cents=captured.amount_cents if captured.amount_cents is not None else approved.amount_cents,
             currency=captured.currency or approved.currency,
+            amount_value=captured.amount_value if captured.amount_cents is not None else approved.amount_value,
         )
     outcome = Outcome()
     with session_factory.begin() as session:

@@ -124,7 +124,14 @@ class StripeCheckout:
             price_id=package.stripe_price_id,
             customer_id=customer_id,
             client_reference_id=account_id,
-            metadata={"account_id": account_id, "package_id": package.id},
+            # What the session is for, as the catalog says at creation: the webhook checks the
+            # payment against it, so a later price change does not fail sessions in flight.
+            metadata={
+                "account_id": account_id,
+                "package_id": package.id,
+                "price_cents": str(package.price_cents),
+                "currency": package.currency,
+            },
             success_url=self.urls.success,
             cancel_url=self.urls.cancel,
             idempotency_key=f"billhook:checkout:{account_id}:package:{package.id}:{request_key}",

@@ -1,6 +1,10 @@
 """A thin adapter over the stripe SDK's `StripeClient`: it builds the requests billhook makes and
 maps every SDK failure to `ProviderError`. No business logic lives here (see shared/stripe/checkout.py).
 
+Every call is bounded in total: the provider's `timeout_seconds` (default 10 s) covers all attempts
+and the backoff between them, so a Stripe that accepts connections and never answers costs a web
+thread at most that long (well under gunicorn's 30 s), answered 504 (`ProviderTimeout`).
+
 The API key comes from the integration providers table; the base URL from
 `settings.stripe_api_base`, else the provider's `endpoint`, else Stripe's own (tests point it at
 a local stand-in). Every create call carries an idempotency key.
@@ -10,19 +14,31 @@ from __future__ import annotations
 
 import re
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import requests
 import stripe
 from sqlalchemy.orm import Session
 
 from shared.config import Settings
 from shared.credentials import active_provider
-from shared.errors import NotConfigured, ProviderError
+from shared.errors import NotConfigured, ProviderError, ProviderTimeout
 from shared.models import IntegrationProvider
 
+# The API version every request is made in (the SDK's pinned one): what the objects it returns are
+# rendered in. Kept within shared.stripe.versions' range by tests/shared/stripe/test_versions.py.
+API_VERSION: str = stripe.api_version
+
 PROVIDER = "stripe"
-DEFAULT_TIMEOUT_SECONDS = 20.0
+# The total for one call, every attempt and the backoff between them included.
+DEFAULT_TIMEOUT_SECONDS = 10.0
 DEFAULT_MAX_NETWORK_RETRIES = 1
+CONNECT_TIMEOUT_SECONDS = 3.0
+# Below this much time left, another attempt could not get an answer: give up instead.
+_MIN_ATTEMPT_SECONDS = 0.05
 _MAX_GATEWAYS = 8
 _gateways: dict[tuple, StripeGateway] = {}
 _gateways_lock = threading.Lock()
@@ -39,11 +55,9 @@ class StripeGateway:
         max_network_retries: int = DEFAULT_MAX_NETWORK_RETRIES,
     ):
         base = {"api": api_base.rstrip("/")} if api_base else None
+        self._http = BoundedRequestsClient(total_seconds=timeout, attempts=max_network_retries + 1)
         self._client = stripe.StripeClient(
-            api_key,
-            base_addresses=base,
-            max_network_retries=max_network_retries,
-            http_client=stripe.RequestsClient(timeout=timeout),
+            api_key, base_addresses=base, max_network_retries=max_network_retries, http_client=self._http
         )
 
     @classmethod
@@ -120,10 +134,8 @@ class StripeGateway:
         return self._call(self._client.v1.billing_portal.sessions.create, params, idempotency_key)
 
     def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]:
-        try:
+        with self._bounded():
             return self._client.v1.subscriptions.retrieve(subscription_id).to_dict()
-        except stripe.StripeError as exc:
-            raise provider_error(exc) from exc
 
     def list_events(
         self, *, types: list[str], created_gte: int, starting_after: str | None = None, limit: int = 100
@@ -133,10 +145,8 @@ class StripeGateway:
         params: dict[str, Any] = {"types": types, "created": {"gte": created_gte}, "limit": limit}
         if starting_after:
             params["starting_after"] = starting_after
-        try:
+        with self._bounded():
             page = self._client.v1.events.list(params)
-        except stripe.StripeError as exc:
-            raise provider_error(exc) from exc
         # The events as Stripe sent them (the SDK's objects turn decimal strings into Decimal):
         # the same JSON a webhook delivery carries, so the inbox stores one shape.
         raw = page.last_response.data if page.last_response is not None else {"data": [e.to_dict() for e in page.data]}
@@ -157,10 +167,8 @@ class StripeGateway:
             "proration_behavior": proration_behavior,
             "metadata": metadata,
         }
-        try:
+        with self._bounded():
             result = self._client.v1.subscriptions.update(subscription_id, params, {"idempotency_key": idempotency_key})
-        except stripe.StripeError as exc:
-            raise provider_error(exc) from exc
         return result.to_dict()
 
     # -- the catalog: Products and Prices ---------------------------------------------------------
@@ -233,10 +241,62 @@ class StripeGateway:
         return self._call(self._client.v1.prices.create, params, idempotency_key)
 
     def _call(self, method, params: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
-        try:
+        with self._bounded():
             return method(params, {"idempotency_key": idempotency_key}).to_dict()
+
+    @contextmanager
+    def _bounded(self) -> Iterator[None]:
+        """One call within its total time bound, its SDK failure mapped to a ProviderError."""
+        try:
+            with self._http.budget():
+                yield
         except stripe.StripeError as exc:
             raise provider_error(exc) from exc
+
+
+class BoundedRequestsClient(stripe.RequestsClient):
+    """The SDK's requests client with one time budget per call shared by its attempts.
+
+    requests' timeouts bound a connect and each silence on the socket, not a call: with the SDK's
+    retries and backoff a black-holed endpoint cost 2 x 20 s + backoff. Here each attempt gets
+    at most an equal share of the budget (so a retry still has time left), the backoff never
+    sleeps past the deadline, and no attempt starts once the budget is spent. The deadline is
+    per thread: one gateway serves every request thread of a process."""
+
+    def __init__(self, *, total_seconds: float, attempts: int):
+        super().__init__(timeout=total_seconds)
+        self.total_seconds = total_seconds
+        self.attempts = max(1, attempts)
+        self._deadline = threading.local()
+
+    @contextmanager
+    def budget(self) -> Iterator[None]:
+        self._deadline.at = time.monotonic() + self.total_seconds
+        try:
+            yield
+        finally:
+            self._deadline.at = None
+
+    def _remaining(self) -> float:
+        deadline = getattr(self._deadline, "at", None)
+        return self.total_seconds if deadline is None else deadline - time.monotonic()
+
+    @property
+    def _timeout(self) -> tuple[float, float]:  # read by RequestsClient for each attempt
+        read = min(self._remaining(), self.total_seconds / self.attempts)
+        return (min(CONNECT_TIMEOUT_SECONDS, read), read)
+
+    @_timeout.setter
+    def _timeout(self, _value) -> None:  # the SDK's constructor sets a fixed one: the property decides
+        pass
+
+    def request(self, method, url, headers, post_data=None):
+        if self._remaining() < _MIN_ATTEMPT_SECONDS:
+            raise stripe.APIConnectionError("the call's time budget is spent", should_retry=False) from TimeoutError()
+        return super().request(method, url, headers, post_data)
+
+    def _sleep_time_seconds(self, num_retries: int) -> float:
+        return max(0.0, min(super()._sleep_time_seconds(num_retries), self._remaining() - _MIN_ATTEMPT_SECONDS))
 
 
 def provider_error(exc: stripe.StripeError) -> ProviderError:
@@ -248,7 +308,9 @@ def provider_error(exc: stripe.StripeError) -> ProviderError:
         message = exc.user_message or "the card was declined"
         return ProviderError(PROVIDER, _scrub(f"card declined: {message}"), status=status)
     if isinstance(exc, stripe.APIConnectionError):
-        return ProviderError(PROVIDER, "no response from Stripe (network error or timeout)", retryable=True)
+        if isinstance(exc.__cause__, requests.Timeout | TimeoutError):
+            return ProviderTimeout(PROVIDER, "no response from Stripe within billhook's timeout", retryable=True)
+        return ProviderError(PROVIDER, "Stripe could not be reached (network error)", retryable=True)
     if isinstance(exc, stripe.RateLimitError):
         return ProviderError(PROVIDER, "Stripe is rate limiting requests", status=status, retryable=True)
     if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):

@@ -29,7 +29,7 @@ from shared.dispatch import handled_types, is_handled
 from shared.logs import log_line
 from shared.models import Subscription
 from shared.models.events import EventStatus
-from shared.stripe.client import StripeGateway
+from shared.stripe.client import API_VERSION, StripeGateway
 
 log = logging.getLogger("billhook.reconcile")
 
@@ -168,6 +168,7 @@ def sync_stripe_subscription(
         "object": "event",
         "type": SYNC_EVENT_TYPE,
         "created": created,
+        "api_version": API_VERSION,  # what the subscription was fetched in: read like any event
         "livemode": bool(remote.get("livemode")),
         "data": {"object": remote},
         "request": {"id": None, "idempotency_key": None},

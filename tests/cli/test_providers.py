@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
-from shared import credentials
+from shared import credentials, inbox
+from tests.factories import stripe_events as se
 
 API_KEY = "sk_test_51AbCdEfGhIjKlMnOpQrStUv"
 OLD_SECRET = "whsec_old_0123456789abcdef0123456789"
@@ -68,3 +70,27 @@ def test_providers_set_refuses_config_that_is_not_a_json_object(billhook):
 
 def test_providers_set_refuses_an_unknown_provider(billhook):
     assert billhook("providers", "set", "bitpay", "--api-key", "x", ok=False).exit_code == 2
+
+
+def test_providers_show_reports_the_stripe_api_versions_seen_recently(billhook):
+    billhook("providers", "set", "stripe", "--api-key", API_KEY, "--webhook-secret", NEW_SECRET)
+    now = datetime.now(UTC)
+    with billhook.session_factory.begin() as session:
+        for version in ("2017-08-15", "2017-08-15", se.PRE_BASIL):
+            evt = se.event("invoice.paid", {"object": "invoice"}, api_version=version)
+            inbox.record_event(
+                session,
+                provider="stripe",
+                event_id=evt["id"],
+                type=evt["type"],
+                payload=evt,
+                event_created_at=now,
+                handled=True,
+                at=now,
+            )
+
+    [stripe] = json.loads(billhook("providers", "show", "stripe").output)
+
+    assert stripe["api_versions"]["seen_recently"] == {"2017-08-15": 2, se.PRE_BASIL: 1}
+    [warning] = stripe["api_versions"]["warnings"]
+    assert "2 recent Stripe events in API version 2017-08-15" in warning

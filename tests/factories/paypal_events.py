@@ -51,6 +51,7 @@ def event(event_type: str, resource: dict, *, created: datetime | None = None, e
         "PAYMENT.CAPTURE": "capture",
         "PAYMENT.SALE": "sale",
         "BILLING.SUBSCRIPTION": "subscription",
+        "CUSTOMER.DISPUTE": "dispute",
     }
     rtype = next((v for k, v in resource_type.items() if event_type.startswith(k)), "unknown")
     if event_type in ("PAYMENT.CAPTURE.REFUNDED", "PAYMENT.SALE.REFUNDED"):
@@ -306,6 +307,101 @@ def sale_refund(
 
 
 # -- signing ----------------------------------------------------------------------------------
+
+
+def failed_subscription(
+    *,
+    account_id: str,
+    plan_id: str,
+    paypal_plan_id: str,
+    subscription_id: str,
+    start_time: datetime,
+    cycles_completed: int = 1,
+    failed_payments_count: int = 1,
+    amount_cents: int = 9900,
+    failed_at: datetime | None = None,
+) -> dict:
+    """A subscription whose latest cycle's payment failed, as BILLING.SUBSCRIPTION.PAYMENT.FAILED
+    carries it: still ACTIVE (PayPal suspends only after its retries), with the failure in
+    `billing_info` (`failed_payments_count`, `last_failed_payment`, the outstanding balance)."""
+    resource = subscription(
+        account_id=account_id,
+        plan_id=plan_id,
+        paypal_plan_id=paypal_plan_id,
+        subscription_id=subscription_id,
+        start_time=start_time,
+        status_update_time=failed_at,
+        amount_cents=amount_cents,
+    )
+    billing = resource["billing_info"]
+    billing["cycle_executions"][0]["cycles_completed"] = cycles_completed
+    billing["failed_payments_count"] = failed_payments_count
+    billing["outstanding_balance"] = _money(amount_cents)
+    billing["last_failed_payment"] = {
+        "amount": _money(amount_cents),
+        "time": iso(failed_at or start_time),
+        "reason_code": "PAYMENT_DENIED",
+    }
+    return resource
+
+
+def dispute(
+    *,
+    transaction_id: str,
+    amount_cents: int,
+    status: str = "OPEN",
+    outcome_code: str | None = None,
+    dispute_id: str | None = None,
+    created: datetime,
+    updated: datetime | None = None,
+) -> dict:
+    """A dispute (Disputes v1) as CUSTOMER.DISPUTE.CREATED/UPDATED/RESOLVED carry it: the
+    disputed capture or sale is `disputed_transactions[].seller_transaction_id`; a resolved one
+    has `dispute_outcome.outcome_code` (RESOLVED_SELLER_FAVOUR, RESOLVED_BUYER_FAVOUR, ...)."""
+    dispute_id = dispute_id or f"PP-D-{unique()}"
+    body = {
+        "dispute_id": dispute_id,
+        "create_time": iso(created),
+        "update_time": iso(updated or created),
+        "disputed_transactions": [
+            {
+                "buyer_transaction_id": unique(),
+                "seller_transaction_id": transaction_id,
+                "create_time": iso(created - timedelta(days=3)),
+                "transaction_status": "COMPLETED",
+                "gross_amount": _money(amount_cents),
+                "seller": {"merchant_id": "RD465XN5VS364", "name": "billhook test store"},
+            }
+        ],
+        "reason": "MERCHANDISE_OR_SERVICE_NOT_RECEIVED",
+        "status": status,
+        "dispute_amount": _money(amount_cents),
+        "dispute_life_cycle_stage": "CHARGEBACK",
+        "dispute_channel": "INTERNAL",
+        "links": [{"href": f"{API}/v1/customer/disputes/{dispute_id}", "rel": "self", "method": "GET"}],
+    }
+    if outcome_code:
+        body["dispute_outcome"] = {"outcome_code": outcome_code, "amount_refunded": _money(amount_cents)}
+    return body
+
+
+def sale_reversal(*, sale_id: str, amount_cents: int, created: datetime) -> dict:
+    """A reversed subscription sale as PAYMENT.SALE.REVERSED carries it: a Payments v1 refund-like
+    object naming its sale, with a negative amount."""
+    return {
+        "id": unique(),
+        "state": "completed",
+        "amount": {"total": f"-{amount_cents / 100:.2f}", "currency": "USD"},
+        "sale_id": sale_id,
+        "parent_payment": f"PAYID-{unique()}",
+        "reason_code": "CHARGEBACK",
+        "create_time": iso(created),
+        "update_time": iso(created),
+        "links": [
+            {"href": f"{API}/v1/payments/refund/{unique()}", "rel": "self", "method": "GET"},
+            {"href": f"{API}/v1/payments/sale/{sale_id}", "rel": "sale", "method": "GET"},
+        ],
+    }
 
 
 @dataclass(frozen=True)

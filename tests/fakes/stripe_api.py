@@ -1,6 +1,6 @@
-"""A stand-in for api.stripe.com: answers in Stripe's published object shapes (through
-tests/factories/stripe_events.py), replays a response for a repeated Idempotency-Key the way Stripe
-does, and records every request.
+"""A stand-in for api.stripe.com: answers in Stripe's published object shapes (the fixtures in
+tests/fixtures/stripe/objects.json, through tests/factories/stripe_events.py), replays a response
+for a repeated Idempotency-Key the way Stripe does, and records every request.
 
 Products and Prices behave as Stripe documents them: a Product may be created with an id of the
 caller's choosing (once), a Price is immutable, and a `lookup_key` is held by at most one active

@@ -35,7 +35,7 @@ def test_same_event_enqueued_twenty_times_to_two_workers_grants_credits_once(
     workers = _two_workers(worker_factory, store_settings)
     purchase = se.event(
         "checkout.session.completed",
-        se.checkout_session(account_id="acct_race", mode="payment", package_id="pro", amount_total=6999),
+        se.checkout_session(account_id="acct_race", mode="payment", package_id="pro", amount_total=5999),
     )
     event_pk = store_event(store_session_factory, purchase)
     for _ in range(20):

@@ -12,13 +12,18 @@ import sys
 from pathlib import Path
 
 from celery.signals import worker_ready
+from sqlalchemy import insert
 
 from shared.config import Settings
 from shared.inbox.registry import handles
 from shared.logs import configure_logging
+from shared.models import Account
 from worker.celery_app import make_celery
 
 PROCESS_KILLER = "billhook_test.process_killer"
+# Its handler writes the event's `email` in an INSERT that fails a NOT NULL constraint (a bug in a
+# handler, as the store reports it: PostgreSQL's DETAIL quotes the failing row).
+FAILING_INSERT = "billhook_test.failing_insert"
 
 
 def _die_with_the_test_run() -> None:
@@ -38,6 +43,11 @@ celery = make_celery(Settings.from_env())
 def _kill_the_process(session, event, now, outcome) -> None:
     """Stands in for an event whose handling takes its process down (out of memory, a crash in C)."""
     os._exit(1)
+
+
+@handles("stripe", FAILING_INSERT)
+def _insert_a_row_the_store_refuses(session, event, now, outcome) -> None:
+    session.execute(insert(Account).values(id=None, email=event.payload["data"]["object"]["email"]))
 
 
 @worker_ready.connect

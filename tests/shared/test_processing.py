@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import datetime, timedelta
 
+import psycopg
 import pytest
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from shared import event_ops, processing
 from shared.billing import ledger
@@ -158,22 +160,54 @@ def test_an_event_whose_type_has_no_handler_is_ignored(seeded, now):
     assert loaded(seeded, pk).status == "ignored"
 
 
-def test_transient_errors_are_the_retryable_ones():
+def test_only_a_unique_violation_among_integrity_errors_is_retried(database_errors):
+    errors = database_errors
+
+    assert processing.is_transient(errors["unique"])  # two workers raced for the same key
+    assert not processing.is_transient(errors["not_null"])
+    assert not processing.is_transient(errors["check"])
+    assert not processing.is_transient(errors["foreign_key"])
+
+
+def test_races_and_outages_are_transient_and_other_errors_are_not():
     db_down = OperationalError("SELECT 1", {}, ConnectionError("gone"))
-    lost_race = IntegrityError("INSERT", {}, ValueError("duplicate key"))
+    deadlock = DBAPIError.instance("UPDATE", {}, psycopg.errors.DeadlockDetected("deadlock"), psycopg.Error)
+    serialization = DBAPIError.instance("UPDATE", {}, psycopg.errors.SerializationFailure("x"), psycopg.Error)
 
     assert processing.is_transient(RetryLater("later"))
     assert processing.is_transient(db_down)
-    assert processing.is_transient(lost_race)
+    assert processing.is_transient(deadlock)
+    assert processing.is_transient(serialization)
     assert not processing.is_transient(PermanentError("never"))
     assert not processing.is_transient(KeyError("bug"))
+
+
+def test_a_database_error_is_described_without_the_values_it_quotes(database_errors, caplog):
+    caplog.set_level(logging.DEBUG)
+    for kind, exc in database_errors.items():
+        description = processing.describe(exc)
+
+        assert description.startswith("IntegrityError: "), description
+        assert "example.com" not in description, (kind, description)
+        assert "example.com" not in str(exc).split("[SQL:")[1], "SQLAlchemy shows the parameters"
+    assert "example.com" not in caplog.text
+
+
+@pytest.mark.postgres
+def test_a_postgresql_error_is_described_by_sqlstate_and_constraint(pg_database_errors):
+    errors = pg_database_errors
+
+    assert processing.describe(errors["unique"]) == (
+        "IntegrityError: UniqueViolation, sqlstate 23505, constraint uq_child_email"
+    )
+    assert processing.describe(errors["not_null"]) == "IntegrityError: NotNullViolation, sqlstate 23502"
 
 
 def test_describe_keeps_the_error_class_and_first_line_only():
     db_down = OperationalError("SELECT secret_stuff", {"p": "payload"}, ConnectionError("server closed\nline two"))
 
     assert processing.describe(RetryLater("first\nsecond")) == "RetryLater: first"
-    assert processing.describe(db_down) == "OperationalError: server closed"
+    assert processing.describe(db_down) == "OperationalError: ConnectionError"
 
 
 # -- the sweeper ------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -266,6 +267,8 @@ def test_credit_checkout_is_payment_mode_for_the_package_price_with_metadata(cli
     assert form["line_items[0][price]"] == "price_billhook_credits_5000"
     assert form["metadata[account_id]"] == "acct_1" and form["metadata[package_id]"] == "pro"
     assert form["payment_intent_data[metadata][package_id]"] == "pro"
+    # What the webhook checks the payment against, fixed at creation.
+    assert (form["metadata[price_cents]"], form["metadata[currency]"]) == ("5999", "usd")
     assert "subscription_data[metadata][account_id]" not in form
     assert form["success_url"].startswith(FRONTEND)
 
@@ -303,10 +306,10 @@ def test_billing_portal_opens_for_the_callers_customer_and_returns_to_the_fronte
 # -- provider failures ------------------------------------------------------------------------
 
 
-def _assert_provider_error(response, *, mentions: str | None = None):
-    assert response.status_code == 502, response.json
+def _assert_provider_error(response, *, mentions: str | None = None, status: int = 502, code: str = "provider_error"):
+    assert response.status_code == status, response.json
     error = response.json["error"]
-    assert error["code"] == "provider_error" and error["provider"] == "stripe"
+    assert error["code"] == code and error["provider"] == "stripe"
     assert error["message"].startswith("stripe: ")
     if mentions:
         assert mentions in error["message"]
@@ -325,11 +328,21 @@ def test_a_stripe_server_error_is_502(client, fake_stripe, stripe_config, auth):
     _assert_provider_error(response, mentions="HTTP 500")
 
 
-def test_a_stripe_timeout_is_502(client, fake_stripe, stripe_config, auth):
+def test_a_stripe_timeout_is_504(client, fake_stripe, stripe_config, auth):
     stripe_config(timeout_seconds=0.3)
     fake_stripe.stall_next("/v1/customers", 1.5)
     response = client.post("/api/v1/billing/stripe/checkout", json={"plan_id": "growth"}, headers=auth())
-    _assert_provider_error(response, mentions="timeout")
+    _assert_provider_error(response, mentions="timeout", status=504, code="provider_timeout")
+
+
+def test_a_stripe_call_with_retries_is_bounded_in_total(client, fake_stripe, stripe_config, auth):
+    stripe_config(timeout_seconds=0.6, max_network_retries=3)
+    for _ in range(4):
+        fake_stripe.stall_next("/v1/customers", 2)
+    started = time.monotonic()
+    response = client.post("/api/v1/billing/stripe/checkout", json={"plan_id": "growth"}, headers=auth())
+    assert time.monotonic() - started < 1.2
+    _assert_provider_error(response, status=504, code="provider_timeout")
 
 
 def test_a_refused_api_key_is_502_and_the_key_is_never_echoed(client, fake_stripe, stripe_config, auth):
@@ -427,6 +440,7 @@ def test_openapi_documents_every_billing_route_and_nothing_else(app, client):
         (re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule), method)
         for rule in app.url_map.iter_rules()
         if rule.endpoint.startswith("billing_api.")
+        or (rule.endpoint.startswith("manual_payments.") and rule.rule.startswith("/api/v1/billing/"))
         for method in rule.methods - {"HEAD", "OPTIONS"}
     }
     assert documented == routed

@@ -190,6 +190,18 @@ def test_an_order_already_completed_is_granted_from_paypals_order_without_a_seco
     assert fake_paypal.calls("POST", f"/v2/checkout/orders/{order_id}/capture") == []
 
 
+def test_an_order_captured_for_another_amount_is_502_and_grants_nothing(
+    client, seeded, fake_paypal, paypal_provider, auth
+):
+    order_id = fake_paypal.add_order(custom_id="acct_1:value", value="0.01")
+    response = _capture(client, auth, order_id)
+    assert response.status_code == 502, response.json
+    assert response.json["error"]["provider"] == "paypal"
+    assert "captured '0.01' USD, expected" in response.json["error"]["message"]
+    with seeded() as session:
+        assert ledger.balance(session, "acct_1") == 0
+
+
 def test_an_order_captured_elsewhere_between_look_and_capture_is_granted_from_the_order(
     client, seeded, fake_paypal, paypal_provider, auth
 ):
@@ -268,14 +280,15 @@ def test_a_paypal_server_error_is_502(client, fake_paypal, paypal_provider, auth
     assert response.json["error"]["provider"] == "paypal"
 
 
-def test_a_paypal_timeout_is_502(client, seeded, fake_paypal, auth):
+def test_a_paypal_timeout_is_504(client, seeded, fake_paypal, auth):
     with seeded.begin() as session:
         credentials.set_provider(
             session, "paypal", api_key=CLIENT_ID, api_secret=CLIENT_SECRET, config={"timeout_seconds": 0.3}
         )
     fake_paypal.stall_next("/v2/checkout/orders", 1.5)
     response = _create_order(client, auth, "value")
-    assert response.status_code == 502
+    assert response.status_code == 504
+    assert response.json["error"]["code"] == "provider_timeout"
     assert "timed out" in response.json["error"]["message"]
 
 

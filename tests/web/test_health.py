@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from alembic import command
 
 from cli.db import alembic_config
-from web import create_app
+from shared import inbox
+from shared.db import make_engine, make_sessionmaker
+from tests.factories import stripe_events as se
+from web import create_app, health
 
 
 def test_healthz_answers_without_touching_dependencies(client):
@@ -47,3 +52,32 @@ def test_readyz_is_503_when_the_database_does_not_answer_and_never_shows_its_url
     assert {"database", "migrations"} <= set(response.json["failed"])
     assert response.json["checks"]["database"]["error"] == "OperationalError"
     assert "s3cret" not in response.get_data(as_text=True)
+
+
+def test_readyz_stays_200_and_warns_about_stripe_events_in_versions_billhook_cannot_read(
+    settings, enqueued, monkeypatch
+):
+    command.upgrade(alembic_config(settings.database_url), "head")
+    monkeypatch.setattr(health, "_check_broker", lambda: {"ok": True})  # the unit settings' broker is down
+    now = datetime.now(UTC)
+    engine = make_engine(settings)
+    with make_sessionmaker(engine).begin() as session:
+        for version in ("2017-08-15", se.CURRENT):
+            evt = se.event("customer.subscription.updated", {"object": "subscription"}, api_version=version)
+            inbox.record_event(
+                session,
+                provider="stripe",
+                event_id=evt["id"],
+                type=evt["type"],
+                payload=evt,
+                event_created_at=now,
+                handled=True,
+                at=now,
+            )
+    engine.dispose()
+    response = create_app(settings, enqueue=enqueued).test_client().get("/readyz")
+
+    assert response.status_code == 200, response.json
+    assert response.json["stripe_api_versions"] == {"2017-08-15": 1, se.CURRENT: 1}
+    [warning] = response.json["warnings"]
+    assert "API version 2017-08-15" in warning and "they fail" in warning

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from shared import metrics, processing
 from shared.email import outbox
-from shared.errors import NotConfigured, PermanentError, ProviderError
+from shared.errors import NotConfigured, PermanentError, ProviderError, TransientError
 from shared.logs import log_line
 from shared.models import WebhookEvent
 from shared.outgoing import delivery
@@ -73,9 +73,21 @@ def _handle_failure(task, rt, event_pk: int, exc: Exception, started: float) -> 
         )
         + 1
     )
-    processing.record_failure(
-        rt.session_factory, event_pk, exc, at=now, retry_at=None if final else now + timedelta(seconds=countdown)
-    )
+    try:
+        processing.record_failure(
+            rt.session_factory, event_pk, exc, at=now, retry_at=None if final else now + timedelta(seconds=countdown)
+        )
+    except Exception as unrecorded:  # noqa: BLE001 - the store is down: the retry must still be scheduled
+        # Unrecorded, the event stays `received`: a retry still runs it after its countdown, and a
+        # final failure that could not be marked is re-queued by the sweeper (received and stale).
+        log_line(
+            log,
+            "could not record the failure",
+            level=logging.WARNING,
+            task=PROCESS_EVENT,
+            event=event_pk,
+            error=processing.describe(unrecorded),
+        )
     log_line(
         log,
         "task",
@@ -91,7 +103,9 @@ def _handle_failure(task, rt, event_pk: int, exc: Exception, started: float) -> 
     if final:
         return "failed"
     metrics.record_retry(exc)
-    raise task.retry(exc=exc, countdown=countdown)
+    # Celery logs the retry's exception: its description, never the error's text (which may
+    # quote values from the database, see processing.describe).
+    raise task.retry(exc=TransientError(processing.describe(exc)), countdown=countdown)
 
 
 def _event_type(rt, event_pk: int) -> str | None:

@@ -4,4 +4,11 @@
 One module per kind of Stripe object; importing this package registers every handler.
 """
 
-from shared.stripe.handlers import checkout, invoices, refunds, subscriptions  # noqa: F401
+from shared.stripe.handlers import (  # noqa: F401
+    action_required,
+    checkout,
+    disputes,
+    invoices,
+    refunds,
+    subscriptions,
+)

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from shared import metrics
 from shared.billing import ledger, notifications, payments, subscriptions
 from shared.billing.accounts import ensure_account, link_stripe_customer
 from shared.billing.subscriptions import SubscriptionChange
@@ -103,6 +104,12 @@ def _activate_subscription(
     subscription = subscriptions.lock_or_create_subscription(
         session, provider=PROVIDER, provider_subscription_id=subscription_id, account_id=account_id
     )
+    if checkout.get("payment_status") not in ("paid", "no_payment_required"):
+        # A first payment still on its way (a bank debit): Stripe keeps the subscription
+        # incomplete until it is paid, and its invoice.paid activates it and grants the period.
+        if subscription.plan_id is None and plan is not None:
+            subscription.plan_id = plan.id
+        return
     subscriptions.apply_subscription_state(
         session,
         outcome,
@@ -131,7 +138,7 @@ def _grant_package_purchase(
     session: Session, outcome: Outcome, event: WebhookEvent, checkout: dict, account_id: str, now: datetime
 ) -> None:
     package = _package_for_checkout(session, checkout)
-    amount_total = checkout.get("amount_total")
+    amount_total = _checked_amount(checkout, package)
     payment, _ = payments.record_payment(
         session,
         outcome,
@@ -141,8 +148,8 @@ def _grant_package_purchase(
             provider_payment_id=checkout["id"],
             provider_charge_ref=expandable_id(checkout.get("payment_intent")),
             kind="credit_package",
-            amount_cents=amount_total if amount_total is not None else package.price_cents,
-            currency=checkout.get("currency") or package.currency,
+            amount_cents=amount_total,
+            currency=checkout["currency"],
             package_id=package.id,
             provider_invoice_id=expandable_id(checkout.get("invoice")),
             line_items=[
@@ -179,3 +186,47 @@ def _package_for_checkout(session: Session, checkout: dict) -> CreditPackage:
     if package is None:
         raise PermanentError(f"checkout session {checkout.get('id')} names no known credit package")
     return package
+
+
+def _checked_amount(checkout: dict, package: CreditPackage) -> int:
+    """The amount paid, once it is what billhook created the session for: the package's price at
+    creation (its metadata; the current price for sessions created without it), less the discount,
+    plus the tax, in the session's currency, and paid (or free by a full discount). Anything else
+    grants nothing: the event fails naming what was expected and what came."""
+    meta = metadata(checkout)
+    currency = str(meta.get("currency") or package.currency).lower()
+    price = _cents(meta.get("price_cents"))
+    price = package.price_cents if price is None else price
+    totals = checkout.get("total_details") or {}
+    discount = _cents(totals.get("amount_discount") or 0)
+    tax = _cents(totals.get("amount_tax") or 0)
+    got = checkout.get("amount_total")
+    status = checkout.get("payment_status")
+    expected = None if discount is None or tax is None else price - discount + tax
+    fully_discounted = expected == 0 and discount == price
+    ok = (
+        expected is not None
+        and type(got) is int  # noqa: E721 - a JSON number, not a bool or a string of digits
+        and got == expected
+        and str(checkout.get("currency") or "").lower() == currency
+        and (status == "paid" or (status == "no_payment_required" and fully_discounted))
+    )
+    if not ok:
+        metrics.record_payment_mismatch(PROVIDER)
+        raise PermanentError(
+            f"checkout session {checkout.get('id')} for package {package.id}: expected {expected} {currency} "
+            f"(price {price} - discount {totals.get('amount_discount') or 0} + tax {totals.get('amount_tax') or 0}), "
+            f"paid; got {got!r} {checkout.get('currency')!r}, payment_status {status!r}"
+        )
+    return got
+
+
+def _cents(value: object) -> int | None:
+    """A non-negative amount in minor units, from an int or (metadata) a string of digits."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None

@@ -1,4 +1,7 @@
-"""Reading Stripe payloads, and finding the account and subscription an event belongs to."""
+"""Reading Stripe payloads, and finding the account and subscription an event belongs to.
+
+`data_object` is the one normalising step at the edge of the Stripe handlers: it reads the event's
+API version and hands the handlers its object in the current shapes (see shared/stripe/versions.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from shared.billing.accounts import account_for_stripe_customer, ensure_account
 from shared.errors import PermanentError, RetryLater
 from shared.models import Plan, Subscription, WebhookEvent
 from shared.outcome import Outcome
+from shared.stripe import versions
 
 PROVIDER = "stripe"
 
@@ -19,11 +23,26 @@ def ts(value: int | None) -> datetime | None:
     return datetime.fromtimestamp(value, UTC) if value else None
 
 
+def event_version(event: WebhookEvent) -> versions.ApiVersion:
+    """The event's API version; UnsupportedVersion (permanent) for one billhook cannot read."""
+    return versions.parse((event.payload or {}).get("api_version"))
+
+
 def data_object(event: WebhookEvent) -> dict:
+    """The event's object, read from its API version's shapes into the current ones."""
+    version = event_version(event)
     try:
-        return event.payload["data"]["object"]
+        obj = event.payload["data"]["object"]
     except (KeyError, TypeError) as exc:
-        raise PermanentError("event has no data.object") from exc
+        raise PermanentError(f"{event.type} in Stripe API version {version.name} has no data.object") from exc
+    if not isinstance(obj, dict):
+        raise PermanentError(f"{event.type} in Stripe API version {version.name}: data.object is not an object")
+    return versions.normalize(version, event.type, obj)
+
+
+def missing(event: WebhookEvent, obj: dict, field: str) -> PermanentError:
+    """The error for an event lacking a field a handler needs (`field` in current-shape terms)."""
+    return versions.missing_field(event_version(event), event.type, obj.get("id"), field)
 
 
 def event_at(event: WebhookEvent) -> datetime:

@@ -22,22 +22,28 @@ from shared.stripe.handlers.common import (
     initial_period_key,
     invoice_metadata,
     lock_subscription_for,
+    missing,
     plan_by_id,
     ts,
 )
+
+# Invoices that bill a whole period of a subscription: they must say which plan and which period.
+PERIOD_REASONS = ("subscription_create", "subscription_cycle")
 
 
 @handles(PROVIDER, "invoice.paid", "invoice.payment_succeeded")
 def invoice_paid(session: Session, event: WebhookEvent, now: datetime, outcome: Outcome) -> None:
     invoice = data_object(event)
-    subscription_id = _subscription_id(invoice)
+    subscription_id = _subscription_id(event, invoice)
     if subscription_id is None:
         return  # a one-off invoice: checkout payments are handled from their session
-    subscription = lock_subscription_for(session, outcome, subscription_id, invoice)
     line = _subscription_line(invoice)
     # A proration line says nothing reliable about the plan (it may be the old price's credit) or
     # the period (it spans from the change): only a whole period's line is taken for them.
     full_line = line if _is_full_period_line(line) else None
+    if invoice.get("billing_reason") in PERIOD_REASONS:
+        _require_period_line(event, invoice, full_line)
+    subscription = lock_subscription_for(session, outcome, subscription_id, invoice)
     plan = _invoice_plan(session, invoice, full_line, subscription)
     period = (full_line or {}).get("period") or {}
     subscriptions.apply_subscription_state(
@@ -63,7 +69,7 @@ def invoice_paid(session: Session, event: WebhookEvent, now: datetime, outcome: 
             account_id=subscription.account_id,
             provider=PROVIDER,
             provider_payment_id=invoice["id"],
-            provider_charge_ref=_payment_intent(invoice),
+            provider_charge_ref=_payment_ref(invoice),
             kind="subscription",
             amount_cents=invoice.get("amount_paid") or 0,
             currency=invoice.get("currency") or "usd",
@@ -96,15 +102,18 @@ def invoice_paid(session: Session, event: WebhookEvent, now: datetime, outcome: 
 @handles(PROVIDER, "invoice.payment_failed")
 def invoice_payment_failed(session: Session, event: WebhookEvent, now: datetime, outcome: Outcome) -> None:
     invoice = data_object(event)
-    subscription_id = _subscription_id(invoice)
+    subscription_id = _subscription_id(event, invoice)
     if subscription_id is None:
         return
     subscription = lock_subscription_for(session, outcome, subscription_id, invoice)
+    # Stripe keeps a subscription whose first invoice fails `incomplete` (then `incomplete_expired`):
+    # it never paid, so it is not promoted to `past_due`, a live status.
+    first = invoice.get("billing_reason") == "subscription_create"
     subscriptions.apply_subscription_state(
         session,
         outcome,
         subscription,
-        SubscriptionChange(status=subscriptions.PAST_DUE),
+        SubscriptionChange(status=subscriptions.INCOMPLETE if first else subscriptions.PAST_DUE),
         event_at=event_at(event),
         event_id=event.event_id,
         now=now,
@@ -180,9 +189,25 @@ def _remember_customer(session: Session, account_id: str, invoice: dict) -> None
     ensure_account(session, account_id, email=invoice.get("customer_email"), name=invoice.get("customer_name"))
 
 
-def _subscription_id(invoice: dict) -> str | None:
+def _subscription_id(event: WebhookEvent, invoice: dict) -> str | None:
+    """The invoice's subscription; None for a one-off invoice. An invoice billed for a subscription
+    (its billing reason says so) that does not name it is in a shape billhook cannot read."""
     details = (invoice.get("parent") or {}).get("subscription_details") or {}
-    return expandable_id(details.get("subscription"))
+    subscription_id = expandable_id(details.get("subscription"))
+    if subscription_id is None and str(invoice.get("billing_reason") or "").startswith("subscription"):
+        raise missing(event, invoice, "parent.subscription_details.subscription")
+    return subscription_id
+
+
+def _require_period_line(event: WebhookEvent, invoice: dict, line: dict | None) -> None:
+    """A period's invoice grants that period's credits for its plan: without a line naming both,
+    it would be recorded as a payment with no plan and no credits."""
+    if line is None:
+        raise missing(event, invoice, "lines.data[].parent.subscription_item_details")
+    if not (line.get("period") or {}).get("start"):
+        raise missing(event, invoice, "lines.data[].period")
+    if not _line_price_id(line):
+        raise missing(event, invoice, "lines.data[].pricing.price_details.price")
 
 
 def _subscription_line(invoice: dict) -> dict | None:
@@ -216,11 +241,14 @@ def _invoice_plan(session: Session, invoice: dict, line: dict | None, subscripti
     )
 
 
-def _payment_intent(invoice: dict) -> str | None:
+def _payment_ref(invoice: dict) -> str | None:
+    """What a refund of this invoice's payment names: its PaymentIntent, else its Charge (an
+    invoice paid by a bare charge, which older API versions show on `invoice.charge`)."""
     for item in (invoice.get("payments") or {}).get("data") or []:
-        intent = expandable_id((item.get("payment") or {}).get("payment_intent"))
-        if intent:
-            return intent
+        payment = item.get("payment") or {}
+        ref = expandable_id(payment.get("payment_intent")) or expandable_id(payment.get("charge"))
+        if ref:
+            return ref
     return None
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from shared.billing import catalog, subscriptions
-from shared.billing.subscriptions import SubscriptionChange
+from shared.billing.subscriptions import SubscriptionChange, SubscriptionStatus
 from shared.inbox.registry import handles
 from shared.models import WebhookEvent
 from shared.outcome import Outcome
@@ -18,6 +18,7 @@ from shared.stripe.handlers.common import (
     expandable_id,
     lock_subscription_for,
     metadata,
+    missing,
     ts,
 )
 
@@ -25,15 +26,16 @@ from shared.stripe.handlers.common import (
 @handles(PROVIDER, "customer.subscription.created", "customer.subscription.updated")
 def subscription_updated(session: Session, event: WebhookEvent, now: datetime, outcome: Outcome) -> None:
     stripe_subscription = data_object(event)
+    status = _status(event, stripe_subscription)
+    item = _item(event, stripe_subscription)
     subscription = lock_subscription_for(session, outcome, stripe_subscription["id"], stripe_subscription)
-    item = ((stripe_subscription.get("items") or {}).get("data") or [{}])[0]
     plan = catalog.plan_by_stripe_price(session, expandable_id((item.get("price") or {}).get("id")))
     subscriptions.apply_subscription_state(
         session,
         outcome,
         subscription,
         SubscriptionChange(
-            status=stripe_subscription.get("status"),
+            status=status,
             plan_id=plan.id if plan else metadata(stripe_subscription).get("plan_id"),
             current_period_start=ts(item.get("current_period_start")),
             current_period_end=ts(item.get("current_period_end")),
@@ -64,3 +66,22 @@ def subscription_deleted(session: Session, event: WebhookEvent, now: datetime, o
         event_id=event.event_id,
         now=now,
     )
+
+
+def _status(event: WebhookEvent, stripe_subscription: dict) -> SubscriptionStatus:
+    try:
+        return SubscriptionStatus(stripe_subscription.get("status"))
+    except ValueError as exc:
+        raise missing(event, stripe_subscription, "status (one of Stripe's subscription statuses)") from exc
+
+
+def _item(event: WebhookEvent, stripe_subscription: dict) -> dict:
+    """The subscription's item: its price says the plan, its period the billing period."""
+    items = (stripe_subscription.get("items") or {}).get("data") or []
+    if not items:
+        raise missing(event, stripe_subscription, "items.data[]")
+    item = items[0]
+    for field in ("current_period_start", "current_period_end"):
+        if not item.get(field):
+            raise missing(event, stripe_subscription, f"items.data[].{field}")
+    return item

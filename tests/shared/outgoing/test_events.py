@@ -12,7 +12,7 @@ from shared.models import OutgoingDelivery, OutgoingEvent, Subscription
 from shared.outcome import Outcome
 from shared.outgoing import endpoints
 from tests.factories import stripe_events as se
-from tests.shared.handlers.test_stripe import ACCOUNT, DAY, StripeSubscription, run
+from tests.shared.stripe.handlers.support import ACCOUNT, DAY, StripeSubscription, run
 
 
 def outgoing_events(session_factory, account_id: str = ACCOUNT) -> list[OutgoingEvent]:

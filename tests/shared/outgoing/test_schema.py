@@ -12,8 +12,8 @@ from shared.config import PROJECT_ROOT
 from shared.outcome import Outcome
 from shared.outgoing.events import TYPES
 from tests.factories import stripe_events as se
-from tests.shared.handlers.test_stripe import ACCOUNT, DAY, StripeSubscription, run
 from tests.shared.outgoing.test_events import outgoing_events
+from tests.shared.stripe.handlers.support import ACCOUNT, DAY, StripeSubscription, run
 
 SCHEMA = json.loads((PROJECT_ROOT / "docs" / "schemas" / "outgoing-event.v1.json").read_text())
 _JSON_TYPES = {

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from shared.errors import NotConfigured
 from shared.models import IntegrationProvider
 from shared.paypal import client as paypal
-from shared.paypal.client import PayPalError, PayPalGateway, TokenCache
+from shared.paypal.client import PayPalError, PayPalGateway, PayPalTimeout, TokenCache
 from tests.fakes.paypal_api import CLIENT_ID, CLIENT_SECRET, INSTRUMENT_DECLINED, INTERNAL_SERVER_ERROR, FakePayPal
 
 
@@ -113,6 +115,16 @@ def test_a_timeout_is_retryable(fake, clock):
     with pytest.raises(PayPalError) as raised:
         slow.get_order("5O123")
     assert raised.value.retryable and "timed out" in raised.value.message
+
+
+def test_the_token_request_and_the_call_share_one_time_bound(fake, clock):
+    slow = PayPalGateway(CLIENT_ID, CLIENT_SECRET, base_url=fake.url, tokens=TokenCache(clock), timeout=0.5)
+    fake.stall_next("/v1/oauth2/token", 0.35)  # answered, but with most of the budget spent
+    fake.stall_next("/v2/checkout/orders", 2.0)
+    started = time.monotonic()
+    with pytest.raises(PayPalTimeout):
+        slow.get_order("5O123")
+    assert time.monotonic() - started < 0.7  # unbounded in total: 0.35 s + 0.5 s
 
 
 def test_an_id_that_is_not_paypals_is_refused_without_a_request(client, fake):

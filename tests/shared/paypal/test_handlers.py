@@ -8,6 +8,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
 from shared import processing
@@ -142,12 +143,57 @@ def test_an_order_without_a_capture_grants_and_records_nothing(seeded, now):
     assert count(seeded, Payment) == 0
 
 
-def test_capture_of_less_than_the_package_price_grants_nothing(seeded, now):
-    run(seeded, capture_event("ORDER6", amount=1), now)
+def mismatches() -> float:
+    return REGISTRY.get_sample_value("billhook_payment_mismatch_total", {"provider": "paypal"}) or 0.0
 
+
+@pytest.mark.parametrize(
+    ("value", "currency", "got"),
+    [
+        (None, "USD", "no amount USD"),
+        ("abc", "USD", "'abc' USD"),
+        ("NaN", "USD", "'NaN' USD"),
+        ("Infinity", "USD", "'Infinity' USD"),
+        ("-9.99", "USD", "'-9.99' USD"),
+        ("9.99e0", "USD", "'9.99e0' USD"),
+        (9.99, "USD", "9.99 USD"),
+        ("0.01", "USD", "'0.01' USD"),
+        ("99.90", "USD", "'99.90' USD"),
+        ("9.99", "EUR", "'9.99' EUR"),
+        ("9.99", None, "'9.99' in no readable currency"),
+    ],
+)
+def test_a_capture_not_paying_the_orders_amount_fails_loudly_and_grants_nothing(seeded, now, value, currency, got):
+    evt = capture_event("ORDER6")
+    amount = evt["resource"]["amount"]
+    if value is None:
+        del amount["value"]
+    else:
+        amount["value"] = value
+    amount["currency_code"] = currency
+    pk = store(seeded, evt, now)
+    counted = mismatches()
+
+    with pytest.raises(PermanentError) as raised:
+        processing.process_event(seeded, pk, clock=lambda: now)
+    processing.record_failure(seeded, pk, raised.value, at=now, retry_at=None)  # as the worker does
+
+    assert not processing.is_transient(raised.value)
+    with seeded() as session:
+        event = session.get(WebhookEvent, pk)
+    assert event.status == "failed"
+    assert f"captured {got}, expected 9.99 USD for package 'starter'" in event.last_error
+    assert mismatches() == counted + 1
     assert balance(seeded) == 0
-    payment = only(seeded, Payment)
-    assert payment.credits_granted == 0 and "does not match" in payment.failure_message
+    assert count(seeded, Payment) == 0
+
+
+def test_a_capture_of_the_orders_amount_in_lower_case_currency_grants(seeded, now):
+    evt = capture_event("ORDER8")
+    evt["resource"]["amount"]["currency_code"] = "usd"
+
+    assert run(seeded, evt, now).outcome == processing.DONE
+    assert balance(seeded) == STARTER_CREDITS
 
 
 def test_capture_with_a_foreign_custom_id_fails_permanently(seeded, now):

@@ -107,7 +107,7 @@ def test_offline_signed_delivery_is_stored_and_enqueued_once(offline_client, see
 
 
 def test_unhandled_paypal_event_type_is_kept_but_not_enqueued(offline_client, seeded, enqueued):
-    body, headers = pe.signed(pe.event("CUSTOMER.DISPUTE.CREATED", {"dispute_id": "PP-D-1"}))
+    body, headers = pe.signed(pe.event("INVOICING.INVOICE.PAID", {"id": "INV2-1"}))
     response = offline_client.post("/webhooks/paypal", data=body, headers=headers)
     assert response.status_code == 200 and response.json["status"] == "ignored"
     assert enqueued == []

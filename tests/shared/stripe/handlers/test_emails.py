@@ -9,12 +9,7 @@ from shared.billing.accounts import ensure_account
 from shared.email.render import render
 from shared.models import Account, EmailOutbox
 from tests.factories import stripe_events as se
-from tests.shared.handlers.test_stripe import ACCOUNT, DAY, StripeSubscription, package_checkout, run
-
-
-@pytest.fixture
-def t0(now) -> int:
-    return int(now.timestamp())
+from tests.shared.stripe.handlers.support import ACCOUNT, DAY, StripeSubscription, package_checkout, run
 
 
 def outbox_rows(session_factory) -> list[EmailOutbox]:

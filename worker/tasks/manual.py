@@ -1,0 +1,34 @@
+"""Manual payments' beat task: a manual plan period that ended without a new approved payment
+lapses to `canceled` (shared.billing.manual_payments.lapse_ended_periods)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from celery import shared_task
+
+from shared.billing import manual_payments
+from shared.logs import log_line
+from worker.celery_app import runtime
+from worker.messages import LAPSE_MANUAL_SUBSCRIPTIONS
+
+log = logging.getLogger("billhook.worker")
+
+
+@shared_task(bind=True, name=LAPSE_MANUAL_SUBSCRIPTIONS, acks_late=True, ignore_result=True)
+def lapse_manual_subscriptions(self) -> int:
+    rt = runtime(self.app)
+    started = time.perf_counter()
+    with rt.session_factory.begin() as session:
+        lapsed = manual_payments.lapse_ended_periods(session, now=rt.clock())
+    if lapsed:
+        log_line(
+            log,
+            "task",
+            task=LAPSE_MANUAL_SUBSCRIPTIONS,
+            outcome="lapsed",
+            lapsed=len(lapsed),
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+    return len(lapsed)
