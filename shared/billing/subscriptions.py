@@ -145,7 +145,7 @@ def apply_subscription_state(
     subscription.last_event_at = event_at
     subscription.last_event_id = event_id
     _track_past_due(subscription, before["status"], event_at)
-    _tell_main_app(session, outcome, subscription, before, event_id=event_id, at=now)
+    tell_main_app(session, outcome, subscription, before, event_id=event_id, at=now)
     return True
 
 
@@ -173,9 +173,16 @@ def _event_type(old_status: str | None, new_status: str) -> str:
     return "subscription.updated"
 
 
-def _tell_main_app(
+def told_state(subscription: Subscription) -> dict:
+    """What the main app is told about when it changes (pass it to `tell_main_app` after)."""
+    return {name: getattr(subscription, name) for name in _TOLD}
+
+
+def tell_main_app(
     session: Session, outcome: Outcome, subscription: Subscription, before: dict, *, event_id: str, at: datetime
 ) -> None:
+    """The subscription's outgoing event for what changed since `before` (`told_state`), once per
+    `event_id`; nothing when nothing the main app is told about changed."""
     changed = {name: before[name] for name in _TOLD if getattr(subscription, name) != before[name]}
     if not changed:
         return

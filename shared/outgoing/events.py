@@ -37,6 +37,8 @@ TYPES = (
     "credits.debited",
     "credits.reversed",
     "credits.low",
+    "manual_payment.approved",
+    "manual_payment.rejected",
 )
 # Stable ids: the same key always names the same event id (a uuid5 of it).
 _NAMESPACE = uuid.UUID("6f1d2c4e-9a51-4c8e-8d0b-0b1e2f0c7a11")
