@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import hmac
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -15,6 +16,7 @@ from flask import g, request
 
 from shared.billing.accounts import ensure_account
 from shared.config import Settings
+from web import fields
 from web.context import billhook
 from web.errors import ApiError
 
@@ -23,6 +25,8 @@ LEEWAY_SECONDS = 30
 MAX_ACCOUNT_ID = 64
 MAX_EMAIL = 320
 MAX_NAME = 200
+# One @, no spaces or brackets around it: what an address the store keeps and a mailer takes looks like.
+_EMAIL = re.compile(r"[^@\s<>,;]{1,64}@[^@\s<>,;]{1,255}")
 
 
 @dataclass(frozen=True)
@@ -70,13 +74,24 @@ def decode_token(settings: Settings, token: str) -> Caller:
         raise _unauthorized("token_expired", "the bearer token has expired") from exc
     except jwt.InvalidTokenError as exc:
         raise _unauthorized("invalid_token", "the bearer token is not valid") from exc
+    return parse_claims(claims)
+
+
+def parse_claims(claims: dict) -> Caller:
+    """The caller a verified token's claims name, or ApiError 401. Nothing is trimmed: an account
+    id with a space or newline around it would be a second account to the store and the same
+    one to a person, so it is refused, as is any claim the store could not keep (NUL, controls,
+    lone surrogates, over-long)."""
     sub, email, name = claims.get("sub"), claims.get("email"), claims.get("name")
-    if not isinstance(sub, str) or not sub.strip() or len(sub) > MAX_ACCOUNT_ID:
-        raise _unauthorized("invalid_token", f"the token's sub must be an account id of 1 to {MAX_ACCOUNT_ID} chars")
-    if email is not None and (not isinstance(email, str) or len(email) > MAX_EMAIL or "@" not in email):
+    if not fields.is_identifier(sub, MAX_ACCOUNT_ID):
+        raise _unauthorized(
+            "invalid_token",
+            f"the token's sub must be an account id of 1 to {MAX_ACCOUNT_ID} printable chars, no surrounding spaces",
+        )
+    if email is not None and not (fields.is_identifier(email, MAX_EMAIL) and _EMAIL.fullmatch(email)):
         raise _unauthorized("invalid_token", "the token's email is not an email address")
-    if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME):
-        raise _unauthorized("invalid_token", f"the token's name must be a string of at most {MAX_NAME} chars")
+    if name is not None and not fields.is_line(name, MAX_NAME):
+        raise _unauthorized("invalid_token", f"the token's name must be one line of at most {MAX_NAME} chars")
     return Caller(sub, email or None, name or None)
 
 

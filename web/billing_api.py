@@ -30,13 +30,16 @@ from shared.stripe.checkout import StripeCheckout
 from web.auth import current_caller, require_account
 from web.context import billhook
 from web.errors import ApiError, json_error
+from web.json import json_object
 from web.metrics import note_request
 
 log = logging.getLogger("billhook.web")
 
 bp = Blueprint("billing_api", __name__, url_prefix="/api/v1/billing")
 
-_REQUEST_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+# The shapes the OpenAPI document states (web/openapi.py reads them from here).
+ITEM_ID = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
+REQUEST_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 _REFUSAL_STATUS = {
     NotFound: 404,
     NotPurchasable: 400,
@@ -114,7 +117,7 @@ def get_account():
 @bp.post("/stripe/checkout")
 @require_account
 def stripe_checkout():
-    plan_id = _field(_json_body(), "plan_id")
+    plan_id = _field(json_object(), "plan_id")
     result = _stripe().subscribe(current_caller().account_id, plan_id, _request_key())
     return jsonify(result)
 
@@ -122,7 +125,7 @@ def stripe_checkout():
 @bp.post("/stripe/credit-checkout")
 @require_account
 def stripe_credit_checkout():
-    package_id = _field(_json_body(), "package_id")
+    package_id = _field(json_object(), "package_id")
     return jsonify(_stripe().buy_credits(current_caller().account_id, package_id, _request_key()))
 
 
@@ -143,21 +146,21 @@ def _stripe() -> StripeCheckout:
 @bp.post("/paypal/create-order")
 @require_account
 def paypal_create_order():
-    package_id = _field(_json_body(), "package_id")
+    package_id = _field(json_object(), "package_id")
     return jsonify(_paypal().create_order(current_caller().account_id, package_id, _request_key()))
 
 
 @bp.post("/paypal/capture-order")
 @require_account
 def paypal_capture_order():
-    order_id = _field(_json_body(), "order_id")
+    order_id = _field(json_object(), "order_id")
     return jsonify(_paypal().capture_order(current_caller().account_id, order_id))
 
 
 @bp.post("/paypal/create-subscription")
 @require_account
 def paypal_create_subscription():
-    plan_id = _field(_json_body(), "plan_id")
+    plan_id = _field(json_object(), "plan_id")
     return jsonify(_paypal().create_subscription(current_caller().account_id, plan_id, _request_key()))
 
 
@@ -171,18 +174,12 @@ def _paypal() -> PayPalCheckout:
 # -- input ------------------------------------------------------------------------------------
 
 
-def _json_body() -> dict:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_body", "the body must be a JSON object")
-    return body
-
-
 def _field(body: dict, name: str) -> str:
+    """A catalog or provider id from the body, as the OpenAPI document's ItemId describes it."""
     value = body.get(name)
-    if not isinstance(value, str) or not value.strip() or len(value) > 100:
-        raise ApiError(400, "invalid_field", f"{name} must be a non-empty string of at most 100 chars")
-    return value.strip()
+    if not isinstance(value, str) or not ITEM_ID.fullmatch(value):
+        raise ApiError(400, "invalid_field", f"{name} must be 1 to 100 of A-Z a-z 0-9 _ . : -")
+    return value
 
 
 def _request_key() -> str:
@@ -191,7 +188,7 @@ def _request_key() -> str:
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return uuid.uuid4().hex
-    if not _REQUEST_KEY.match(key):
+    if not REQUEST_KEY.fullmatch(key):
         raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1 to 100 of A-Z a-z 0-9 _ . : -")
     return key
 

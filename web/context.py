@@ -70,13 +70,18 @@ class Billhook:
         # PostgreSQL: the statements on a DBAPI cursor of the intake pool (autocommit). Its errors
         # reach the caller as SQLAlchemy's; on a disconnect the pool is replaced, as a Core
         # connection would (the others it holds are likely dead too: the server restarted).
-        connection = self._intake_engine.raw_connection()
+        # Checking out is inside the same handling: a database refusing connections raises the
+        # bare DBAPI error from the pool, which must reach the caller as SQLAlchemy's (a 503).
+        dialect = self._intake_engine.dialect
+        try:
+            connection = self._intake_engine.raw_connection()
+        except self._dbapi_error as exc:
+            raise DBAPIError.instance(None, None, exc, self._dbapi_error, dialect=dialect) from exc
         cursor = None
         try:
             cursor = connection.cursor()
             return inbox.record_event_on_cursor(cursor, self._intake_sql, **fields)
         except self._dbapi_error as exc:
-            dialect = self._intake_engine.dialect
             dropped = dialect.is_disconnect(exc, connection.dbapi_connection, cursor)
             if dropped:
                 connection.invalidate(exc)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 
+import psycopg
 from flask import Flask, jsonify
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
@@ -28,6 +30,11 @@ def json_error(status: int, code: str, message: str):
 UNDEFINED_TABLE = "42P01"
 
 
+# The drivers' own "cannot connect / connection lost" class, for an error raised where nothing
+# wrapped it in SQLAlchemy's (a pool checkout outside an Engine.connect()).
+CANNOT_CONNECT = (psycopg.OperationalError, sqlite3.OperationalError)
+
+
 def _schema_missing(exc: DBAPIError) -> bool:
     return getattr(exc.orig, "sqlstate", None) == UNDEFINED_TABLE
 
@@ -39,8 +46,16 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
+        if exc.code is not None and exc.code < 400:  # routing's redirects (a missing trailing slash)
+            return exc
         code = {413: "payload_too_large"}.get(exc.code, (exc.name or "error").lower().replace(" ", "_"))
-        return json_error(exc.code or 500, code, exc.description or exc.name)
+        response, status = json_error(exc.code or 500, code, exc.description or exc.name)
+        # The exception's own headers say more than its body (a 405's Allow); its Content-Type
+        # is for the HTML page it would have rendered.
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response, status
 
     @app.errorhandler(OperationalError)
     def _database_down(exc: OperationalError):
@@ -57,5 +72,8 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
+        if isinstance(exc, CANNOT_CONNECT):  # a DBAPI error no SQLAlchemy layer wrapped
+            log.error("database unavailable: %s", type(exc).__name__)
+            return json_error(503, "store_unavailable", "the store is unavailable; retry later")
         log.exception("unhandled error")
         return json_error(500, "internal_error", "internal error")

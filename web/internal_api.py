@@ -27,19 +27,27 @@ from shared.email import render as emails
 from shared.models import Account, EmailOutbox
 from shared.outcome import Outcome
 from shared.outgoing import delivery
+from web import fields
 from web.auth import require_static_token
 from web.context import billhook
 from web.errors import ApiError
+from web.json import json_object
 from web.metrics import note_request
 
 log = logging.getLogger("billhook.web")
 
 bp = Blueprint("internal_api", __name__, url_prefix="/api/v1/internal")
 
-_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,150}$")
-_EMAIL = re.compile(r"^[^@\s<>,;]{1,64}@[^@\s<>,;]{1,255}$")
+_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,150}")
+_EMAIL = re.compile(r"[^@\s<>,;]{1,64}@[^@\s<>,;]{1,255}")
+MAX_EMAIL = 320
 MAX_CONTEXT_BYTES = 16 * 1024
+# Templates read flat values; a little nesting is allowed, not the thousands of levels that
+# would exhaust a recursive serializer.
+MAX_CONTEXT_DEPTH = 8
 MAX_ACCOUNT_ID = 64
+MAX_DESCRIPTION = 300
+MAX_ACTOR = 90
 MAX_DEBIT = 1_000_000_000
 
 
@@ -63,7 +71,7 @@ def _challenge(response):
 
 @bp.post("/emails")
 def queue_email():
-    body = _json_body()
+    body = json_object()
     template = body.get("template")
     if template not in emails.ACCOUNT:
         raise ApiError(
@@ -75,7 +83,7 @@ def queue_email():
     context = _context(body, template)
     account_id = _optional_account_id(body)
     recipient = body.get("to")
-    if recipient is not None and (not isinstance(recipient, str) or not _EMAIL.match(recipient.strip())):
+    if recipient is not None and not (fields.is_identifier(recipient, MAX_EMAIL) and _EMAIL.fullmatch(recipient)):
         raise ApiError(400, "invalid_field", "to must be an email address")
     if recipient is None and account_id is None:
         raise ApiError(400, "invalid_field", "give `to` (an email address) or `account_id` (an account with one)")
@@ -94,13 +102,13 @@ def queue_email():
             session,
             outcome,
             account_id=account_id,
-            recipient=recipient.strip(),
+            recipient=recipient,
             template=template,
             context=context,
             idempotency_key=full_key,
         )
         row = session.scalars(select(EmailOutbox).filter_by(idempotency_key=full_key)).one()
-        if not queued and (row.template != template or row.recipient != recipient.strip()):
+        if not queued and (row.template != template or row.recipient != recipient):
             raise ApiError(409, "idempotency_key_reused", "this idempotency key was used for a different email")
         answer = {"id": row.id, "status": row.status, "duplicate": not queued}
     outbox.enqueue_committed(ext.enqueue_email, outcome.emails)  # after the commit
@@ -111,6 +119,10 @@ def _context(body: dict, template: str) -> dict:
     context = body.get("context", {})
     if not isinstance(context, dict):
         raise ApiError(400, "invalid_context", "context must be a JSON object")
+    try:
+        fields.check_storable(context, max_depth=MAX_CONTEXT_DEPTH, max_string=MAX_CONTEXT_BYTES)
+    except fields.Unstorable as exc:
+        raise ApiError(400, "invalid_context", f"context cannot be stored: {exc}") from exc
     if len(json.dumps(context)) > MAX_CONTEXT_BYTES:
         raise ApiError(400, "invalid_context", f"context must be at most {MAX_CONTEXT_BYTES} bytes of JSON")
     missing = [
@@ -130,7 +142,7 @@ def _context(body: dict, template: str) -> dict:
 
 @bp.post("/credits/debit")
 def debit_credits():
-    body = _json_body()
+    body = json_object()
     account_id = _optional_account_id(body)
     if account_id is None:
         raise ApiError(400, "invalid_field", "account_id is required")
@@ -138,8 +150,8 @@ def debit_credits():
     if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= MAX_DEBIT:
         raise ApiError(400, "invalid_field", f"amount must be an integer from 1 to {MAX_DEBIT}")
     description = body.get("description") or "Usage"
-    if not isinstance(description, str) or len(description) > 300:
-        raise ApiError(400, "invalid_field", "description must be a string of at most 300 chars")
+    if not fields.is_line(description, MAX_DESCRIPTION):
+        raise ApiError(400, "invalid_field", f"description must be one line of at most {MAX_DESCRIPTION} chars")
     key = _idempotency_key(body)
     note_request(account=account_id)  # on the request's one log line
     ext = billhook()
@@ -184,7 +196,7 @@ def debit_credits():
 
 @bp.post("/credits/adjust")
 def adjust_credits():
-    body = _json_body()
+    body = json_object()
     account_id = _optional_account_id(body)
     if account_id is None:
         raise ApiError(400, "invalid_field", "account_id is required")
@@ -192,11 +204,11 @@ def adjust_credits():
     if isinstance(amount, bool) or not isinstance(amount, int) or amount == 0 or abs(amount) > ledger.MAX_ADJUSTMENT:
         raise ApiError(400, "invalid_field", f"amount must be a non-zero integer of at most {ledger.MAX_ADJUSTMENT}")
     reason = body.get("reason")
-    if not isinstance(reason, str) or not reason.strip() or len(reason) > 300:
-        raise ApiError(400, "invalid_field", "reason is required: a string of 1 to 300 chars")
+    if not fields.is_line(reason, MAX_DESCRIPTION) or not reason.strip():
+        raise ApiError(400, "invalid_field", f"reason is required: one line of 1 to {MAX_DESCRIPTION} chars")
     actor = body.get("actor", "main_app")
-    if not isinstance(actor, str) or not actor.strip() or len(actor) > 90:
-        raise ApiError(400, "invalid_field", "actor must be a string of 1 to 90 chars")
+    if not fields.is_line(actor, MAX_ACTOR) or not actor.strip():
+        raise ApiError(400, "invalid_field", f"actor must be one line of 1 to {MAX_ACTOR} chars")
     key = _idempotency_key(body)
     note_request(account=account_id)
     ext = billhook()
@@ -244,16 +256,9 @@ def adjust_credits():
 # -- helpers ----------------------------------------------------------------------------------
 
 
-def _json_body() -> dict:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_body", "the body must be a JSON object")
-    return body
-
-
 def _idempotency_key(body: dict) -> str:
     key = body.get("idempotency_key", request.headers.get("Idempotency-Key"))
-    if not isinstance(key, str) or not _KEY.match(key):
+    if not isinstance(key, str) or not _KEY.fullmatch(key):
         raise ApiError(400, "invalid_idempotency_key", "idempotency_key is required: 1 to 150 of A-Z a-z 0-9 _ . : -")
     return key
 
@@ -262,6 +267,10 @@ def _optional_account_id(body: dict) -> str | None:
     account_id = body.get("account_id")
     if account_id is None:
         return None
-    if not isinstance(account_id, str) or not account_id.strip() or len(account_id) > MAX_ACCOUNT_ID:
-        raise ApiError(400, "invalid_field", f"account_id must be a string of 1 to {MAX_ACCOUNT_ID} chars")
-    return account_id.strip()
+    if not fields.is_identifier(account_id, MAX_ACCOUNT_ID):
+        raise ApiError(
+            400,
+            "invalid_field",
+            f"account_id must be 1 to {MAX_ACCOUNT_ID} printable chars with no spaces around them",
+        )
+    return account_id

@@ -28,16 +28,20 @@ from shared.errors import NotConfigured
 from shared.models import ManualPayment, Payment
 from shared.outcome import Outcome
 from shared.outgoing import delivery
+from web import fields
 from web.auth import current_caller, require_account, require_static_token
+from web.billing_api import ITEM_ID
 from web.context import billhook
 from web.errors import ApiError, json_error
+from web.json import json_object
 from web.metrics import note_request
 
 bp = Blueprint("manual_payments", __name__)
 
-_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,150}$")
+_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,150}")
 _STATUS = {NotFound: 404, SubscriptionConflict: 409, manual_payments.RequestKeyReused: 409}
 MAX_ACCOUNT_ID = 64
+MAX_PAYMENT_REF = 100
 
 
 def require_service_token(view):
@@ -57,17 +61,19 @@ def require_service_token(view):
 def request_for_caller():
     caller = current_caller()
     key = request.headers.get("Idempotency-Key")
-    if key is not None and not _KEY.match(key):
+    if key is not None and not _KEY.fullmatch(key):
         raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1 to 150 of A-Z a-z 0-9 _ . : -")
-    return _request(caller.account_id, _json_body(), key or uuid.uuid4().hex, requested_by="user")
+    return _request(caller.account_id, json_object(), key or uuid.uuid4().hex, requested_by="user")
 
 
 @bp.get("/api/v1/billing/manual-payments/<payment_ref>")
 @require_account
 def show_for_caller(payment_ref: str):
     caller = current_caller()
+    if not fields.is_identifier(payment_ref, MAX_PAYMENT_REF):  # no such payment: none has such an id
+        raise ApiError(404, "not_found", "no manual payment with this id")
     with billhook().session_factory() as session:
-        payment = payments.find_payment(session, manual_payments.PROVIDER, payment_ref[:100])
+        payment = payments.find_payment(session, manual_payments.PROVIDER, payment_ref)
         if payment is None or payment.account_id != caller.account_id:
             raise ApiError(404, "not_found", f"no manual payment {payment_ref!r}")
         manual = session.get(ManualPayment, _manual_id(session, payment))
@@ -77,14 +83,16 @@ def show_for_caller(payment_ref: str):
 @bp.post("/api/v1/internal/manual-payments")
 @require_service_token
 def request_for_main_app():
-    body = _json_body()
+    body = json_object()
     account_id = body.get("account_id")
-    if not isinstance(account_id, str) or not account_id.strip() or len(account_id) > MAX_ACCOUNT_ID:
-        raise ApiError(400, "invalid_field", f"account_id must be a string of 1 to {MAX_ACCOUNT_ID} chars")
+    if not fields.is_identifier(account_id, MAX_ACCOUNT_ID):
+        raise ApiError(
+            400, "invalid_field", f"account_id must be 1 to {MAX_ACCOUNT_ID} printable chars with no spaces around them"
+        )
     key = body.get("idempotency_key", request.headers.get("Idempotency-Key"))
-    if not isinstance(key, str) or not _KEY.match(key):
+    if not isinstance(key, str) or not _KEY.fullmatch(key):
         raise ApiError(400, "invalid_idempotency_key", "idempotency_key is required: 1 to 150 of A-Z a-z 0-9 _ . : -")
-    return _request(account_id.strip(), body, key, requested_by="main_app")
+    return _request(account_id, body, key, requested_by="main_app")
 
 
 def _request(account_id: str, body: dict, key: str, *, requested_by: str):
@@ -95,9 +103,9 @@ def _request(account_id: str, body: dict, key: str, *, requested_by: str):
     if method not in manual_payments.METHODS:
         raise ApiError(400, "invalid_field", f"method must be one of {', '.join(manual_payments.METHODS)}")
     reference = body.get("reference")
-    if reference is not None and (not isinstance(reference, str) or len(reference) > manual_payments.MAX_REFERENCE):
+    if reference is not None and not fields.is_line(reference, manual_payments.MAX_REFERENCE):
         raise ApiError(
-            400, "invalid_field", f"reference must be a string of at most {manual_payments.MAX_REFERENCE} chars"
+            400, "invalid_field", f"reference must be one line of at most {manual_payments.MAX_REFERENCE} chars"
         )
     note_request(account=account_id)
     ext = billhook()
@@ -144,20 +152,13 @@ def _manual_id(session, payment: Payment) -> int:
     return session.scalars(select(ManualPayment.id).filter_by(payment_id=payment.id)).one()
 
 
-def _json_body() -> dict:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_body", "the body must be a JSON object")
-    return body
-
-
 def _optional_id(body: dict, name: str) -> str | None:
     value = body.get(name)
     if value is None:
         return None
-    if not isinstance(value, str) or not value.strip() or len(value) > 64:
-        raise ApiError(400, "invalid_field", f"{name} must be a non-empty string of at most 64 chars")
-    return value.strip()
+    if not isinstance(value, str) or not ITEM_ID.fullmatch(value):  # as the OpenAPI document says
+        raise ApiError(400, "invalid_field", f"{name} must be 1 to 100 of A-Z a-z 0-9 _ . : -")
+    return value
 
 
 @bp.errorhandler(CheckoutRefused)

@@ -1,12 +1,17 @@
 """The OpenAPI 3 document of the billing API, served at /api/v1/openapi.json.
 
 Written by hand next to the views; tests/web/test_billing_api.py checks that every route of the
-billing blueprint is documented and every documented operation is a route.
+billing blueprint is documented and every documented operation is a route. The fields' shapes
+(lengths, patterns, required fields) are the validation's own patterns, so a body the document
+allows is one the API takes, and tests/fuzz/test_openapi_schemathesis.py checks every answer
+against the document.
 """
 
 from __future__ import annotations
 
 from flask import Blueprint, jsonify
+
+from web.billing_api import ITEM_ID, REQUEST_KEY
 
 bp = Blueprint("openapi", __name__)
 
@@ -24,12 +29,14 @@ def _ref(name: str) -> dict:
 
 def _errors(*statuses: int) -> dict:
     text = {
-        400: "Bad input (invalid body or field, item not purchasable through this provider, no customer yet)",
-        401: "Missing, invalid or expired bearer token",
+        400: "Bad input (a body that is not a standard JSON object, a field or header outside its schema, "
+        "an item not purchasable through this provider, no customer yet)",
+        401: "Missing, invalid or expired bearer token, or one whose claims are not printable text of bounded length",
         404: "Unknown or inactive plan or credit package, or a PayPal order that is not the caller's",
         409: "Conflicts with the account's subscription, or the PayPal order is not approved yet",
+        413: "The body is over the size limit (1 MiB by default), however it is sent",
         502: "The payment provider refused or failed the call; `provider` names it",
-        503: "The provider is not configured",
+        503: "The provider is not configured, or the store is unavailable (retry later)",
     }
     return {str(s): _json(_ERROR, text[s]) for s in statuses}
 
@@ -45,19 +52,25 @@ def _body(**fields: dict) -> dict:
     }
 
 
-_STRING_ID = {"type": "string", "maxLength": 100}
+def _pattern(compiled) -> str:
+    """A pattern the views match in full, anchored as JSON Schema's `pattern` (a search) needs."""
+    return f"^{compiled.pattern}$"
+
+
+_STRING_ID = {"type": "string", "minLength": 1, "maxLength": 100, "pattern": _pattern(ITEM_ID)}
 _IDEMPOTENCY = {
     "name": "Idempotency-Key",
     "in": "header",
     "required": False,
     "description": "Repeat a request safely: the same key returns the same provider object.",
-    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,100}$"},
+    "schema": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": _pattern(REQUEST_KEY)},
 }
 
 
 def _authed(
     summary: str, ok: dict, errors: tuple[int, ...], body: dict | None = None, *, idempotent: bool = True
 ) -> dict:
+    errors = tuple(sorted({*errors, 503} | ({413} if body is not None else set())))
     operation = {
         "summary": summary,
         "security": _BEARER,
@@ -75,7 +88,8 @@ PATHS = {
             "summary": "Active subscription plans (public)",
             "security": [],
             "responses": {
-                "200": _json({"type": "object", "properties": {"plans": {"type": "array", "items": _ref("Plan")}}})
+                "200": _json({"type": "object", "properties": {"plans": {"type": "array", "items": _ref("Plan")}}}),
+                **_errors(503),
             },
         }
     },
@@ -89,7 +103,8 @@ PATHS = {
                         "type": "object",
                         "properties": {"credit_packages": {"type": "array", "items": _ref("CreditPackage")}},
                     }
-                )
+                ),
+                **_errors(503),
             },
         }
     },
@@ -97,7 +112,7 @@ PATHS = {
         "get": {
             "summary": "The caller's balance, subscription and recent ledger entries",
             "security": _BEARER,
-            "responses": {"200": _json(_ref("Account")), **_errors(401)},
+            "responses": {"200": _json(_ref("Account")), **_errors(401, 503)},
         }
     },
     "/api/v1/billing/stripe/checkout": {
@@ -183,7 +198,7 @@ PATHS = {
             "summary": "One of the caller's manual payments, with its invoice and decision",
             "security": _BEARER,
             "parameters": [{"name": "payment_ref", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "responses": {"200": _json(_ref("ManualPayment")), **_errors(401, 404)},
+            "responses": {"200": _json(_ref("ManualPayment")), **_errors(401, 404, 503)},
         }
     },
 }

@@ -29,7 +29,9 @@ from shared.models.events import EventStatus
 from shared.models.outgoing import DeliveryStatus
 from shared.outcome import Outcome
 from shared.outgoing import delivery as outgoing_delivery
+from web import fields
 from web.context import billhook
+from web.errors import ApiError, json_error
 
 log = logging.getLogger("billhook.web.ops")
 
@@ -37,6 +39,13 @@ bp = Blueprint("ops", __name__, url_prefix="/ops")
 
 REALM = "billhook ops"
 PAGE_SIZE = 100
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    """The house's JSON error, here too: a browser shows it as text, a script can read it."""
+    response, _ = json_error(status, code, message)
+    response.status_code = status
+    return response
 
 
 def _credentials() -> dict[str, str]:
@@ -50,16 +59,13 @@ def require_ops_auth(view):
     def wrapper(*args, **kwargs):
         allowed = _credentials()
         if not allowed:
-            return Response("the ops page is off: set FLOWER_BASIC_AUTH=user:password\n", 503, mimetype="text/plain")
+            return _error(503, "not_configured", "the ops page is off: set FLOWER_BASIC_AUTH=user:password")
         auth = request.authorization
         password = allowed.get(auth.username) if auth and auth.type == "basic" and auth.username else None
         if password is None or not hmac.compare_digest((auth.password or "").encode(), password.encode()):
-            return Response(
-                "authentication required\n",
-                401,
-                {"WWW-Authenticate": f'Basic realm="{REALM}", charset="UTF-8"'},
-                mimetype="text/plain",
-            )
+            response = _error(401, "authentication_required", "authentication required")
+            response.headers["WWW-Authenticate"] = f'Basic realm="{REALM}", charset="UTF-8"'
+            return response
         g.ops_user = auth.username
         return view(*args, **kwargs)
 
@@ -77,11 +83,20 @@ def _refusal() -> Response | None:
     if origin is not None:
         parts = urlsplit(origin)
         if origin == "null" or f"{parts.scheme}://{parts.netloc}" != request.host_url.rstrip("/"):
-            return Response("cross-site request refused\n", 403, mimetype="text/plain")
+            return _error(403, "cross_site_refused", "cross-site request refused")
     token = request.form.get("csrf_token", "")
     if not hmac.compare_digest(token.encode(), csrf_token(g.ops_user).encode()):
-        return Response("missing or wrong form token; reload the page\n", 403, mimetype="text/plain")
+        return _error(403, "invalid_form_token", "missing or wrong form token; reload the page")
     return None
+
+
+def _cursor(value: str | None) -> int | None:
+    if value is None or value == "":
+        return None
+    cursor = fields.parse_id(value)
+    if cursor is None:
+        raise ApiError(400, "invalid_parameter", f"before must be an event id: an integer from 1 to {fields.MAX_ID}")
+    return cursor
 
 
 @bp.get("")
@@ -90,7 +105,7 @@ def index():
     status = request.args.get("status") or None
     if status is not None and status not in tuple(EventStatus):
         status = None
-    before = request.args.get("before", type=int)  # None when absent or not a number: the newest page
+    before = _cursor(request.args.get("before"))  # None when absent: the newest page
     with billhook().session_factory() as session:
         # One row more than a page: whether an older page exists, without a count of the table.
         rows = event_ops.find_events(session, event_ops.EventFilter(status=status, before=before, limit=PAGE_SIZE + 1))
@@ -124,6 +139,8 @@ def index():
 @bp.post("/events/<int:event_pk>/replay")
 @require_ops_auth
 def replay(event_pk: int):
+    if not fields.is_id(event_pk):  # routing's int takes any digits; the store's column does not
+        raise ApiError(400, "invalid_event_id", f"the event id must be an integer from 1 to {fields.MAX_ID}")
     refused = _refusal()
     if refused is not None:
         return refused
@@ -194,6 +211,10 @@ def decide_manual_payment(payment_ref: str, action: str):
     if refused is not None:
         return refused
     reason = (request.form.get("reason") or "").strip()[: manual_payments.MAX_REASON] or None
+    if reason is not None and not fields.is_text(reason, manual_payments.MAX_REASON):
+        raise ApiError(400, "invalid_field", "the reason holds a control character or lone surrogate")
+    if not fields.is_identifier(payment_ref, 100):  # no payment has such an id
+        return redirect(url_for("ops.index", notice="unknown_payment"), code=303)
     ext = billhook()
     outcome = Outcome()
     try:

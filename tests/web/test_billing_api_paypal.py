@@ -236,10 +236,16 @@ def test_capturing_someone_elses_order_is_404_and_captures_nothing(client, seede
     assert fake_paypal.orders[order_id]["status"] == "APPROVED"
 
 
-@pytest.mark.parametrize("order_id", ["5ONOSUCHORDER0001", "../../v1/oauth2/token"])
-def test_capturing_an_unknown_order_is_404(client, fake_paypal, paypal_provider, auth, order_id):
-    response = _capture(client, auth, order_id)
+def test_capturing_an_unknown_order_is_404(client, fake_paypal, paypal_provider, auth):
+    response = _capture(client, auth, "5ONOSUCHORDER0001")
     assert response.status_code == 404
+
+
+def test_an_order_id_that_is_a_path_is_400_and_reaches_no_provider(client, fake_paypal, paypal_provider, auth):
+    response = _capture(client, auth, "../../v1/oauth2/token")
+    assert response.status_code == 400
+    assert response.json["error"]["code"] == "invalid_field"
+    assert fake_paypal.calls("POST", "/v1/oauth2/token") == []
 
 
 def test_a_declined_instrument_is_502_naming_paypal(client, seeded, fake_paypal, paypal_provider, auth):

@@ -14,6 +14,7 @@ from shared.dispatch import is_handled
 from shared.logs import log_line
 from shared.models.events import EventStatus
 from web.context import billhook
+from web.json import read_body
 from web.metrics import note_webhook
 from web.webhooks import paypal, stripe
 from web.webhooks.events import iso_time, parse_event, unix_time
@@ -25,7 +26,7 @@ bp = Blueprint("webhooks", __name__)
 
 @bp.post("/webhooks/stripe")
 def stripe_webhook():
-    raw = request.get_data(cache=False)
+    raw = read_body()
     stripe.verify(raw, request.headers.get("Stripe-Signature"))
     event = parse_event(raw, type_field="type")
     return _accept(raw, "stripe", event["id"], event["type"], unix_time(event.get("created")))
@@ -33,7 +34,7 @@ def stripe_webhook():
 
 @bp.post("/webhooks/paypal")
 def paypal_webhook():
-    raw = request.get_data(cache=False)
+    raw = read_body()
     paypal.verify(raw)
     event = parse_event(raw, type_field="event_type")
     return _accept(raw, "paypal", event["id"], event["event_type"], iso_time(event.get("create_time")))

@@ -51,6 +51,8 @@ def iso_time(value: object) -> datetime | None:
         return None
     try:
         created = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        # In UTC here, as the store keeps it: a time at the calendar's edge with an offset past
+        # it (9999-12-31T23:59-23:59) cannot be, and is as unreadable as a malformed one.
+        return created.astimezone(UTC) if created.tzinfo else created.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):
         return None
-    return created if created.tzinfo else created.replace(tzinfo=UTC)

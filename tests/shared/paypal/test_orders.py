@@ -16,7 +16,7 @@ from shared.paypal import orders as paypal_orders
 from shared.paypal.client import PayPalError, PayPalGateway
 from tests.factories import paypal_events as pe
 from tests.fakes.paypal_api import CLIENT_ID, CLIENT_SECRET, INSTRUMENT_DECLINED, INTERNAL_SERVER_ERROR
-from tests.shared.paypal.test_handlers import run
+from tests.shared.paypal.handlers.support import run
 
 ACCOUNT = "acct_pp"
 GRACE, WINDOW = 60, 72 * 3600

@@ -10,7 +10,7 @@ import pytest
 from shared.errors import PermanentError, RetryLater
 from shared.models import Dispute, Payment
 from tests.factories import paypal_events as pe
-from tests.shared.paypal.test_handlers import (
+from tests.shared.paypal.handlers.support import (
     GROWTH_CREDITS,
     STARTER_CREDITS,
     STARTER_PRICE,

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from shared.models import EmailOutbox, Subscription
 from tests.factories import paypal_events as pe
-from tests.shared.paypal.test_handlers import ACCOUNT, GROWTH_CREDITS, activated, balance, only, run, sale_event
+from tests.shared.paypal.handlers.support import ACCOUNT, GROWTH_CREDITS, activated, balance, only, run, sale_event
 
 SUB = "I-SUB1"
 
