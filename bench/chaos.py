@@ -14,7 +14,9 @@ What is checked: no accepted event lost; exactly one credit grant per subscripti
 package purchase; each account's ledger sums to what the scenario says (a lost dispute's credits
 taken back once, a won one's not); each subscription's status is the one of its newest event (by
 `created`); one email per idempotency key; one winning decision per manual payment, its credits
-iff approved. Exit status 1 on any violation.
+iff approved; every outgoing webhook delivered to a receiver that verifies it (bench/chaos_outgoing.py,
+answering 500 to a share of deliveries), none missing, each account's sequence without gaps. Exit
+status 1 on any violation.
 
 Environment: CHAOS_EVENTS (deliveries, default 10000), CHAOS_SEED (default 7).
 """
@@ -33,7 +35,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.exc import OperationalError
 
-from bench import scenario, services
+from bench import chaos_outgoing, scenario, services
 from bench.chaos_manual import ManualRace
 from shared import processing
 from shared.config import Settings
@@ -41,7 +43,7 @@ from shared.models import CreditLedgerEntry, Subscription, WebhookEvent
 from shared.models.events import DONE_STATUSES, EventStatus
 from tests.factories.stripe_events import signed
 from worker.celery_app import make_celery
-from worker.messages import enqueue_event
+from worker.messages import enqueue_delivery, enqueue_event
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 PATH = "/webhooks/stripe"
@@ -66,6 +68,7 @@ class Config:
     visibility_timeout: int = 30
     backoff_max: int = 5
     timeout: float = 900.0
+    receiver_failure_share: float = 0.2  # outgoing deliveries the main app's stand-in answers with a 500
     manual_payments: int = 20  # raced approve/reject pairs (bench/chaos_manual.py)
 
 
@@ -87,6 +90,8 @@ class Report:
     manual_violations: list[str] = field(default_factory=list)
     manual_payments: int = 0
     emails: int | None = None
+    outgoing: dict[str, list[str]] = field(default_factory=dict)
+    outgoing_summary: str = ""
     grants: int = 0
     swept: int = 0
     actions: list[str] = field(default_factory=list)
@@ -103,6 +108,7 @@ class Report:
                 self.status_violations,
                 self.email_violations,
                 self.manual_violations,
+                *self.outgoing.values(),
             )
         )
 
@@ -121,6 +127,7 @@ class Report:
             f"sweeper re-queued {self.swept} events (duplicates included; harmless by design)",
             f"posts answered non-2xx or failed (then retried): {self.post_failures}",
             f"inbox: {self.statuses}",
+            self.outgoing_summary,
             "",
             "| check | found | expected | verdict |",
             "| --- | --- | --- | --- |",
@@ -150,6 +157,7 @@ class Report:
                 "exactly 1",
                 self.manual_violations,
             ),
+            *(row(name, len(bad), 0, bad) for name, bad in chaos_outgoing.rows(self.outgoing)),
             "",
             f"{'PASS' if not self.violations else 'FAIL'}: {self.violations} violations",
         ]
@@ -208,7 +216,7 @@ def run(config: Config, base_url: str, say: Callable[[str], None] = print) -> Re
     report = Report(config)
     started = time.monotonic()
     tmp = services.make_tmp("billhook-chaos-")
-    store = broker = None
+    store = broker = receiver = None
     procs: list[services.Proc] = []
     stop = threading.Event()
     try:
@@ -216,6 +224,8 @@ def run(config: Config, base_url: str, say: Callable[[str], None] = print) -> Re
         if store.kind != "PostgreSQL":
             raise SystemExit("chaos needs PostgreSQL (DATABASE_URL)")
         broker = services.Broker(None, tmp)
+        receiver = chaos_outgoing.Receiver(failure_share=config.receiver_failure_share, seed=config.seed)
+        receiver.register(store.session_factory)
         queue = f"chaos_{os.getpid()}"
         env = services.service_env(
             store.url,
@@ -224,6 +234,9 @@ def run(config: Config, base_url: str, say: Callable[[str], None] = print) -> Re
             tmp,
             HARNESS_VISIBILITY_TIMEOUT=str(config.visibility_timeout),
             HARNESS_BACKOFF_MAX=str(config.backoff_max),
+            # Delivery retries within the run: below the Celery countdown cap (backoff_max).
+            BILLHOOK_OUTGOING_RETRY_BASE_SECONDS="0.5",
+            BILLHOOK_OUTGOING_RETRY_MAX_SECONDS=str(config.backoff_max - 1),
         )
         stream = scenario.generate(
             config.seed,
@@ -260,12 +273,17 @@ def run(config: Config, base_url: str, say: Callable[[str], None] = print) -> Re
         say(f"[chaos] posted: {report.accepted} distinct events accepted; waiting for the workers")
         _wait_done(store, accepted, config, say)
         racing.join(config.timeout)
+        chaos_outgoing.wait_delivered(store, config.timeout, say)
         stop.set()
         sweeper.join()
         _check(store, stream, accepted, report)
         report.manual_violations = manual.violations(store.session_factory)
+        report.outgoing = chaos_outgoing.check(store, receiver)
+        report.outgoing_summary = chaos_outgoing.summary(receiver, chaos_outgoing.stored_events(store))
     finally:
         stop.set()
+        if receiver is not None:
+            receiver.stop()
         services.shut_down(procs, broker, store, tmp)
         report.seconds = time.monotonic() - started
     return report
@@ -359,6 +377,12 @@ def _sweep_loop(store, settings: Settings, config: Config, stop: threading.Event
                     grace_seconds=config.grace_seconds,
                     limit=config.sweep_limit,
                 )
+            )
+            report.swept += chaos_outgoing.sweep(
+                store,
+                lambda pk: enqueue_delivery(celery, pk),
+                grace_seconds=config.grace_seconds,
+                limit=config.sweep_limit,
             )
         except Exception:  # noqa: BLE001,S112 - the broker may be down right now: sweep again later
             continue

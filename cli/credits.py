@@ -34,16 +34,18 @@ def adjust(ctx: CliContext, account_id: str, amount: int, reason: str, key: str 
         raise click.BadParameter("1 to 300 characters", param_hint="--reason")
     full_key = f"adjust:{key or uuid.uuid4().hex}"
     outcome = Outcome()
+    now = datetime.now(UTC)
     try:
         with ctx.session_factory.begin() as session:
             adjusted = ledger.adjust_credits(
                 session,
+                outcome,
                 account_id=account_id,
                 amount=amount,
                 reason=reason.strip(),
                 actor=(actor or f"cli:{login_name()}")[:100],
                 idempotency_key=full_key,
-                at=datetime.now(UTC),
+                at=now,
             )
             if not adjusted.replayed:
                 notifications.low_credits_if_crossed(
@@ -53,6 +55,7 @@ def adjust(ctx: CliContext, account_id: str, amount: int, reason: str, key: str 
                     before=adjusted.balance_before,
                     after=adjusted.balance_after,
                     cause_key=full_key,
+                    at=now,
                 )
     except (ledger.UnknownAccount, ledger.KeyReused) as exc:
         raise click.ClickException(str(exc)) from exc

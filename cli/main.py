@@ -2,7 +2,21 @@ from __future__ import annotations
 
 import click
 
-from cli import accounts, catalog, credits, db, dev, emails, events, payments, providers, reconcile, tokens
+from cli import (
+    accounts,
+    catalog,
+    credits,
+    db,
+    deliveries,
+    dev,
+    emails,
+    endpoints,
+    events,
+    payments,
+    providers,
+    reconcile,
+    tokens,
+)
 from cli.context import CliContext
 from shared.config import Settings
 
@@ -14,6 +28,20 @@ def main(ctx: click.Context) -> None:
     ctx.obj = CliContext(Settings.from_env())
 
 
-for module in (db, providers, accounts, catalog, credits, payments, events, dev, tokens, reconcile, emails):
+for module in (
+    db,
+    providers,
+    accounts,
+    catalog,
+    credits,
+    payments,
+    events,
+    dev,
+    tokens,
+    reconcile,
+    emails,
+    endpoints,
+    deliveries,
+):
     for command in module.commands:
         main.add_command(command)

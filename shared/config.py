@@ -65,6 +65,15 @@ class Settings:
     reconcile_interval_seconds: float = 3600.0
     reconcile_lookback_seconds: int = 24 * 3600
     queue_name: str = "billhook"
+    # outgoing webhooks: deliveries run on a queue of their own (a slow endpoint delays only them)
+    outgoing_queue_name: str = ""  # empty: `<queue_name>.outgoing` (see outgoing_queue)
+    outgoing_timeout_seconds: float = 10.0
+    # Exponential backoff with jitter from the first delay up to the cap, for the whole window.
+    outgoing_retry_base_seconds: float = 5.0
+    outgoing_retry_max_seconds: float = 6 * 3600.0
+    outgoing_retry_window_seconds: int = 3 * 24 * 3600
+    # How long the old secret keeps signing after a rotation, unless the rotation says otherwise.
+    outgoing_secret_overlap_seconds: int = 24 * 3600
     # provider API base URLs: overridden in tests by local stand-ins
     stripe_api_base: str | None = None
     paypal_api_base: str | None = None
@@ -78,6 +87,10 @@ class Settings:
     # config asks for it (`billhook dev trigger paypal-*`). Never on in production.
     dev_mode: bool = False
     extra: dict = field(default_factory=dict)
+
+    @property
+    def outgoing_queue(self) -> str:
+        return self.outgoing_queue_name or f"{self.queue_name}.outgoing"
 
     @property
     def is_sqlite(self) -> bool:
@@ -102,6 +115,12 @@ class Settings:
             service_token=env.get("BILLHOOK_SERVICE_TOKEN") or _dev_secret(var_dir, "service_token"),
             frontend_url=env.get("BILLHOOK_FRONTEND_URL", "http://localhost:3000"),
             queue_name=env.get("BILLHOOK_QUEUE", "billhook"),
+            outgoing_queue_name=env.get("BILLHOOK_OUTGOING_QUEUE", ""),
+            outgoing_timeout_seconds=float(env.get("BILLHOOK_OUTGOING_TIMEOUT_SECONDS", "10")),
+            outgoing_retry_base_seconds=float(env.get("BILLHOOK_OUTGOING_RETRY_BASE_SECONDS", "5")),
+            outgoing_retry_max_seconds=float(env.get("BILLHOOK_OUTGOING_RETRY_MAX_SECONDS", str(6 * 3600))),
+            outgoing_retry_window_seconds=int(env.get("BILLHOOK_OUTGOING_RETRY_WINDOW_SECONDS", str(3 * 24 * 3600))),
+            outgoing_secret_overlap_seconds=int(env.get("BILLHOOK_OUTGOING_SECRET_OVERLAP_SECONDS", str(24 * 3600))),
             webhook_tolerance_seconds=int(env.get("BILLHOOK_WEBHOOK_TOLERANCE_SECONDS", "300")),
             webhook_future_tolerance_seconds=int(env.get("BILLHOOK_WEBHOOK_FUTURE_TOLERANCE_SECONDS", "300")),
             stripe_api_base=env.get("STRIPE_API_BASE") or None,

@@ -24,7 +24,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.models import EmailOutbox, WebhookEvent
+from shared.models import EmailOutbox, OutgoingDelivery, WebhookEvent
 from shared.models.events import EventStatus
 
 log = logging.getLogger("billhook.metrics")
@@ -65,6 +65,11 @@ EMAILS = Counter(
     "Outbox send task runs by outcome (sent, already_done, retry, failed, missing).",
     ["outcome"],
 )
+OUTGOING_DELIVERIES = Counter(
+    "billhook_outgoing_deliveries",
+    "Outgoing webhook delivery attempts by outcome (delivered, retry, failed, already_done, busy, not_due, ...).",
+    ["outcome"],
+)
 RECONCILED_EVENTS = Counter(
     "billhook_reconciled_events",
     "Events reconciliation found missing from the inbox and inserted.",
@@ -98,6 +103,10 @@ def record_retry(error: BaseException) -> None:
 
 def record_email(outcome: str) -> None:
     EMAILS.labels(outcome or "unknown").inc()
+
+
+def record_delivery(outcome: str) -> None:
+    OUTGOING_DELIVERIES.labels(outcome or "unknown").inc()
 
 
 def record_payment_mismatch(provider: str) -> None:
@@ -159,6 +168,12 @@ class StoreCollector:
                 select(func.min(WebhookEvent.received_at)).where(WebhookEvent.status == EventStatus.RECEIVED)
             )
             emails = dict(session.execute(select(EmailOutbox.status, func.count()).group_by(EmailOutbox.status)).all())
+            deliveries = dict(
+                session.execute(select(OutgoingDelivery.status, func.count()).group_by(OutgoingDelivery.status)).all()
+            )
+            undelivered = session.scalar(
+                select(func.min(OutgoingDelivery.created_at)).where(OutgoingDelivery.status == "pending")
+            )
         backlog = GaugeMetricFamily("billhook_inbox_events", "Inbox events by status.", labels=["status"])
         for status in tuple(EventStatus):
             backlog.add_metric([status], by_status.get(status, 0))
@@ -172,7 +187,19 @@ class StoreCollector:
         outbox = GaugeMetricFamily("billhook_email_outbox", "Email outbox rows by status.", labels=["status"])
         for status in ("pending", "sent", "failed", *sorted(set(emails) - {"pending", "sent", "failed"})):
             outbox.add_metric([status], emails.get(status, 0))
-        return [backlog, age, outbox]
+        outgoing = GaugeMetricFamily(
+            "billhook_outgoing_deliveries_by_status", "Outgoing webhook deliveries by status.", labels=["status"]
+        )
+        for status in ("pending", "delivered", "failed"):
+            outgoing.add_metric([status], deliveries.get(status, 0))
+        if undelivered is not None and undelivered.tzinfo is None:
+            undelivered = undelivered.replace(tzinfo=UTC)
+        undelivered_age = GaugeMetricFamily(
+            "billhook_outgoing_oldest_undelivered_age_seconds",
+            "Age of the oldest pending outgoing delivery (0 when none).",
+        )
+        undelivered_age.add_metric([], max(0.0, (self._clock() - undelivered).total_seconds()) if undelivered else 0.0)
+        return [backlog, age, outbox, outgoing, undelivered_age]
 
 
 PREFIX = "billhook_"

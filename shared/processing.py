@@ -61,6 +61,8 @@ class Result:
     account_id: str | None = None
     # Outbox rows the handler queued: the caller enqueues their send tasks (the commit is done).
     emails: tuple[int, ...] = ()
+    # Outgoing deliveries the handler's changes wrote: the caller enqueues them too.
+    deliveries: tuple[int, ...] = ()
 
 
 def process_event(session_factory: sessionmaker[Session], event_pk: int, *, clock: Callable[[], datetime]) -> Result:
@@ -88,7 +90,7 @@ def process_event(session_factory: sessionmaker[Session], event_pk: int, *, cloc
         event.account_id = outcome.account_id or event.account_id
         inbox.mark_succeeded(event, at=now)
         # Returned from inside the block: the caller gets the ids only once the commit succeeded.
-        return Result(DONE, event.type, event.account_id, tuple(outcome.emails))
+        return Result(DONE, event.type, event.account_id, tuple(outcome.emails), tuple(outcome.deliveries))
 
 
 def is_transient(exc: BaseException) -> bool:

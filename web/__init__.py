@@ -9,7 +9,18 @@ from flask import Flask
 
 from shared.config import Settings
 from shared.logs import log_line
-from web import billing_api, errors, health, internal_api, manual_payments, metrics, openapi, ops, webhooks
+from web import (
+    billing_api,
+    errors,
+    health,
+    internal_accounts,
+    internal_api,
+    manual_payments,
+    metrics,
+    openapi,
+    ops,
+    webhooks,
+)
 from web.context import Billhook
 from web.json import IsoJSONProvider
 from worker.publisher import Publisher, publishing_celery
@@ -20,20 +31,23 @@ def create_app(
     *,
     enqueue: Callable[[int], None] | None = None,
     enqueue_email: Callable[[int], None] | None = None,
+    enqueue_delivery: Callable[[int], None] | None = None,
 ) -> Flask:
     settings = settings or Settings.from_env()
     if enqueue is None or enqueue_email is None:
         publisher = _celery_publisher(settings)
         enqueue = publisher.publish_event if enqueue is None else enqueue
         enqueue_email = publisher.publish_email if enqueue_email is None else enqueue_email
+        enqueue_delivery = publisher.publish_delivery if enqueue_delivery is None else enqueue_delivery
     app = Flask(__name__)
     app.json = IsoJSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_webhook_bytes
-    app.extensions["billhook"] = Billhook(settings, enqueue, enqueue_email)
+    app.extensions["billhook"] = Billhook(settings, enqueue, enqueue_email, enqueue_delivery)
 
     errors.register(app)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(internal_api.bp)
+    app.register_blueprint(internal_accounts.bp)
     app.register_blueprint(billing_api.bp)
     app.register_blueprint(manual_payments.bp)
     app.register_blueprint(openapi.bp)

@@ -166,7 +166,9 @@ def paypal_create_subscription():
 
 def _paypal() -> PayPalCheckout:
     ext = billhook()
-    return PayPalCheckout(ext.session_factory, ext.settings, enqueue_email=ext.enqueue_email)
+    return PayPalCheckout(
+        ext.session_factory, ext.settings, enqueue_email=ext.enqueue_email, enqueue_delivery=ext.enqueue_delivery
+    )
 
 
 # -- input ------------------------------------------------------------------------------------

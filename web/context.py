@@ -24,6 +24,7 @@ class Billhook:
         settings: Settings,
         enqueue: Callable[[int], None],
         enqueue_email: Callable[[int], None],
+        enqueue_delivery: Callable[[int], None] | None = None,
     ):
         self.settings = settings
         self.engine = make_engine(settings)
@@ -46,6 +47,8 @@ class Billhook:
         self.webhook_secrets = WebhookSecretCache(self.session_factory, ttl=settings.provider_cache_seconds)
         self.enqueue = enqueue
         self.enqueue_email = enqueue_email
+        # Outgoing deliveries a request's changes wrote (None: left to the outgoing sweep).
+        self.enqueue_delivery = _left_to_the_sweep if enqueue_delivery is None else enqueue_delivery
 
     def store_event(self, **fields: Any) -> inbox.Stored:
         """`inbox.record_event` on an intake connection, committed when it returns. A connection
@@ -93,6 +96,10 @@ class Billhook:
         """Close the pooled connections (tests, and processes that are done serving)."""
         self.engine.dispose()
         self._intake_engine.dispose()
+
+
+def _left_to_the_sweep(_delivery_id: int) -> None:
+    return None
 
 
 def billhook() -> Billhook:

@@ -26,6 +26,7 @@ from shared.email import outbox
 from shared.email import render as emails
 from shared.models import Account, EmailOutbox
 from shared.outcome import Outcome
+from shared.outgoing import delivery
 from web import fields
 from web.auth import require_static_token
 from web.context import billhook
@@ -155,15 +156,17 @@ def debit_credits():
     note_request(account=account_id)  # on the request's one log line
     ext = billhook()
     outcome = Outcome()
+    now = datetime.now(UTC)
     with ext.session_factory.begin() as session:
         try:
             debit = ledger.debit_credits(
                 session,
+                outcome,
                 account_id=account_id,
                 amount=amount,
                 description=description,
                 idempotency_key=f"api:debit:{key}",
-                at=datetime.now(UTC),
+                at=now,
             )
         except ledger.UnknownAccount as exc:
             raise ApiError(404, "account_not_found", f"no account {account_id}") from exc
@@ -183,8 +186,10 @@ def debit_credits():
                 before=debit.balance_before,
                 after=debit.balance_after,
                 cause_key=f"api:debit:{key}",
+                at=now,
             )
     outbox.enqueue_committed(ext.enqueue_email, outcome.emails)  # after the commit
+    delivery.enqueue_committed(ext.enqueue_delivery, outcome.deliveries)
     answer = {"entry_id": debit.entry_id, "amount": amount, "balance": debit.balance_after, "replayed": debit.replayed}
     return jsonify(answer), 200 if debit.replayed else 201
 
@@ -208,16 +213,18 @@ def adjust_credits():
     note_request(account=account_id)
     ext = billhook()
     outcome = Outcome()
+    now = datetime.now(UTC)
     with ext.session_factory.begin() as session:
         try:
             adjusted = ledger.adjust_credits(
                 session,
+                outcome,
                 account_id=account_id,
                 amount=amount,
                 reason=reason.strip(),
                 actor=f"api:{actor.strip()}",
                 idempotency_key=f"adjust:{key}",
-                at=datetime.now(UTC),
+                at=now,
             )
         except ledger.UnknownAccount as exc:
             raise ApiError(404, "account_not_found", f"no account {account_id}") from exc
@@ -233,8 +240,10 @@ def adjust_credits():
                 before=adjusted.balance_before,
                 after=adjusted.balance_after,
                 cause_key=f"adjust:{key}",
+                at=now,
             )
     outbox.enqueue_committed(ext.enqueue_email, outcome.emails)  # after the commit
+    delivery.enqueue_committed(ext.enqueue_delivery, outcome.deliveries)
     answer = {
         "entry_id": adjusted.entry_id,
         "amount": amount,

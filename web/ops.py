@@ -1,4 +1,5 @@
-"""The ops page: recent inbox events with status, attempts and error, and a replay button.
+"""The ops page: recent inbox events with status, attempts and error, and a replay button; the
+outgoing webhook deliveries with a retry button (/ops/deliveries).
 
 Server-rendered HTML behind the same basic auth as Flower (`FLOWER_BASIC_AUTH`, user:password,
 several comma-separated). Unset, the page is off (503): it never runs unauthenticated.
@@ -25,7 +26,9 @@ from shared.billing.checkout import NotFound
 from shared.email import outbox
 from shared.logs import log_line
 from shared.models.events import EventStatus
+from shared.models.outgoing import DeliveryStatus
 from shared.outcome import Outcome
+from shared.outgoing import delivery as outgoing_delivery
 from web import fields
 from web.context import billhook
 from web.errors import ApiError, json_error
@@ -155,6 +158,50 @@ def replay(event_pk: int):
     return redirect(url_for("ops.index", replayed=event_pk, notice=notice), code=303)
 
 
+# -- outgoing webhook deliveries --------------------------------------------------------------
+
+
+@bp.get("/deliveries")
+@require_ops_auth
+def deliveries():
+    failed_only = request.args.get("status") == DeliveryStatus.FAILED
+    with billhook().session_factory() as session:
+        rows = outgoing_delivery.list_deliveries(
+            session, status=DeliveryStatus.FAILED if failed_only else None, limit=PAGE_SIZE
+        )
+    response = Response(
+        render_template(
+            "ops_deliveries.html",
+            deliveries=rows,
+            failed_only=failed_only,
+            token=csrf_token(g.ops_user),
+            retried=request.args.get("retried"),
+            notice=request.args.get("notice"),
+            now=datetime.now(UTC),
+        )
+    )
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"
+    return response
+
+
+@bp.post("/deliveries/<int:delivery_id>/retry")
+@require_ops_auth
+def retry_delivery(delivery_id: int):
+    refused = _refusal()
+    if refused is not None:
+        return refused
+    ext = billhook()
+    with ext.session_factory.begin() as session:
+        retried = outgoing_delivery.retry(session, delivery_id, at=datetime.now(UTC))
+    notice = "retried" if retried else "not_retryable"
+    if retried:
+        outgoing_delivery.enqueue_committed(ext.enqueue_delivery, [delivery_id])  # else the sweep has it
+    log_line(log, "ops delivery retry", user=g.ops_user, delivery=delivery_id, outcome=notice)
+    return redirect(url_for("ops.deliveries", retried=delivery_id, notice=notice), code=303)
+
+
 @bp.post("/manual-payments/<payment_ref>/<any(approve, reject):action>")
 @require_ops_auth
 def decide_manual_payment(payment_ref: str, action: str):
@@ -185,5 +232,6 @@ def decide_manual_payment(payment_ref: str, action: str):
     except NotFound:
         notice = "unknown_payment"
     outbox.enqueue_committed(ext.enqueue_email, outcome.emails)
+    outgoing_delivery.enqueue_committed(ext.enqueue_delivery, outcome.deliveries)
     log_line(log, "ops manual payment", user=g.ops_user, payment=payment_ref[:100], outcome=notice)
     return redirect(url_for("ops.index", decided=payment_ref[:100], notice=notice), code=303)

@@ -40,7 +40,13 @@ class Runtime:
         return datetime.now(UTC)
 
 
-TASK_MODULES = ("worker.tasks.events", "worker.tasks.emails", "worker.tasks.paypal", "worker.tasks.manual")
+TASK_MODULES = (
+    "worker.tasks.events",
+    "worker.tasks.emails",
+    "worker.tasks.paypal",
+    "worker.tasks.manual",
+    "worker.tasks.outgoing",
+)
 
 
 def make_celery(settings: Settings) -> Celery:

@@ -17,10 +17,20 @@ SWEEP_OUTBOX = "billhook.sweep_outbox"
 PAYPAL_CAPTURE_ORDER = "billhook.paypal_capture_order"
 SWEEP_PAYPAL_CAPTURES = "billhook.sweep_paypal_captures"
 LAPSE_MANUAL_SUBSCRIPTIONS = "billhook.lapse_manual_subscriptions"
+# Outgoing webhooks: deliveries on a queue of their own (worker.config routes them).
+DELIVER_OUTGOING = "billhook.deliver_outgoing"
+SWEEP_OUTGOING = "billhook.sweep_outgoing"
+LAPSE_SUBSCRIPTIONS = "billhook.lapse_subscriptions"
+
+
+def queue_for(app: Celery, task: str) -> str:
+    """The queue `task` is routed to (worker.config's task_routes: exact names first)."""
+    route = app.conf.task_routes.get(task) if isinstance(app.conf.task_routes, dict) else None
+    return route["queue"] if route else app.conf.task_default_queue
 
 
 def publish_task(app: Celery, producer: Producer, task: str, pk: int) -> None:
-    """Publish `task(pk)` to billhook's queue on `producer`, failing fast (no retry loop): the
+    """Publish `task(pk)` to its queue on `producer`, failing fast (no retry loop): the
     message `send_task` would send (Celery builds it, as `as_task_v2`), put straight on the queue by
     the broker's default exchange. `send_task` adds routing, publish signals, an AsyncResult and a
     repr of the arguments around it, none of which billhook uses (one queue, no results, no signal
@@ -31,7 +41,7 @@ def publish_task(app: Celery, producer: Producer, task: str, pk: int) -> None:
     producer.publish(
         message.body,
         exchange="",
-        routing_key=app.conf.task_default_queue,
+        routing_key=queue_for(app, task),
         headers=message.headers,
         serializer=app.conf.task_serializer,
         retry=False,
@@ -57,12 +67,18 @@ def enqueue_email(app: Celery, outbox_id: int) -> None:
     publish(app, SEND_EMAIL, outbox_id)
 
 
+def enqueue_delivery(app: Celery, delivery_id: int) -> None:
+    """Publish one outgoing delivery id (to the outgoing queue); fails fast, the sweep has the row."""
+    publish(app, DELIVER_OUTGOING, delivery_id)
+
+
 class RedisMessageEncoder:
     """The bytes kombu's Redis transport pushes onto billhook's queue for `task(pk)`, made from a
     template per task instead of kombu's producer path: the publisher thread encodes every
     webhook's message in the serving process, and the template costs a string format where the
     producer path builds and serialises the whole message each time. The message is the one
-    `publish_task` sends (tests/worker/test_messages.py compares the two), with fresh ids."""
+    `publish_task` sends (tests/worker/test_messages.py compares the two), with fresh ids, for the
+    queue the task is routed to (`queue_of`)."""
 
     _ID = "00000000-0000-4000-8000-00000000b111"
     _TAG = "00000000-0000-4000-8000-00000000b222"
@@ -71,16 +87,20 @@ class RedisMessageEncoder:
     def __init__(self, app: Celery):
         self._app = app
         self.queue: str = app.conf.task_default_queue
-        self._templates: dict[str, tuple[str, bytes, bytes]] = {}
+        self._templates: dict[str, tuple[str, bytes, bytes, str]] = {}
+
+    def queue_of(self, task: str) -> str:
+        return (self._templates.get(task) or self._template(task))[3]
 
     def encode(self, task: str, pk: int) -> str:
-        template, body_head, body_tail = self._templates.get(task) or self._template(task)
+        template, body_head, body_tail, _queue = self._templates.get(task) or self._template(task)
         task_id = uuid()
         body = base64.b64encode(body_head + str(pk).encode() + body_tail).decode()
         return template.format(id=task_id, tag=uuid(), pk=pk, body=body)
 
-    def _template(self, task: str) -> tuple[str, bytes, bytes]:
+    def _template(self, task: str) -> tuple[str, bytes, bytes, str]:
         app = self._app
+        queue = queue_for(app, task)
         message = app.amqp.as_task_v2(
             self._ID, task, args=[self._PK], argsrepr=f"[{self._PK}]", kwargsrepr="{}", ignore_result=False, reply_to=""
         )
@@ -90,7 +110,7 @@ class RedisMessageEncoder:
         properties = {
             **message.properties,
             "delivery_mode": 2,  # persistent, as kombu's producer sets it
-            "delivery_info": {"exchange": "", "routing_key": self.queue},
+            "delivery_info": {"exchange": "", "routing_key": queue},
             "priority": 0,
             "body_encoding": "base64",
             "delivery_tag": self._TAG,
@@ -111,5 +131,5 @@ class RedisMessageEncoder:
             .replace(str(self._PK), "{pk}")
             .replace('"BODY"', '"{body}"')
         )
-        self._templates[task] = (template, head, tail)
+        self._templates[task] = (template, head, tail, queue)
         return self._templates[task]

@@ -4,8 +4,8 @@ Every id published here belongs to a row that is already committed (an inbox eve
 email), and a sweeper re-queues such rows after a grace period. So the publisher may drop ids
 rather than make anybody wait on the broker:
 
-- `publish_event(pk)` / `publish_email(pk)` put the id on a bounded in-process queue and return
-  at once;
+- `publish_event(pk)` / `publish_email(pk)` / `publish_delivery(pk)` put the id on a bounded
+  in-process queue and return at once;
 - one daemon thread per process (started on first use, so after gunicorn's or billiard's fork)
   takes what is queued and pushes it onto the broker's queue in one LPUSH per batch, each message
   the one Celery's producer would send (`messages.RedisMessageEncoder`); it lets a batch gather
@@ -32,7 +32,7 @@ from celery import Celery
 from shared.config import Settings
 from shared.logs import log_line
 from worker.config import new_celery
-from worker.messages import PROCESS_EVENT, SEND_EMAIL, RedisMessageEncoder
+from worker.messages import DELIVER_OUTGOING, PROCESS_EVENT, SEND_EMAIL, RedisMessageEncoder
 
 log = logging.getLogger("billhook.publisher")
 
@@ -90,6 +90,9 @@ class Publisher:
 
     def publish_email(self, outbox_id: int) -> None:
         self._put(SEND_EMAIL, outbox_id)
+
+    def publish_delivery(self, delivery_id: int) -> None:
+        self._put(DELIVER_OUTGOING, delivery_id)
 
     @property
     def paused(self) -> bool:
@@ -162,8 +165,19 @@ class Publisher:
     def _publish(self, batch: list[tuple[str, int]]) -> None:
         try:
             encoder, client = self._broker()
-            # One LPUSH of the whole batch, oldest first: workers take from the other end.
-            client.lpush(encoder.queue, *(encoder.encode(task, pk) for task, pk in batch))
+            by_queue: dict[str, list[str]] = {}
+            for task, pk in batch:
+                by_queue.setdefault(encoder.queue_of(task), []).append(encoder.encode(task, pk))
+            # One LPUSH per queue, oldest first (workers take from the other end): one round trip
+            # for a batch on billhook's queue alone, a pipeline of two when deliveries are in it.
+            if len(by_queue) == 1:
+                ((queue_name, messages),) = by_queue.items()
+                client.lpush(queue_name, *messages)
+            else:
+                with client.pipeline(transaction=False) as pipe:
+                    for queue_name, messages in by_queue.items():
+                        pipe.lpush(queue_name, *messages)
+                    pipe.execute()
         except Exception as exc:  # noqa: BLE001 - any publish failure opens the breaker
             self._open_breaker(len(batch), exc)
             return

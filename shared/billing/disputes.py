@@ -130,6 +130,7 @@ def _follow_state(
             before = ledger.balance(session, account.id)
             ledger.add_entry(
                 session,
+                outcome,
                 account_id=account.id,
                 amount=-owed,
                 kind=ledger.DISPUTE_REVERSAL,
@@ -141,11 +142,18 @@ def _follow_state(
             )
             dispute.credits_reversed = owed
             notifications.low_credits_if_crossed(
-                session, outcome, account, before=before, after=before - owed, cause_key=f"{key}:reversal"
+                session,
+                outcome,
+                account,
+                before=before,
+                after=before - owed,
+                cause_key=f"{key}:reversal",
+                at=at,
             )
     if dispute.state == WON and reversal is not None:
         restored = ledger.add_entry(
             session,
+            outcome,
             account_id=account.id,
             amount=-reversal.amount,
             kind=ledger.DISPUTE_RESTORE,

@@ -13,6 +13,8 @@ from shared.billing.accounts import lock_account
 from shared.db import insert_ignore
 from shared.errors import PermanentError
 from shared.models import CreditLedgerEntry
+from shared.outcome import Outcome
+from shared.outgoing import events as outgoing
 
 GRANT_SUBSCRIPTION = "subscription_grant"
 GRANT_PURCHASE = "purchase_grant"
@@ -31,6 +33,7 @@ RECENT_ENTRIES = 20
 
 def add_entry(
     session: Session,
+    outcome: Outcome,
     *,
     account_id: str,
     amount: int,
@@ -42,10 +45,10 @@ def add_entry(
     source_event_id: int | None = None,
     actor: str | None = None,
 ) -> bool:
-    """Append one entry; False when an entry with this key already exists."""
+    """Append one entry, and its outgoing event; False when an entry with this key already exists."""
     if amount == 0:
         raise ValueError("a ledger entry moves credits")
-    return insert_ignore(
+    added = insert_ignore(
         session,
         CreditLedgerEntry,
         {
@@ -61,10 +64,29 @@ def add_entry(
         },
         ["idempotency_key"],
     )
+    if added:
+        type_ = (
+            "credits.granted"
+            if amount > 0
+            else "credits.reversed"
+            if kind in (REFUND_REVERSAL, DISPUTE_REVERSAL)
+            else "credits.debited"
+        )
+        outgoing.emit(
+            session,
+            outcome,
+            account_id=account_id,
+            type=type_,
+            key=f"{type_}:{idempotency_key}",
+            data={"credits": {"amount": amount, "kind": kind, "reference": idempotency_key}},
+            at=at,
+        )
+    return added
 
 
 def grant_credits(
     session: Session,
+    outcome: Outcome,
     *,
     account_id: str,
     credits: int,
@@ -80,6 +102,7 @@ def grant_credits(
         raise ValueError("a grant adds credits")
     return add_entry(
         session,
+        outcome,
         account_id=account_id,
         amount=credits,
         kind=kind,
@@ -147,7 +170,14 @@ class Debit:
 
 
 def debit_credits(
-    session: Session, *, account_id: str, amount: int, description: str, idempotency_key: str, at: datetime
+    session: Session,
+    outcome: Outcome,
+    *,
+    account_id: str,
+    amount: int,
+    description: str,
+    idempotency_key: str,
+    at: datetime,
 ) -> Debit:
     """Take credits once per key, never below zero. The account row is locked first, so two
     concurrent debits see each other's entries and cannot both spend the last credits; a replay
@@ -167,6 +197,7 @@ def debit_credits(
         raise InsufficientCredits(before, amount)
     add_entry(
         session,
+        outcome,
         account_id=account_id,
         amount=-amount,
         kind=DEBIT,
@@ -189,6 +220,7 @@ class Adjustment:
 
 def adjust_credits(
     session: Session,
+    outcome: Outcome,
     *,
     account_id: str,
     amount: int,
@@ -213,6 +245,7 @@ def adjust_credits(
     before = balance(session, account_id)
     add_entry(
         session,
+        outcome,
         account_id=account_id,
         amount=amount,
         kind=ADJUSTMENT,

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from shared.billing import ledger, notifications, payments, subscriptions
+from shared.billing import lapses, ledger, notifications, payments, subscriptions
 from shared.billing.accounts import ensure_account, lock_account
 from shared.billing.checkout import CheckoutRefused, NotFound, NotPurchasable, SubscriptionConflict
 from shared.credentials import active_provider
@@ -202,6 +202,9 @@ def decide(
     manual.decided_by = actor[:100]
     manual.decided_at = at
     manual.decision_reason = (reason or None) and reason[:MAX_REASON]
+    payments.tell_main_app(
+        session, outcome, payment, "manual_payment.approved" if approve else "manual_payment.rejected", at=at
+    )
     invoice = payments.invoice_for_payment(session, payment.id)
     item = _item_of(session, payment)
     if not approve:
@@ -213,14 +216,15 @@ def decide(
         invoice.status = PAID_INVOICE
     period_end = None
     if isinstance(item, Plan):
-        subscription = _activate_period(session, account.id, item, payment, manual, at=at)
+        subscription = _activate_period(session, outcome, account.id, item, payment, manual, at=at)
         period_end = subscription.current_period_end
         subscriptions.grant_period_credits(
-            session, subscription, item, idempotency_key=_grant_key(payment), at=at, payment_id=payment.id
+            session, outcome, subscription, item, idempotency_key=_grant_key(payment), at=at, payment_id=payment.id
         )
     else:
         ledger.grant_credits(
             session,
+            outcome,
             account_id=account.id,
             credits=item.credits,
             kind=ledger.GRANT_PURCHASE,
@@ -241,7 +245,14 @@ def manual_subscription_id(account_id: str) -> str:
 
 
 def _activate_period(
-    session: Session, account_id: str, plan: Plan, payment: Payment, manual: ManualPayment, *, at: datetime
+    session: Session,
+    outcome: Outcome,
+    account_id: str,
+    plan: Plan,
+    payment: Payment,
+    manual: ManualPayment,
+    *,
+    at: datetime,
 ) -> Subscription:
     """One more period of the plan: after the current one when the same plan is still running
     (paid ahead), else from now. Set as a decision, not as a provider's event: no clock of another
@@ -255,6 +266,7 @@ def _activate_period(
         and subscription.current_period_end is not None
         and subscription.current_period_end > at
     )
+    before = subscriptions.told_state(subscription)
     start = subscription.current_period_end if running else at
     end = add_interval(start, plan.interval)
     subscription.status = subscriptions.ACTIVE
@@ -267,10 +279,11 @@ def _activate_period(
     subscription.last_event_id = payment.provider_payment_id
     payment.subscription_id = subscription.id
     manual.period_start, manual.period_end = start, end
+    subscriptions.tell_main_app(session, outcome, subscription, before, event_id=payment.provider_payment_id, at=at)
     return subscription
 
 
-def lapse_ended_periods(session: Session, *, now: datetime) -> list[str]:
+def lapse_ended_periods(session: Session, outcome: Outcome, *, now: datetime) -> list[str]:
     """Cancel the manual subscriptions whose paid period has ended (a beat task's work). Each is
     checked again under its locks: an approval that extended it meanwhile wins."""
     due = session.execute(
@@ -296,6 +309,14 @@ def lapse_ended_periods(session: Session, *, now: datetime) -> list[str]:
         subscription.canceled_at = end
         subscription.last_event_at = now
         subscription.last_event_id = "lapsed"
+        lapses.record_lapse(
+            session,
+            outcome,
+            account_id=account_id,
+            key=f"{PROVIDER}:{subscription.provider_subscription_id}:{end.isoformat()}",
+            data={"subscription": subscriptions.subscription_data(subscription), "period_ended_at": end.isoformat()},
+            at=now,
+        )
         lapsed.append(account_id)
     return lapsed
 

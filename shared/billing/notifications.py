@@ -15,6 +15,7 @@ from shared.billing import payments
 from shared.email.outbox import queue_account_email
 from shared.models import Account, Payment, Plan, Subscription
 from shared.outcome import Outcome
+from shared.outgoing import events as outgoing
 
 
 def payment_confirmation(
@@ -86,8 +87,28 @@ def payment_failed(
     currency: str,
     description: str,
     reason: str | None = None,
+    at: datetime,
 ) -> bool:
-    """Once per failed invoice (or checkout), however many collection attempts fail."""
+    """Once per failed invoice (or checkout), however many collection attempts fail; the main app
+    hears of it once too (`payment.failed`)."""
+    if session.get(Account, account_id) is not None:
+        outgoing.emit(
+            session,
+            outcome,
+            account_id=account_id,
+            type="payment.failed",
+            key=f"payment.failed:{provider}:{reference}",
+            data={
+                "payment": {
+                    "provider": provider,
+                    "id": reference,
+                    "status": "failed",
+                    "amount_cents": amount_cents,
+                    "currency": currency.lower(),
+                }
+            },
+            at=at,
+        )
     return queue_account_email(
         session,
         outcome,
@@ -204,7 +225,7 @@ def refund_notification(
 
 
 def low_credits_if_crossed(
-    session: Session, outcome: Outcome, account: Account, *, before: int, after: int, cause_key: str
+    session: Session, outcome: Outcome, account: Account, *, before: int, after: int, cause_key: str, at: datetime
 ) -> bool:
     """Once each time the balance falls below the account's threshold: keyed on the ledger entry
     that crossed it, so the next crossing (after a top-up) emails again. The caller holds the
@@ -212,6 +233,15 @@ def low_credits_if_crossed(
     threshold = account.low_credits_threshold
     if not (before >= threshold > after):
         return False
+    outgoing.emit(
+        session,
+        outcome,
+        account_id=account.id,
+        type="credits.low",
+        key=f"credits.low:{cause_key}",
+        data={"credits": {"balance": after, "threshold": threshold, "reference": cause_key}},
+        at=at,
+    )
     return queue_account_email(
         session,
         outcome,

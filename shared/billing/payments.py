@@ -11,6 +11,8 @@ from sqlalchemy.orm import Session
 from shared.billing import ledger
 from shared.db import for_update, held_in_transaction, insert_ignore_row
 from shared.models import Invoice, Payment
+from shared.outcome import Outcome
+from shared.outgoing import events as outgoing
 
 SUCCEEDED = "succeeded"
 FAILED = "failed"
@@ -39,8 +41,9 @@ class PaymentRecord:
     credits_granted: int | None = None
 
 
-def record_payment(session: Session, record: PaymentRecord, *, at: datetime) -> tuple[Payment, bool]:
-    """The payment row for this provider payment, created once; a succeeded one gets an invoice.
+def record_payment(session: Session, outcome: Outcome, record: PaymentRecord, *, at: datetime) -> tuple[Payment, bool]:
+    """The payment row for this provider payment, created once; a succeeded one gets an invoice
+    and its `payment.succeeded` event.
 
     Returns (payment, created_now).
     """
@@ -82,7 +85,36 @@ def record_payment(session: Session, record: PaymentRecord, *, at: datetime) -> 
         succeeded_now = invoice_for_payment(session, payment.id) is None
     if succeeded_now:
         _issue_invoice(session, payment, record, at)
+        tell_main_app(session, outcome, payment, "payment.succeeded", at=at)
     return payment, created
+
+
+def payment_data(payment: Payment) -> dict:
+    return {
+        "provider": payment.provider,
+        "id": payment.provider_payment_id,
+        "kind": payment.kind,
+        "status": payment.status,
+        "amount_cents": payment.amount_cents,
+        "amount_refunded_cents": payment.amount_refunded_cents,
+        "currency": payment.currency,
+        "plan_id": payment.plan_id,
+        "package_id": payment.package_id,
+    }
+
+
+def tell_main_app(session: Session, outcome: Outcome, payment: Payment, type_: str, *, at: datetime) -> bool:
+    """The payment's outgoing event, once per payment and type (a refund: per refunded level)."""
+    level = f":{payment.amount_refunded_cents}" if type_ == "payment.refunded" else ""
+    return outgoing.emit(
+        session,
+        outcome,
+        account_id=payment.account_id,
+        type=type_,
+        key=f"{type_}:{payment.provider}:{payment.provider_payment_id}{level}",
+        data={"payment": payment_data(payment)},
+        at=at,
+    )
 
 
 def _issue_invoice(session: Session, payment: Payment, record: PaymentRecord, at: datetime) -> Invoice:
@@ -134,6 +166,7 @@ def invoice_for_payment(session: Session, payment_id: int) -> Invoice | None:
 
 def apply_refund(
     session: Session,
+    outcome: Outcome,
     payment: Payment,
     *,
     amount_refunded_cents: int,
@@ -148,6 +181,7 @@ def apply_refund(
     Returns the credits reversed by this call.
     """
     refunded = min(max(amount_refunded_cents, payment.amount_refunded_cents), payment.amount_cents)
+    refunded_more = refunded > payment.amount_refunded_cents
     payment.amount_refunded_cents = refunded
     if payment.amount_cents == 0 or refunded >= payment.amount_cents:
         payment.status = REFUNDED
@@ -155,11 +189,14 @@ def apply_refund(
     else:
         payment.status = PARTIALLY_REFUNDED if refunded else payment.status
         target = payment.credits_granted * refunded // payment.amount_cents
+    if refunded_more:
+        tell_main_app(session, outcome, payment, "payment.refunded", at=at)
     owed = target - ledger.reversed_for_payment(session, payment.id)
     if owed <= 0:
         return 0
     added = ledger.add_entry(
         session,
+        outcome,
         account_id=payment.account_id,
         amount=-owed,
         kind=ledger.REFUND_REVERSAL,

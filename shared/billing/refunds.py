@@ -29,6 +29,7 @@ def reverse_refunded_credits(
     refunded_before = payment.amount_refunded_cents
     reversed_credits = payments.apply_refund(
         session,
+        outcome,
         payment,
         amount_refunded_cents=amount_refunded_cents,
         idempotency_key=idempotency_key,
@@ -51,5 +52,6 @@ def reverse_refunded_credits(
         before=balance_before,
         after=balance_before - reversed_credits,
         cause_key=idempotency_key,
+        at=at,
     )
     return reversed_credits

@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session
 from shared.billing import ledger
 from shared.db import for_update, held_in_transaction, lock_or_insert
 from shared.models import Account, Plan, Subscription
+from shared.outcome import Outcome
+from shared.outgoing import events as outgoing
 
 
 class SubscriptionStatus(StrEnum):
@@ -100,12 +102,20 @@ def find_subscription(session: Session, provider: str, provider_subscription_id:
 
 
 def apply_subscription_state(
-    session: Session, subscription: Subscription, change: SubscriptionChange, *, event_at: datetime, event_id: str
+    session: Session,
+    outcome: Outcome,
+    subscription: Subscription,
+    change: SubscriptionChange,
+    *,
+    event_at: datetime,
+    event_id: str,
+    now: datetime,
 ) -> bool:
     """Apply what an event says, unless a newer event was already applied (the high-water mark).
 
     A stale event may still fill in a plan or period nothing newer has told us yet. Events from
-    the same second cannot be ordered; of those, a terminal status wins.
+    the same second cannot be ordered; of those, a terminal status wins. A change of status, plan
+    or cancel_at_period_end writes its outgoing event (keyed on the subscription and `event_id`).
     Returns True when the change was applied as the newest state.
     """
     mark = subscription.last_event_at
@@ -120,6 +130,7 @@ def apply_subscription_state(
     if stale:
         _fill_missing(subscription, change)
         return False
+    before = {name: getattr(subscription, name) for name in _TOLD}
     for name in (
         "status",
         "plan_id",
@@ -133,7 +144,69 @@ def apply_subscription_state(
             setattr(subscription, name, value)
     subscription.last_event_at = event_at
     subscription.last_event_id = event_id
+    _track_past_due(subscription, before["status"], event_at)
+    tell_main_app(session, outcome, subscription, before, event_id=event_id, at=now)
     return True
+
+
+# What the main app is told about when it changes.
+_TOLD = ("status", "plan_id", "cancel_at_period_end")
+
+
+def _track_past_due(subscription: Subscription, old_status: str | None, event_at: datetime) -> None:
+    """The past_due spell's start (the entitlement grace runs from it); a new spell may lapse again."""
+    if subscription.status == PAST_DUE and old_status != PAST_DUE:
+        subscription.past_due_since = event_at
+        subscription.lapsed_at = None
+    elif subscription.status != PAST_DUE:
+        subscription.past_due_since = None
+        subscription.lapsed_at = None
+
+
+def _event_type(old_status: str | None, new_status: str) -> str:
+    if new_status in ("active", "trialing") and old_status not in LIVE_STATUSES:
+        return "subscription.activated"
+    if new_status == PAST_DUE and old_status != PAST_DUE:
+        return "subscription.past_due"
+    if new_status in TERMINAL_STATUSES and old_status not in TERMINAL_STATUSES:
+        return "subscription.canceled"
+    return "subscription.updated"
+
+
+def told_state(subscription: Subscription) -> dict:
+    """What the main app is told about when it changes (pass it to `tell_main_app` after)."""
+    return {name: getattr(subscription, name) for name in _TOLD}
+
+
+def tell_main_app(
+    session: Session, outcome: Outcome, subscription: Subscription, before: dict, *, event_id: str, at: datetime
+) -> None:
+    """The subscription's outgoing event for what changed since `before` (`told_state`), once per
+    `event_id`; nothing when nothing the main app is told about changed."""
+    changed = {name: before[name] for name in _TOLD if getattr(subscription, name) != before[name]}
+    if not changed:
+        return
+    type_ = _event_type(before["status"], subscription.status)
+    outgoing.emit(
+        session,
+        outcome,
+        account_id=subscription.account_id,
+        type=type_,
+        key=f"{type_}:{subscription.provider}:{subscription.provider_subscription_id}:{event_id}",
+        data={"subscription": subscription_data(subscription), "previous": changed},
+        at=at,
+    )
+
+
+def subscription_data(subscription: Subscription) -> dict:
+    return {
+        "provider": subscription.provider,
+        "id": subscription.provider_subscription_id,
+        "plan_id": subscription.plan_id,
+        "status": subscription.status,
+        "cancel_at_period_end": bool(subscription.cancel_at_period_end),
+        "current_period_end": subscription.current_period_end.isoformat() if subscription.current_period_end else None,
+    }
 
 
 def _fill_missing(subscription: Subscription, change: SubscriptionChange) -> None:
@@ -155,6 +228,7 @@ def current_subscription(session: Session, account_id: str) -> Subscription | No
 
 def grant_period_credits(
     session: Session,
+    outcome: Outcome,
     subscription: Subscription,
     plan: Plan,
     *,
@@ -169,6 +243,7 @@ def grant_period_credits(
     Returns True when this call granted."""
     granted = ledger.grant_credits(
         session,
+        outcome,
         account_id=subscription.account_id,
         credits=plan.included_credits,
         kind=ledger.GRANT_SUBSCRIPTION,

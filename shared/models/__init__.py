@@ -9,6 +9,7 @@ from shared.models.disputes import Dispute
 from shared.models.emails import EmailOutbox
 from shared.models.events import WebhookEvent
 from shared.models.manual_payments import ManualPayment
+from shared.models.outgoing import OutgoingDelivery, OutgoingEndpoint, OutgoingEvent
 from shared.models.providers import IntegrationProvider
 
 __all__ = [
@@ -21,6 +22,9 @@ __all__ = [
     "IntegrationProvider",
     "Invoice",
     "ManualPayment",
+    "OutgoingDelivery",
+    "OutgoingEndpoint",
+    "OutgoingEvent",
     "Payment",
     "Plan",
     "PlanStripePrice",

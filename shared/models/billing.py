@@ -29,6 +29,10 @@ class Subscription(Base):
     canceled_at: Mapped[datetime | None]
     last_event_at: Mapped[datetime | None]
     last_event_id: Mapped[str | None] = mapped_column(String(100))
+    # When the current past_due spell began (the grace runs from here); None when not past_due.
+    past_due_since: Mapped[datetime | None]
+    # When that spell's grace ended and `subscription.lapsed` was recorded.
+    lapsed_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

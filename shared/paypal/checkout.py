@@ -30,6 +30,7 @@ from shared.email import outbox
 from shared.errors import PermanentError, ProviderError
 from shared.models import CreditPackage, Plan
 from shared.outcome import Outcome
+from shared.outgoing import delivery
 from shared.paypal import orders as paypal_orders
 from shared.paypal.client import PROVIDER, PayPalError, PayPalGateway, approve_url
 
@@ -48,12 +49,14 @@ class PayPalCheckout:
         *,
         clock: Callable[[], datetime] = _utcnow,
         enqueue_email: Callable[[int], None] | None = None,
+        enqueue_delivery: Callable[[int], None] | None = None,
     ):
         self._session_factory = session_factory
         self._settings = settings
         self._clock = clock
         # Publishes the emails a capture queued, after its commit (None: the outbox sweep does).
         self._enqueue_email = enqueue_email
+        self._enqueue_delivery = enqueue_delivery  # the outgoing deliveries likewise
         self.urls = ReturnUrls.for_frontend(settings.frontend_url)
 
     # -- credit packages: order, then capture ---------------------------------------------------
@@ -90,6 +93,8 @@ class PayPalCheckout:
             balance = ledger.balance(session, account_id)
         if self._enqueue_email is not None:
             outbox.enqueue_committed(self._enqueue_email, outcome.emails)  # the receipt (or failure) has committed
+        if self._enqueue_delivery is not None:
+            delivery.enqueue_committed(self._enqueue_delivery, outcome.deliveries)
         if capture.status in paypal_orders.FAILED_CAPTURE_STATUSES:
             reason = f" ({capture.failure_reason})" if capture.failure_reason else ""
             raise ProviderError(PROVIDER, f"PayPal {capture.status.lower()} the capture{reason}", status=422)

@@ -46,6 +46,7 @@ from shared.logs import log_line
 from shared.models import CreditPackage, Payment, WebhookEvent
 from shared.models.events import EventStatus
 from shared.outcome import Outcome
+from shared.outgoing import delivery
 from shared.paypal.captures import CaptureResult, check_amount
 from shared.paypal.client import PROVIDER, PayPalError, PayPalGateway
 
@@ -128,7 +129,7 @@ def grant_capture(
     if capture.status == COMPLETED:
         return _grant_completed(session, outcome, capture, account_id, package, at, source_event_id)
     if capture.status in FAILED_CAPTURE_STATUSES:
-        payment = _record(session, capture, account_id, package, at, status=payments.FAILED)
+        payment = _record(session, outcome, capture, account_id, package, at, status=payments.FAILED)
         if payment.status == payments.PENDING:
             payment.status = payments.FAILED
             payment.failure_message = _failure_message(capture)
@@ -143,11 +144,12 @@ def grant_capture(
                 currency=payment.currency,
                 description=f"{package.name} credit package",
                 reason="PayPal did not complete the payment.",
+                at=at,
             )
         return CaptureGrant(payment, 0, payment.status)
     if capture.status == PENDING:
         # e.g. an eCheck or a review: kept so nothing captures it again; COMPLETED follows.
-        payment = _record(session, capture, account_id, package, at, status=payments.PENDING)
+        payment = _record(session, outcome, capture, account_id, package, at, status=payments.PENDING)
         return CaptureGrant(payment, 0, payment.status)
     return CaptureGrant(None, 0, "not_captured")
 
@@ -163,10 +165,11 @@ def _grant_completed(
 ) -> CaptureGrant:
     check_amount(capture, package)
     # A denied or pending capture recorded first is overtaken by this completed one (record_payment).
-    payment = _record(session, capture, account_id, package, at, status=payments.SUCCEEDED)
+    payment = _record(session, outcome, capture, account_id, package, at, status=payments.SUCCEEDED)
     payment.credits_granted = package.credits
     granted = ledger.grant_credits(
         session,
+        outcome,
         account_id=account_id,
         credits=package.credits,
         kind=ledger.GRANT_PURCHASE,
@@ -183,10 +186,17 @@ def _grant_completed(
 
 
 def _record(
-    session: Session, capture: CaptureResult, account_id: str, package: CreditPackage, at: datetime, *, status: str
+    session: Session,
+    outcome: Outcome,
+    capture: CaptureResult,
+    account_id: str,
+    package: CreditPackage,
+    at: datetime,
+    *,
+    status: str,
 ) -> Payment:
     ensure_account(session, account_id)
-    payment, _ = payments.record_payment(session, _payment_record(capture, account_id, package, status), at=at)
+    payment, _ = payments.record_payment(session, outcome, _payment_record(capture, account_id, package, status), at=at)
     return payment
 
 
@@ -276,6 +286,7 @@ def capture_approved_order(
     *,
     clock: Callable[[], datetime],
     enqueue_email: Callable[[int], None] | None = None,
+    enqueue_delivery: Callable[[int], None] | None = None,
 ) -> str:
     """Capture the order of an APPROVED event and grant it, unless its payment is recorded already.
 
@@ -285,7 +296,7 @@ def capture_approved_order(
     help (the caller tries again later); a refusal that retrying cannot change is recorded as a
     failed payment, which ends the attempts. Returns the payment's status, or why nothing was done.
     `enqueue_email` publishes the emails the grant queued once it has committed (without it the
-    outbox sweep finds them).
+    outbox sweep finds them); `enqueue_delivery` the outgoing deliveries likewise.
     """
     with session_factory() as session:
         event = session.get(WebhookEvent, event_pk)
@@ -321,6 +332,8 @@ def capture_approved_order(
         status = grant_capture(session, outcome, captured, at=clock(), source_event_id=event_pk).status
     if enqueue_email is not None:
         outbox.enqueue_committed(enqueue_email, outcome.emails)  # the grant and its email have committed
+    if enqueue_delivery is not None:
+        delivery.enqueue_committed(enqueue_delivery, outcome.deliveries)
     log_line(log, "paypal capture", order=order_id, outcome=status)
     return status
 

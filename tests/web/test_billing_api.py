@@ -14,6 +14,7 @@ import pytest
 from shared import credentials, processing
 from shared.billing import ledger
 from shared.models import Account, Plan, Subscription
+from shared.outcome import Outcome
 from tests.conftest import TEST_WEBHOOK_SECRET
 from tests.factories import stripe_events as se
 from tests.fakes.stripe_api import API_ERROR, CARD_DECLINED, FakeStripe
@@ -383,6 +384,7 @@ def test_account_shows_the_callers_balance_subscription_and_ledger_only(client, 
         for account_id, credits in (("acct_1", 500), ("acct_2", 9_999)):
             ledger.grant_credits(
                 session,
+                Outcome(),
                 account_id=account_id,
                 credits=credits,
                 kind=ledger.GRANT_PURCHASE,

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from shared.billing import ledger
 from shared.billing.accounts import ensure_account
 from shared.models import EmailOutbox
+from shared.outcome import Outcome
 from tests.conftest import Enqueued
 
 TOKEN = "test-service-token"
@@ -43,6 +44,7 @@ def _grant(session_factory, account_id: str, credits: int, *, threshold: int = 1
         ensure_account(session, account_id, email=email, name="Ada").low_credits_threshold = threshold
         ledger.grant_credits(
             session,
+            Outcome(),
             account_id=account_id,
             credits=credits,
             kind=ledger.GRANT_PURCHASE,

@@ -17,6 +17,7 @@ from shared.email import outbox
 from shared.errors import NotConfigured, PermanentError, ProviderError, TransientError
 from shared.logs import log_line
 from shared.models import WebhookEvent
+from shared.outgoing import delivery
 from shared.stripe import reconcile
 from worker.celery_app import runtime
 from worker.messages import PROCESS_EVENT, RECONCILE_STRIPE, SWEEP_INBOX, enqueue_event
@@ -40,6 +41,7 @@ def _process_event(task, rt, event_pk: int) -> str:
     except Exception as exc:
         return _handle_failure(task, rt, event_pk, exc, started)
     outbox.enqueue_committed(rt.publisher.publish_email, result.emails)  # the event's transaction has committed
+    delivery.enqueue_committed(rt.publisher.publish_delivery, result.deliveries)
     metrics.record_event_run(result.event_type, result.outcome, time.perf_counter() - started)
     log_line(
         log,

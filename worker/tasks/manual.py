@@ -10,6 +10,8 @@ from celery import shared_task
 
 from shared.billing import manual_payments
 from shared.logs import log_line
+from shared.outcome import Outcome
+from shared.outgoing import delivery
 from worker.celery_app import runtime
 from worker.messages import LAPSE_MANUAL_SUBSCRIPTIONS
 
@@ -20,8 +22,10 @@ log = logging.getLogger("billhook.worker")
 def lapse_manual_subscriptions(self) -> int:
     rt = runtime(self.app)
     started = time.perf_counter()
+    outcome = Outcome()
     with rt.session_factory.begin() as session:
-        lapsed = manual_payments.lapse_ended_periods(session, now=rt.clock())
+        lapsed = manual_payments.lapse_ended_periods(session, outcome, now=rt.clock())
+    delivery.enqueue_committed(rt.publisher.publish_delivery, outcome.deliveries)  # after the commit
     if lapsed:
         log_line(
             log,

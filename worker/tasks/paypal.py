@@ -36,7 +36,12 @@ def paypal_capture_order(self, event_pk: int) -> str:
     started = time.perf_counter()
     try:
         outcome = paypal_orders.capture_approved_order(
-            rt.session_factory, rt.settings, event_pk, clock=rt.clock, enqueue_email=rt.publisher.publish_email
+            rt.session_factory,
+            rt.settings,
+            event_pk,
+            clock=rt.clock,
+            enqueue_email=rt.publisher.publish_email,
+            enqueue_delivery=rt.publisher.publish_delivery,
         )
     except (ProviderError, NotConfigured) as exc:
         outcome = "retry_later"

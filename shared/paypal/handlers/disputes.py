@@ -100,6 +100,7 @@ def payment_reversed(session: Session, event: WebhookEvent, now: datetime, outco
     key = f"paypal:reversal:{ref}"
     reversed_credits = payments.apply_refund(
         session,
+        outcome,
         payment,
         amount_refunded_cents=payment.amount_cents,
         idempotency_key=key,
@@ -107,7 +108,13 @@ def payment_reversed(session: Session, event: WebhookEvent, now: datetime, outco
         source_event_id=event.id,
     )
     notifications.low_credits_if_crossed(
-        session, outcome, account, before=before, after=before - reversed_credits, cause_key=key
+        session,
+        outcome,
+        account,
+        before=before,
+        after=before - reversed_credits,
+        cause_key=key,
+        at=now,
     )
 
 

@@ -44,6 +44,7 @@ def subscription_activated(session: Session, event: WebhookEvent, now: datetime,
     billing = resource.get("billing_info") or {}
     subscriptions.apply_subscription_state(
         session,
+        outcome,
         subscription,
         SubscriptionChange(
             status=subscriptions.ACTIVE,
@@ -55,12 +56,19 @@ def subscription_activated(session: Session, event: WebhookEvent, now: datetime,
         ),
         event_at=event_at(event),
         event_id=event.event_id,
+        now=now,
     )
     plan = plan or plan_by_id(session, subscription.plan_id)
     if plan is None:
         raise PermanentError(f"PayPal subscription {resource['id']} is on no known plan")
     subscriptions.grant_period_credits(
-        session, subscription, plan, idempotency_key=initial_key(resource["id"]), at=now, source_event_id=event.id
+        session,
+        outcome,
+        subscription,
+        plan,
+        idempotency_key=initial_key(resource["id"]),
+        at=now,
+        source_event_id=event.id,
     )
     if subscription.status == subscriptions.ACTIVE:  # not when a newer cancellation was applied first
         notifications.subscription_activated(session, outcome, subscription, plan)
@@ -89,6 +97,7 @@ def sale_completed(session: Session, event: WebhookEvent, now: datetime, outcome
     currency = amount.get("currency") or plan.currency
     payment, _ = payments.record_payment(
         session,
+        outcome,
         payments.PaymentRecord(
             account_id=subscription.account_id,
             provider=PROVIDER,
@@ -108,14 +117,23 @@ def sale_completed(session: Session, event: WebhookEvent, now: datetime, outcome
     if subscription.status == subscriptions.PAST_DUE:  # the failed cycle was paid after all
         subscriptions.apply_subscription_state(
             session,
+            outcome,
             subscription,
             SubscriptionChange(status=subscriptions.ACTIVE),
             event_at=event_at(event),
             event_id=event.event_id,
+            now=now,
         )
     key = _sale_key(subscription, plan, sale, subscription_id, event_at(event))
     subscriptions.grant_period_credits(
-        session, subscription, plan, idempotency_key=key, at=now, payment_id=payment.id, source_event_id=event.id
+        session,
+        outcome,
+        subscription,
+        plan,
+        idempotency_key=key,
+        at=now,
+        payment_id=payment.id,
+        source_event_id=event.id,
     )
     if key == initial_key(subscription_id):
         # The first period's receipt (its activation email came with BILLING.SUBSCRIPTION.ACTIVATED).
@@ -163,6 +181,7 @@ def subscription_status_changed(session: Session, event: WebhookEvent, now: date
     changed_at = parse_time(resource.get("status_update_time")) or event_at(event)
     subscriptions.apply_subscription_state(
         session,
+        outcome,
         subscription,
         SubscriptionChange(
             status=status,
@@ -171,6 +190,7 @@ def subscription_status_changed(session: Session, event: WebhookEvent, now: date
         ),
         event_at=event_at(event),
         event_id=event.event_id,
+        now=now,
     )
 
 
@@ -185,6 +205,7 @@ def subscription_updated(session: Session, event: WebhookEvent, now: datetime, o
     billing = resource.get("billing_info") or {}
     subscriptions.apply_subscription_state(
         session,
+        outcome,
         subscription,
         SubscriptionChange(
             status=status,
@@ -196,6 +217,7 @@ def subscription_updated(session: Session, event: WebhookEvent, now: datetime, o
         ),
         event_at=event_at(event),
         event_id=event.event_id,
+        now=now,
     )
 
 
@@ -207,10 +229,12 @@ def subscription_payment_failed(session: Session, event: WebhookEvent, now: date
     subscription, plan = lock_from_resource(session, outcome, resource)
     subscriptions.apply_subscription_state(
         session,
+        outcome,
         subscription,
         SubscriptionChange(status=subscriptions.PAST_DUE, plan_id=plan.id if plan else None),
         event_at=event_at(event),
         event_id=event.event_id,
+        now=now,
     )
     billing = resource.get("billing_info") or {}
     failed = billing.get("last_failed_payment") or {}
@@ -228,6 +252,7 @@ def subscription_payment_failed(session: Session, event: WebhookEvent, now: date
         currency=currency,
         description=f"{plan.name} plan" if plan else "Your subscription",
         reason=_FAILURE_REASONS.get(failed.get("reason_code")),
+        at=now,
     )
 
 

@@ -51,6 +51,7 @@ def checkout_async_payment_failed(session: Session, event: WebhookEvent, now: da
     package = _package_for_checkout(session, checkout)
     payment, _ = payments.record_payment(
         session,
+        outcome,
         payments.PaymentRecord(
             account_id=account.id,
             provider=PROVIDER,
@@ -76,6 +77,7 @@ def checkout_async_payment_failed(session: Session, event: WebhookEvent, now: da
             currency=payment.currency,
             description=f"{package.name} credit package",
             reason="The payment could not be completed.",
+            at=now,
         )
 
 
@@ -110,16 +112,19 @@ def _activate_subscription(
         return
     subscriptions.apply_subscription_state(
         session,
+        outcome,
         subscription,
         SubscriptionChange(status=subscriptions.ACTIVE, plan_id=plan.id if plan else None),
         event_at=event_at(event),
         event_id=event.event_id,
+        now=now,
     )
     plan = plan or plan_by_id(session, subscription.plan_id)
     if plan is None:
         raise RetryLater(f"plan of subscription {subscription_id} not known yet")
     subscriptions.grant_period_credits(
         session,
+        outcome,
         subscription,
         plan,
         idempotency_key=initial_period_key(subscription_id),
@@ -136,6 +141,7 @@ def _grant_package_purchase(
     amount_total = _checked_amount(checkout, package)
     payment, _ = payments.record_payment(
         session,
+        outcome,
         payments.PaymentRecord(
             account_id=account_id,
             provider=PROVIDER,
@@ -159,6 +165,7 @@ def _grant_package_purchase(
     )
     ledger.grant_credits(
         session,
+        outcome,
         account_id=account_id,
         credits=package.credits,
         kind=ledger.GRANT_PURCHASE,

@@ -48,6 +48,7 @@ def invoice_paid(session: Session, event: WebhookEvent, now: datetime, outcome: 
     period = (full_line or {}).get("period") or {}
     subscriptions.apply_subscription_state(
         session,
+        outcome,
         subscription,
         SubscriptionChange(
             status=subscriptions.ACTIVE,
@@ -57,11 +58,13 @@ def invoice_paid(session: Session, event: WebhookEvent, now: datetime, outcome: 
         ),
         event_at=event_at(event),
         event_id=event.event_id,
+        now=now,
     )
     key = _period_key(invoice, subscription_id, line)
     grants = key is not None and plan is not None  # else a mid-period change (proration): paid, no new period
     payment, _ = payments.record_payment(
         session,
+        outcome,
         payments.PaymentRecord(
             account_id=subscription.account_id,
             provider=PROVIDER,
@@ -85,7 +88,14 @@ def invoice_paid(session: Session, event: WebhookEvent, now: datetime, outcome: 
     if not grants:
         return
     subscriptions.grant_period_credits(
-        session, subscription, plan, idempotency_key=key, at=now, payment_id=payment.id, source_event_id=event.id
+        session,
+        outcome,
+        subscription,
+        plan,
+        idempotency_key=key,
+        at=now,
+        payment_id=payment.id,
+        source_event_id=event.id,
     )
 
 
@@ -101,10 +111,12 @@ def invoice_payment_failed(session: Session, event: WebhookEvent, now: datetime,
     first = invoice.get("billing_reason") == "subscription_create"
     subscriptions.apply_subscription_state(
         session,
+        outcome,
         subscription,
         SubscriptionChange(status=subscriptions.INCOMPLETE if first else subscriptions.PAST_DUE),
         event_at=event_at(event),
         event_id=event.event_id,
+        now=now,
     )
     paid = payments.find_payment(session, PROVIDER, invoice["id"])
     if paid is None or paid.status == payments.FAILED:  # a late failure of a paid invoice says nothing new
@@ -119,6 +131,7 @@ def invoice_payment_failed(session: Session, event: WebhookEvent, now: datetime,
             amount_cents=invoice.get("amount_due") or 0,
             currency=invoice.get("currency") or "usd",
             description=f"{plan.name} plan" if plan else "Your subscription",
+            at=now,
         )
 
 

@@ -32,6 +32,7 @@ def subscription_updated(session: Session, event: WebhookEvent, now: datetime, o
     plan = catalog.plan_by_stripe_price(session, expandable_id((item.get("price") or {}).get("id")))
     subscriptions.apply_subscription_state(
         session,
+        outcome,
         subscription,
         SubscriptionChange(
             status=status,
@@ -43,6 +44,7 @@ def subscription_updated(session: Session, event: WebhookEvent, now: datetime, o
         ),
         event_at=event_at(event),
         event_id=event.event_id,
+        now=now,
     )
 
 
@@ -52,6 +54,7 @@ def subscription_deleted(session: Session, event: WebhookEvent, now: datetime, o
     subscription = lock_subscription_for(session, outcome, stripe_subscription["id"], stripe_subscription)
     subscriptions.apply_subscription_state(
         session,
+        outcome,
         subscription,
         SubscriptionChange(
             status=subscriptions.CANCELED,
@@ -61,6 +64,7 @@ def subscription_deleted(session: Session, event: WebhookEvent, now: datetime, o
         ),
         event_at=event_at(event),
         event_id=event.event_id,
+        now=now,
     )
 
 

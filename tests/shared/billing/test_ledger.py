@@ -8,6 +8,7 @@ import pytest
 
 from shared.billing import ledger
 from shared.billing.accounts import ensure_account
+from shared.outcome import Outcome
 
 
 @pytest.fixture
@@ -18,6 +19,7 @@ def account(session):
 def grant(session, account, now, key: str, credits: int = 100) -> bool:
     return ledger.grant_credits(
         session,
+        Outcome(),
         account_id=account,
         credits=credits,
         kind=ledger.GRANT_PURCHASE,
@@ -31,7 +33,14 @@ def test_balance_is_the_sum_of_the_accounts_entries(session, account, now):
     grant(session, account, now, "k1", 500)
     grant(session, account, now, "k2", 200)
     ledger.add_entry(
-        session, account_id=account, amount=-150, kind=ledger.DEBIT, description="usage", idempotency_key="k3", at=now
+        session,
+        Outcome(),
+        account_id=account,
+        amount=-150,
+        kind=ledger.DEBIT,
+        description="usage",
+        idempotency_key="k3",
+        at=now,
     )
 
     assert ledger.balance(session, account) == 550
@@ -53,7 +62,14 @@ def test_the_same_idempotency_key_adds_credits_once(session, account, now):
 def test_a_zero_entry_or_a_non_positive_grant_is_refused(session, account, now):
     with pytest.raises(ValueError):
         ledger.add_entry(
-            session, account_id=account, amount=0, kind=ledger.ADJUSTMENT, description="", idempotency_key="z", at=now
+            session,
+            Outcome(),
+            account_id=account,
+            amount=0,
+            kind=ledger.ADJUSTMENT,
+            description="",
+            idempotency_key="z",
+            at=now,
         )
     with pytest.raises(ValueError):
         grant(session, account, now, "neg", -5)
@@ -70,6 +86,7 @@ def test_long_descriptions_are_cut_to_fit(session, account, now):
     grant(session, account, now, "long", 1)
     ledger.add_entry(
         session,
+        Outcome(),
         account_id=account,
         amount=1,
         kind=ledger.ADJUSTMENT,

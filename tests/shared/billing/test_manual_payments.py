@@ -141,15 +141,15 @@ def test_a_second_approved_period_follows_the_first_and_the_end_lapses_to_cancel
     first_end = manual_payments.add_interval(now, "month")
 
     with store.begin() as session:
-        assert manual_payments.lapse_ended_periods(session, now=first_end + timedelta(days=1)) == []
+        assert manual_payments.lapse_ended_periods(session, Outcome(), now=first_end + timedelta(days=1)) == []
     with store() as session:
         sub = session.scalars(select(Subscription)).one()
     assert sub.current_period_end == manual_payments.add_interval(first_end, "month")
     assert balance(store) == 10_000
 
     with store.begin() as session:
-        assert manual_payments.lapse_ended_periods(session, now=sub.current_period_end) == [ACCOUNT]
-        assert manual_payments.lapse_ended_periods(session, now=sub.current_period_end) == []
+        assert manual_payments.lapse_ended_periods(session, Outcome(), now=sub.current_period_end) == [ACCOUNT]
+        assert manual_payments.lapse_ended_periods(session, Outcome(), now=sub.current_period_end) == []
     with store() as session:
         assert session.scalars(select(Subscription)).one().status == "canceled"
 

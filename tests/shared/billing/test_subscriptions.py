@@ -9,6 +9,7 @@ import pytest
 from shared.billing import subscriptions
 from shared.billing.accounts import ensure_account
 from shared.billing.subscriptions import SubscriptionChange
+from shared.outcome import Outcome
 
 
 @pytest.fixture
@@ -21,7 +22,7 @@ def sub(session):
 
 def apply(session, sub, at, event_id: str, **change) -> bool:
     return subscriptions.apply_subscription_state(
-        session, sub, SubscriptionChange(**change), event_at=at, event_id=event_id
+        session, Outcome(), sub, SubscriptionChange(**change), event_at=at, event_id=event_id, now=at
     )
 
 

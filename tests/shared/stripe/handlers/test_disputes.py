@@ -9,6 +9,7 @@ from sqlalchemy import select
 from shared.billing.account_summary import account_summary
 from shared.errors import PermanentError, RetryLater
 from shared.models import Account, Dispute
+from shared.outcome import Outcome
 from tests.factories import stripe_events as se
 from tests.shared.stripe.handlers.support import (
     ACCOUNT,
@@ -89,7 +90,9 @@ def test_dispute_takes_back_only_what_a_refund_left_even_below_zero(seeded, now,
     with seeded.begin() as session:  # the customer spent what was left
         from shared.billing import ledger
 
-        ledger.debit_credits(session, account_id=ACCOUNT, amount=999, description="usage", idempotency_key="u1", at=now)
+        ledger.debit_credits(
+            session, Outcome(), account_id=ACCOUNT, amount=999, description="usage", idempotency_key="u1", at=now
+        )
     created, _ = dispute_events(intent, t0, amount=2999)
 
     run(seeded, created, now)
