@@ -1,7 +1,7 @@
 """outgoing webhooks and entitlements
 
 Revision ID: 0003
-Revises: 0004 (0004, manual payments, landed on main first; the revision id stays 0003 as given)
+Revises: 0002
 Create Date: 2026-12-01 09:10:00
 """
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 revision = '0003'
-down_revision = '0004'
+down_revision = '0002'
 branch_labels = None
 depends_on = None
 
