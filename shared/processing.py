@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import inbox
+from shared import handoff, inbox
 from shared.dispatch import handler_for
 from shared.errors import PermanentError, RetryLater, TransientError
 from shared.models import WebhookEvent
@@ -183,18 +183,14 @@ def sweep(
     grace_seconds: int,
     limit: int = 500,
 ) -> list[int]:
-    """Re-enqueue events that should be queued but may not be. Enqueueing twice is harmless: the
-    second task finds the event done."""
-    with session_factory.begin() as session:
-        due = inbox.due_for_sweep(session, now=now, grace_seconds=grace_seconds, limit=limit)
-    queued = []
-    for event_pk in due:
-        try:
-            enqueue(event_pk)
-        except Exception as exc:  # the broker is down: the next sweep tries again
-            log.warning("sweep could not enqueue event %s: %s", event_pk, describe(exc))
-            break
-        queued.append(event_pk)
-    with session_factory.begin() as session:
-        inbox.restart_sweep_clock(session, queued, at=now)
-    return queued
+    """Re-enqueue events that should be queued but may not be (`inbox.due_for_sweep`)."""
+    return handoff.sweep(
+        session_factory,
+        enqueue,
+        find_due=inbox.due_for_sweep,
+        restart_clock=inbox.restart_sweep_clock,
+        now=now,
+        grace_seconds=grace_seconds,
+        what="event",
+        limit=limit,
+    )

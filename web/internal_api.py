@@ -20,13 +20,13 @@ from flask import Blueprint, jsonify, request
 from jinja2 import TemplateError
 from sqlalchemy import select
 
+from shared import handoff
 from shared.billing import ledger, notifications
 from shared.billing.accounts import ensure_account
 from shared.email import outbox
 from shared.email import render as emails
 from shared.models import Account, EmailOutbox
 from shared.outcome import Outcome
-from shared.outgoing import delivery
 from web import fields
 from web.auth import require_static_token
 from web.context import billhook
@@ -111,7 +111,7 @@ def queue_email():
         if not queued and (row.template != template or row.recipient != recipient):
             raise ApiError(409, "idempotency_key_reused", "this idempotency key was used for a different email")
         answer = {"id": row.id, "status": row.status, "duplicate": not queued}
-    outbox.enqueue_committed(ext.enqueue_email, outcome.emails)  # after the commit
+    handoff.hand_over(ext.enqueue_email, outcome.emails, what="email")  # after the commit
     return jsonify(answer), 200 if answer["duplicate"] else 202
 
 
@@ -188,8 +188,7 @@ def debit_credits():
                 cause_key=f"api:debit:{key}",
                 at=now,
             )
-    outbox.enqueue_committed(ext.enqueue_email, outcome.emails)  # after the commit
-    delivery.enqueue_committed(ext.enqueue_delivery, outcome.deliveries)
+    handoff.after_commit(outcome, email=ext.enqueue_email, delivery=ext.enqueue_delivery)  # after the commit
     answer = {"entry_id": debit.entry_id, "amount": amount, "balance": debit.balance_after, "replayed": debit.replayed}
     return jsonify(answer), 200 if debit.replayed else 201
 
@@ -242,8 +241,7 @@ def adjust_credits():
                 cause_key=f"adjust:{key}",
                 at=now,
             )
-    outbox.enqueue_committed(ext.enqueue_email, outcome.emails)  # after the commit
-    delivery.enqueue_committed(ext.enqueue_delivery, outcome.deliveries)
+    handoff.after_commit(outcome, email=ext.enqueue_email, delivery=ext.enqueue_delivery)  # after the commit
     answer = {
         "entry_id": adjusted.entry_id,
         "amount": amount,

@@ -21,13 +21,12 @@ from datetime import UTC, datetime
 from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
+from shared import handoff
 from shared.billing import manual_payments, payments
 from shared.billing.checkout import CheckoutRefused, NotFound, SubscriptionConflict
-from shared.email import outbox
 from shared.errors import NotConfigured
 from shared.models import ManualPayment, Payment
 from shared.outcome import Outcome
-from shared.outgoing import delivery
 from web import fields
 from web.auth import current_caller, require_account, require_static_token
 from web.billing_api import ITEM_ID
@@ -124,8 +123,7 @@ def _request(account_id: str, body: dict, key: str, *, requested_by: str):
             at=datetime.now(UTC),
         )
         answer = {**_answer(session, done.payment, done.manual), "duplicate": not done.created}
-    outbox.enqueue_committed(ext.enqueue_email, outcome.emails)
-    delivery.enqueue_committed(ext.enqueue_delivery, outcome.deliveries)
+    handoff.after_commit(outcome, email=ext.enqueue_email, delivery=ext.enqueue_delivery)
     return jsonify(answer), 201 if done.created else 200
 
 

@@ -20,10 +20,9 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, g, redirect, render_template, request, url_for
 
-from shared import event_ops, inbox
+from shared import event_ops, handoff, inbox
 from shared.billing import manual_payments
 from shared.billing.checkout import NotFound
-from shared.email import outbox
 from shared.logs import log_line
 from shared.models.events import EventStatus
 from shared.models.outgoing import DeliveryStatus
@@ -197,7 +196,7 @@ def retry_delivery(delivery_id: int):
         retried = outgoing_delivery.retry(session, delivery_id, at=datetime.now(UTC))
     notice = "retried" if retried else "not_retryable"
     if retried:
-        outgoing_delivery.enqueue_committed(ext.enqueue_delivery, [delivery_id])  # else the sweep has it
+        handoff.hand_over(ext.enqueue_delivery, [delivery_id], what="delivery")  # else the sweep has it
     log_line(log, "ops delivery retry", user=g.ops_user, delivery=delivery_id, outcome=notice)
     return redirect(url_for("ops.deliveries", retried=delivery_id, notice=notice), code=303)
 
@@ -231,7 +230,6 @@ def decide_manual_payment(payment_ref: str, action: str):
         notice = f"{action}d" if decision.decided_now else "already_decided"
     except NotFound:
         notice = "unknown_payment"
-    outbox.enqueue_committed(ext.enqueue_email, outcome.emails)
-    outgoing_delivery.enqueue_committed(ext.enqueue_delivery, outcome.deliveries)
+    handoff.after_commit(outcome, email=ext.enqueue_email, delivery=ext.enqueue_delivery)
     log_line(log, "ops manual payment", user=g.ops_user, payment=payment_ref[:100], outcome=notice)
     return redirect(url_for("ops.index", decided=payment_ref[:100], notice=notice), code=303)

@@ -2,14 +2,13 @@
 tells about, under a unique idempotency key, so a replayed event never queues it twice.
 
 The ids of the rows a transaction queued are reported on its `Outcome`; whoever commits that
-transaction enqueues their send tasks afterwards (`enqueue_committed`), and the worker's sweep
+transaction enqueues their send tasks afterwards (`shared.handoff`), and the worker's sweep
 finds any whose enqueue was lost (`due_for_sweep`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, func, or_, select, update
@@ -17,7 +16,6 @@ from sqlalchemy.orm import Session
 
 from shared.db import for_update, insert_ignore
 from shared.email.render import TEMPLATES
-from shared.logs import log_line
 from shared.models import Account, EmailOutbox
 from shared.outcome import Outcome
 
@@ -83,23 +81,6 @@ def queue_account_email(
         context=context,
         idempotency_key=idempotency_key,
     )
-
-
-def enqueue_committed(enqueue: Callable[[int], None], outbox_ids: Iterable[int]) -> None:
-    """Hand committed rows to `enqueue` (web's and the worker's after-commit path alike). A failure
-    is logged and stops the rest: the rows are committed, and the outbox sweep publishes them."""
-    for outbox_id in outbox_ids:
-        try:
-            enqueue(outbox_id)
-        except Exception as exc:  # noqa: BLE001 - the broker is down: the sweep has the rows
-            log_line(
-                log,
-                "email enqueue failed; the sweep will retry",
-                level=logging.WARNING,
-                outbox=outbox_id,
-                error=type(exc).__name__,
-            )
-            return
 
 
 _LOCK_ROW = for_update(select(EmailOutbox).where(EmailOutbox.id == bindparam("outbox_id")))

@@ -21,8 +21,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared import handoff
 from shared.config import Settings
-from shared.logs import log_line
 from shared.models import OutgoingDelivery, OutgoingEndpoint, OutgoingEvent
 from shared.models.outgoing import DeliveryStatus
 from shared.outgoing import network, signing
@@ -173,43 +173,17 @@ def sweep(
     limit: int = 500,
 ) -> list[int]:
     """Publish pending deliveries whose task may be lost (a broker outage after commit, a killed
-    worker) or whose next attempt is due after a long wait. Publishing twice is harmless: the
-    second task finds the row delivered, locked, or not due."""
-    with session_factory.begin() as session:
-        due = due_for_sweep(session, now=now, grace_seconds=grace_seconds, limit=limit)
-    queued = []
-    for delivery_id in due:
-        try:
-            enqueue(delivery_id)
-        except Exception as exc:  # noqa: BLE001 - the broker is down: the next sweep tries again
-            log_line(
-                log,
-                "sweep could not enqueue delivery",
-                level=logging.WARNING,
-                delivery=delivery_id,
-                error=type(exc).__name__,
-            )
-            break
-        queued.append(delivery_id)
-    with session_factory.begin() as session:
-        restart_sweep_clock(session, queued, at=now)
-    return queued
-
-
-def enqueue_committed(enqueue: Callable[[int], None], delivery_ids: list[int]) -> None:
-    """Hand committed deliveries to `enqueue`; a failure stops the rest (the sweep has them)."""
-    for delivery_id in delivery_ids:
-        try:
-            enqueue(delivery_id)
-        except Exception as exc:  # noqa: BLE001 - the broker is down: the sweep re-queues the rows
-            log_line(
-                log,
-                "delivery enqueue failed; the sweep will retry",
-                level=logging.WARNING,
-                delivery=delivery_id,
-                error=type(exc).__name__,
-            )
-            return
+    worker) or whose next attempt is due after a long wait (`due_for_sweep`)."""
+    return handoff.sweep(
+        session_factory,
+        enqueue,
+        find_due=due_for_sweep,
+        restart_clock=restart_sweep_clock,
+        now=now,
+        grace_seconds=grace_seconds,
+        what="delivery",
+        limit=limit,
+    )
 
 
 # -- ops -------------------------------------------------------------------------------------

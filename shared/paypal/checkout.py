@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared import handoff
 from shared.billing import ledger
 from shared.billing.checkout import (
     NotFound,
@@ -26,11 +27,9 @@ from shared.billing.checkout import (
     load_buyer,
 )
 from shared.config import Settings
-from shared.email import outbox
 from shared.errors import PermanentError, ProviderError
 from shared.models import CreditPackage, Plan
 from shared.outcome import Outcome
-from shared.outgoing import delivery
 from shared.paypal import orders as paypal_orders
 from shared.paypal.client import PROVIDER, PayPalError, PayPalGateway, approve_url
 
@@ -91,10 +90,11 @@ class PayPalCheckout:
         with self._session_factory.begin() as session:
             grant = paypal_orders.grant_capture(session, outcome, capture, at=self._clock())
             balance = ledger.balance(session, account_id)
+        # The receipt (or failure) has committed: publish it.
         if self._enqueue_email is not None:
-            outbox.enqueue_committed(self._enqueue_email, outcome.emails)  # the receipt (or failure) has committed
+            handoff.hand_over(self._enqueue_email, outcome.emails, what="email")
         if self._enqueue_delivery is not None:
-            delivery.enqueue_committed(self._enqueue_delivery, outcome.deliveries)
+            handoff.hand_over(self._enqueue_delivery, outcome.deliveries, what="delivery")
         if capture.status in paypal_orders.FAILED_CAPTURE_STATUSES:
             reason = f" ({capture.failure_reason})" if capture.failure_reason else ""
             raise ProviderError(PROVIDER, f"PayPal {capture.status.lower()} the capture{reason}", status=422)

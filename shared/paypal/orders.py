@@ -24,7 +24,7 @@ currency, to what billhook created the order for (the package's price). Anything
 **emails** — `grant_capture` queues the order's payment_confirmation (or payment_failed) in the
 caller's transaction, keyed by the order (shared.billing.notifications), so whichever caller grants, the
 buyer gets one. Callers outside a webhook handler publish the queued ids after their commit
-(`outbox.queued_ids`, `outbox.enqueue_committed`); the worker does it for handlers.
+(its `Outcome`, then `shared.handoff`); the worker does it for handlers.
 """
 
 from __future__ import annotations
@@ -37,16 +37,15 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared import handoff
 from shared.billing import ledger, notifications, payments
 from shared.billing.accounts import ensure_account
 from shared.config import Settings
-from shared.email import outbox
 from shared.errors import PermanentError
 from shared.logs import log_line
 from shared.models import CreditPackage, Payment, WebhookEvent
 from shared.models.events import EventStatus
 from shared.outcome import Outcome
-from shared.outgoing import delivery
 from shared.paypal.captures import CaptureResult, check_amount
 from shared.paypal.client import PROVIDER, PayPalError, PayPalGateway
 
@@ -331,9 +330,9 @@ def capture_approved_order(
     with session_factory.begin() as session:
         status = grant_capture(session, outcome, captured, at=clock(), source_event_id=event_pk).status
     if enqueue_email is not None:
-        outbox.enqueue_committed(enqueue_email, outcome.emails)  # the grant and its email have committed
+        handoff.hand_over(enqueue_email, outcome.emails, what="email")  # the grant and its email have committed
     if enqueue_delivery is not None:
-        delivery.enqueue_committed(enqueue_delivery, outcome.deliveries)
+        handoff.hand_over(enqueue_delivery, outcome.deliveries, what="delivery")
     log_line(log, "paypal capture", order=order_id, outcome=status)
     return status
 

@@ -7,11 +7,12 @@ import time
 from datetime import timedelta
 
 from celery import shared_task
-from celery.utils.time import get_exponential_backoff_interval
 
+from shared import handoff
 from shared.email import delivery, outbox
 from shared.logs import log_line
 from shared.processing import describe
+from worker import retry
 from worker.celery_app import runtime
 from worker.messages import SEND_EMAIL, SWEEP_OUTBOX, enqueue_email
 
@@ -46,12 +47,7 @@ def _send_email(task, rt, outbox_id: int) -> str:
             outcome = delivery.FAILED
             _quietly(delivery.mark_failed, rt.session_factory, outbox_id, f"retries exhausted: {result.error}")
         else:
-            countdown = (
-                get_exponential_backoff_interval(
-                    factor=2, retries=task.request.retries, maximum=settings.retry_backoff_max_seconds, full_jitter=True
-                )
-                + 1
-            )
+            countdown = retry.countdown(task.request.retries, settings)
             retry_at = rt.clock() + timedelta(seconds=countdown)
             _quietly(delivery.schedule_retry, rt.session_factory, outbox_id, at=retry_at)
     log_line(
@@ -87,19 +83,15 @@ def sweep_outbox(self) -> int:
     """Publish pending rows whose task may be lost (a broker outage after commit, a lost retry).
     Publishing twice is harmless: the second task finds the row sent."""
     rt = runtime(self.app)
-    now = rt.clock()
-    with rt.session_factory.begin() as session:
-        due = outbox.due_for_sweep(session, now=now, grace_seconds=rt.settings.sweep_grace_seconds)
-    queued = []
-    for outbox_id in due:
-        try:
-            enqueue_email(self.app, outbox_id)
-        except Exception as exc:
-            log_line(log, "sweep could not enqueue email", level=logging.WARNING, outbox=outbox_id, error=describe(exc))
-            break
-        queued.append(outbox_id)
-    with rt.session_factory.begin() as session:
-        outbox.restart_sweep_clock(session, queued, at=now)
+    queued = handoff.sweep(
+        rt.session_factory,
+        lambda outbox_id: enqueue_email(self.app, outbox_id),
+        find_due=outbox.due_for_sweep,
+        restart_clock=outbox.restart_sweep_clock,
+        now=rt.clock(),
+        grace_seconds=rt.settings.sweep_grace_seconds,
+        what="email",
+    )
     if queued:
         log_line(log, "sweep", task=SWEEP_OUTBOX, requeued=len(queued))
     return len(queued)

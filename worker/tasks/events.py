@@ -9,16 +9,14 @@ from datetime import timedelta
 from celery import shared_task
 from celery.exceptions import Retry
 from celery.signals import task_postrun
-from celery.utils.time import get_exponential_backoff_interval
 from sqlalchemy import select
 
-from shared import metrics, processing
-from shared.email import outbox
+from shared import handoff, metrics, processing
 from shared.errors import NotConfigured, PermanentError, ProviderError, TransientError
 from shared.logs import log_line
 from shared.models import WebhookEvent
-from shared.outgoing import delivery
 from shared.stripe import reconcile
+from worker import retry
 from worker.celery_app import runtime
 from worker.messages import PROCESS_EVENT, RECONCILE_STRIPE, SWEEP_INBOX, enqueue_event
 
@@ -40,8 +38,8 @@ def _process_event(task, rt, event_pk: int) -> str:
         result = processing.process_event(rt.session_factory, event_pk, clock=rt.clock)
     except Exception as exc:
         return _handle_failure(task, rt, event_pk, exc, started)
-    outbox.enqueue_committed(rt.publisher.publish_email, result.emails)  # the event's transaction has committed
-    delivery.enqueue_committed(rt.publisher.publish_delivery, result.deliveries)
+    # The event's transaction has committed: publish what it queued.
+    handoff.after_commit(result, email=rt.publisher.publish_email, delivery=rt.publisher.publish_delivery)
     metrics.record_event_run(result.event_type, result.outcome, time.perf_counter() - started)
     log_line(
         log,
@@ -65,14 +63,7 @@ def _handle_failure(task, rt, event_pk: int, exc: Exception, started: float) -> 
         rt.session_factory, event_pk, exc, now=now, wait_seconds=settings.dependency_wait_seconds
     )
     final = not processing.is_transient(exc) or exhausted
-    countdown = (
-        0
-        if final
-        else get_exponential_backoff_interval(
-            factor=2, retries=retries, maximum=settings.retry_backoff_max_seconds, full_jitter=True
-        )
-        + 1
-    )
+    countdown = 0 if final else retry.countdown(retries, settings)
     try:
         processing.record_failure(
             rt.session_factory, event_pk, exc, at=now, retry_at=None if final else now + timedelta(seconds=countdown)

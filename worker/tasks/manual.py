@@ -8,10 +8,10 @@ import time
 
 from celery import shared_task
 
+from shared import handoff
 from shared.billing import manual_payments
 from shared.logs import log_line
 from shared.outcome import Outcome
-from shared.outgoing import delivery
 from worker.celery_app import runtime
 from worker.messages import LAPSE_MANUAL_SUBSCRIPTIONS
 
@@ -25,7 +25,7 @@ def lapse_manual_subscriptions(self) -> int:
     outcome = Outcome()
     with rt.session_factory.begin() as session:
         lapsed = manual_payments.lapse_ended_periods(session, outcome, now=rt.clock())
-    delivery.enqueue_committed(rt.publisher.publish_delivery, outcome.deliveries)  # after the commit
+    handoff.hand_over(rt.publisher.publish_delivery, outcome.deliveries, what="delivery")  # after the commit
     if lapsed:
         log_line(
             log,

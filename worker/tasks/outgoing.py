@@ -8,7 +8,7 @@ import time
 
 from celery import shared_task
 
-from shared import metrics
+from shared import handoff, metrics
 from shared.billing import lapses
 from shared.logs import log_line
 from shared.outgoing import delivery
@@ -70,7 +70,7 @@ def lapse_subscriptions(self) -> int:
     """Record `subscription.lapsed` for past_due subscriptions whose grace has ended."""
     rt = runtime(self.app)
     outcome = lapses.lapse_past_due(rt.session_factory, now=rt.clock())
-    delivery.enqueue_committed(rt.publisher.publish_delivery, outcome.deliveries)
+    handoff.hand_over(rt.publisher.publish_delivery, outcome.deliveries, what="delivery")
     if outcome.account_id:
         log_line(log, "lapses", task=LAPSE_SUBSCRIPTIONS, deliveries=len(outcome.deliveries))
     return len(outcome.deliveries)
