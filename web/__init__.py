@@ -9,7 +9,7 @@ from flask import Flask
 
 from shared.config import Settings
 from shared.logs import log_line
-from web import billing_api, errors, health, internal_api, manual_payments, metrics, openapi, ops, webhooks
+from web import billing_api, errors, health, internal_api, invoices, manual_payments, metrics, openapi, ops, webhooks
 from web.context import Billhook
 from web.json import IsoJSONProvider
 from worker.publisher import Publisher, publishing_celery
@@ -36,6 +36,7 @@ def create_app(
     app.register_blueprint(internal_api.bp)
     app.register_blueprint(billing_api.bp)
     app.register_blueprint(manual_payments.bp)
+    app.register_blueprint(invoices.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(health.bp)
     metrics.init_app(app)
