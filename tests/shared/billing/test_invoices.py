@@ -18,7 +18,7 @@ from shared.outcome import Outcome
 from tests.shared.billing.test_manual_payments import ACCOUNT as MANUAL_ACCOUNT
 from tests.shared.billing.test_manual_payments import decide, request
 from tests.shared.billing.test_payments import record
-from tests.shared.stripe.handlers.support import run
+from tests.shared.stripe.handlers.support import StripeSubscription, run
 from tests.shared.stripe.handlers.test_disputes import bought_value_package, dispute_events
 
 
@@ -143,3 +143,20 @@ def test_concurrent_issuers_on_postgresql_get_consecutive_numbers(pg_database, s
         assert numbers == [f"{now.year}-{n:06d}" for n in range(1, 41)]
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "url, kept",
+    [("https://invoice.stripe.com/i/acct_x/in_1", True), ("javascript:alert(1)", False), (None, False)],
+)
+def test_a_paid_stripe_invoice_keeps_its_https_hosted_link_only(seeded, now, t0, url, kept):
+    sub = StripeSubscription(t0)
+    run(seeded, sub.checkout_completed(), now)
+    renewal = sub.invoice("invoice.paid", reason="subscription_cycle", period=1, invoice_id="in_hosted")
+    renewal["data"]["object"]["hosted_invoice_url"] = url
+
+    run(seeded, renewal, now)
+
+    with seeded() as session:
+        invoice = session.scalars(select(Invoice).filter_by(provider_invoice_id="in_hosted")).one()
+    assert invoice.hosted_url == (url if kept else None)
