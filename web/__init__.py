@@ -15,6 +15,7 @@ from web import (
     health,
     internal_accounts,
     internal_api,
+    invoices,
     manual_payments,
     metrics,
     openapi,
@@ -50,6 +51,7 @@ def create_app(
     app.register_blueprint(internal_accounts.bp)
     app.register_blueprint(billing_api.bp)
     app.register_blueprint(manual_payments.bp)
+    app.register_blueprint(invoices.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(health.bp)
     metrics.init_app(app)

@@ -12,6 +12,8 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from web.billing_api import ITEM_ID, REQUEST_KEY
+from web.invoices import INVOICE_SCHEMA
+from web.invoices import NUMBER as INVOICE_NUMBER
 
 bp = Blueprint("openapi", __name__)
 
@@ -193,6 +195,33 @@ PATHS = {
             ),
         }
     },
+    "/api/v1/billing/invoices": {
+        "get": {
+            "summary": "The caller's invoices, newest first, each with its credit notes and a printable link",
+            "security": _BEARER,
+            "responses": {
+                "200": _json(
+                    {"type": "object", "properties": {"invoices": {"type": "array", "items": _ref("Invoice")}}}
+                ),
+                **_errors(401, 503),
+            },
+        }
+    },
+    "/api/v1/billing/invoices/{number}": {
+        "get": {
+            "summary": "One of the caller's invoices (another account's number is 404)",
+            "security": _BEARER,
+            "parameters": [
+                {
+                    "name": "number",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "pattern": _pattern(INVOICE_NUMBER)},
+                }
+            ],
+            "responses": {"200": _json(_ref("Invoice")), **_errors(401, 404, 503)},
+        }
+    },
     "/api/v1/billing/manual-payments/{payment_ref}": {
         "get": {
             "summary": "One of the caller's manual payments, with its invoice and decision",
@@ -219,6 +248,7 @@ SCHEMAS = {
             }
         },
     },
+    "Invoice": INVOICE_SCHEMA,
     "Plan": {
         "type": "object",
         "properties": {

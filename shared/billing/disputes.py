@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from shared.billing import ledger, notifications
+from shared.billing import invoices, ledger, notifications, payments
 from shared.db import for_update, lock_or_insert
 from shared.models import Account, Dispute, Payment
 from shared.outcome import Outcome
@@ -148,6 +148,17 @@ def _follow_state(
                 before=before,
                 after=before - owed,
                 cause_key=f"{key}:reversal",
+                at=at,
+            )
+    if dispute.state == LOST:
+        invoice = payments.invoice_for_payment(session, payment.id)
+        if invoice is not None:
+            invoices.issue_credit_note(
+                session,
+                invoice,
+                reason=invoices.DISPUTE_LOST,
+                amount_cents=dispute.amount_cents,
+                idempotency_key=f"credit_note:{key}:lost",
                 at=at,
             )
     if dispute.state == WON and reversal is not None:

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from shared.billing import lapses, ledger, notifications, payments, subscriptions
+from shared.billing import invoices, lapses, ledger, notifications, payments, subscriptions
 from shared.billing.accounts import ensure_account, lock_account
 from shared.billing.checkout import CheckoutRefused, NotFound, NotPurchasable, SubscriptionConflict
 from shared.credentials import active_provider
@@ -210,6 +210,14 @@ def decide(
     if not approve:
         if invoice is not None:
             invoice.status = VOID_INVOICE
+            invoices.issue_credit_note(
+                session,
+                invoice,
+                reason=invoices.REJECTED,
+                amount_cents=invoice.amount_cents,
+                idempotency_key=f"credit_note:manual:{payment.provider_payment_id}:rejected",
+                at=at,
+            )
         notifications.payment_rejected(session, outcome, payment, description=describe(item), reason=reason)
         return Decision(payment, manual, decided_now=True)
     if invoice is not None:

@@ -8,7 +8,8 @@ from datetime import datetime
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from shared.billing import ledger
+from shared.billing import invoices, ledger
+from shared.billing.accounts import lock_account
 from shared.db import for_update, held_in_transaction, insert_ignore_row
 from shared.models import Invoice, Payment
 from shared.outcome import Outcome
@@ -39,6 +40,7 @@ class PaymentRecord:
     failure_message: str | None = None
     # The credits this payment grants (what a refund of it takes back); None: this record does not say.
     credits_granted: int | None = None
+    hosted_url: str | None = None  # the provider's page for the invoice (Stripe's hosted_invoice_url)
 
 
 def record_payment(session: Session, outcome: Outcome, record: PaymentRecord, *, at: datetime) -> tuple[Payment, bool]:
@@ -64,6 +66,11 @@ def record_payment(session: Session, outcome: Outcome, record: PaymentRecord, *,
         "created_at": at,
         "updated_at": at,
     }
+    # Lock order, as everywhere: the account first (the payment's foreign key would take a share
+    # lock on it that a later FOR UPDATE waits on), then the payment, then the invoice counter,
+    # which every issuing transaction of the year waits on. A caller that holds the account
+    # already, as every handler does, pays nothing for this.
+    lock_account(session, record.account_id)
     # A new row comes back from the INSERT itself (this transaction created it: nobody else can
     # change it); an existing one is locked and loaded.
     payment = insert_ignore_row(session, Payment, values, ["provider", "provider_payment_id"])
@@ -118,22 +125,16 @@ def tell_main_app(session: Session, outcome: Outcome, payment: Payment, type_: s
 
 
 def _issue_invoice(session: Session, payment: Payment, record: PaymentRecord, at: datetime) -> Invoice:
-    invoice = Invoice(
-        account_id=payment.account_id,
-        payment_id=payment.id,
+    return invoices.issue_invoice(
+        session,
+        payment,
         provider=record.provider,
         provider_invoice_id=record.provider_invoice_id,
         amount_cents=record.amount_cents,
-        currency=payment.currency,
         line_items=record.line_items,
-        issued_at=at,
+        hosted_url=record.hosted_url,
+        at=at,
     )
-    session.add(invoice)
-    session.flush()
-    # Numbered from the row id: unique and increasing without a second counter to keep in step.
-    invoice.number = f"BH-{at:%Y}-{invoice.id:06d}"
-    held_in_transaction(session)[(Invoice, payment.id)] = invoice  # the receipt email reads it next
-    return invoice
 
 
 _FIND_PAYMENT = select(Payment).where(

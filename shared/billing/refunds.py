@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from shared.billing import ledger, notifications, payments
+from shared.billing import invoices, ledger, notifications, payments
 from shared.models import Account, Payment
 from shared.outcome import Outcome
 
@@ -37,6 +37,15 @@ def reverse_refunded_credits(
         source_event_id=source_event_id,
     )
     invoice = payments.invoice_for_payment(session, payment.id)
+    if invoice is not None:
+        invoices.issue_credit_note(
+            session,
+            invoice,
+            reason=invoices.REFUND,
+            amount_cents=payment.amount_refunded_cents - refunded_before,
+            idempotency_key=f"credit_note:{idempotency_key}",
+            at=at,
+        )
     notifications.refund_notification(
         session,
         outcome,

@@ -8,6 +8,7 @@ from shared.models.catalog import CreditPackage, Plan, PlanStripePrice
 from shared.models.disputes import Dispute
 from shared.models.emails import EmailOutbox
 from shared.models.events import WebhookEvent
+from shared.models.invoicing import CreditNote, InvoiceCounter
 from shared.models.manual_payments import ManualPayment
 from shared.models.outgoing import OutgoingDelivery, OutgoingEndpoint, OutgoingEvent
 from shared.models.providers import IntegrationProvider
@@ -16,11 +17,13 @@ __all__ = [
     "Account",
     "Base",
     "CreditLedgerEntry",
+    "CreditNote",
     "CreditPackage",
     "Dispute",
     "EmailOutbox",
     "IntegrationProvider",
     "Invoice",
+    "InvoiceCounter",
     "ManualPayment",
     "OutgoingDelivery",
     "OutgoingEndpoint",

@@ -82,6 +82,8 @@ class Invoice(Base):
     status: Mapped[str] = mapped_column(String(16), default="paid", server_default="paid")
     # What the customer reads on it: a manual payment's instructions (where to send the money).
     notes: Mapped[str | None] = mapped_column(Text)
+    # The provider's own page for it (Stripe's hosted_invoice_url), where there is one.
+    hosted_url: Mapped[str | None] = mapped_column(String(500))
     issued_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -81,6 +81,7 @@ def invoice_paid(session: Session, event: WebhookEvent, now: datetime, outcome: 
                 for li in (invoice.get("lines") or {}).get("data", [])
             ],
             credits_granted=plan.included_credits if grants else None,
+            hosted_url=invoice.get("hosted_invoice_url"),
         ),
         at=now,
     )

@@ -1,0 +1,120 @@
+"""billhook's numbered invoices and credit notes.
+
+Numbers run without gaps per year and series (`2026-000123`, `CN-2026-000007`): a counter row per
+(series, year) is bumped by an UPDATE ... RETURNING inside the transaction that issues the
+document, so concurrent issuers queue on the row lock and a rollback gives the number back.
+Invoices numbered before the counter existed (`BH-2026-000042`, from the row id) keep their number.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import Session
+
+from shared.db import held_in_transaction, insert_ignore, insert_ignore_row
+from shared.models import CreditNote, Invoice, InvoiceCounter, Payment
+
+INVOICE_SERIES = "invoice"
+CREDIT_NOTE_SERIES = "credit_note"
+REFUND = "refund"
+DISPUTE_LOST = "dispute_lost"
+REJECTED = "rejected"
+_PREFIX = {INVOICE_SERIES: "", CREDIT_NOTE_SERIES: "CN-"}
+
+_TAKE = (
+    update(InvoiceCounter)
+    .where(InvoiceCounter.series == bindparam("s"), InvoiceCounter.year == bindparam("y"))
+    .values(last_number=InvoiceCounter.last_number + 1)
+    .returning(InvoiceCounter.last_number)
+)
+
+
+def take_number(session: Session, series: str, year: int) -> str:
+    """The next number of the series for the year, held by this transaction until it ends."""
+    insert_ignore(session, InvoiceCounter, {"series": series, "year": year, "last_number": 0}, ["series", "year"])
+    taken = session.execute(_TAKE, {"s": series, "y": year}).scalar_one()
+    return f"{_PREFIX[series]}{year}-{taken:06d}"
+
+
+def issue_invoice(
+    session: Session,
+    payment: Payment,
+    *,
+    provider: str,
+    provider_invoice_id: str | None,
+    amount_cents: int,
+    line_items: list,
+    at: datetime,
+    hosted_url: str | None = None,
+) -> Invoice:
+    """The payment's invoice, numbered now. The caller makes sure the payment has none yet."""
+    invoice = Invoice(
+        account_id=payment.account_id,
+        payment_id=payment.id,
+        provider=provider,
+        provider_invoice_id=provider_invoice_id,
+        amount_cents=amount_cents,
+        currency=payment.currency,
+        line_items=line_items,
+        hosted_url=_safe_link(hosted_url),
+        number=take_number(session, INVOICE_SERIES, at.year),
+        issued_at=at,
+    )
+    session.add(invoice)
+    session.flush()
+    held_in_transaction(session)[(Invoice, payment.id)] = invoice  # the receipt email reads it next
+    return invoice
+
+
+def _safe_link(url: str | None) -> str | None:
+    """Only an https link that fits is shown to the customer; anything else is left out."""
+    if isinstance(url, str) and url.startswith("https://") and len(url) <= 500:
+        return url
+    return None
+
+
+def issue_credit_note(
+    session: Session, invoice: Invoice, *, reason: str, amount_cents: int, idempotency_key: str, at: datetime
+) -> CreditNote | None:
+    """A credit note against the invoice, once per key; numbered only when it is new (a duplicate
+    takes no number, so none is skipped). Returns the new note, or None when the key was used."""
+    if amount_cents <= 0:
+        return None
+    note = insert_ignore_row(
+        session,
+        CreditNote,
+        {
+            "invoice_id": invoice.id,
+            "account_id": invoice.account_id,
+            "reason": reason,
+            "amount_cents": min(amount_cents, invoice.amount_cents),
+            "currency": invoice.currency,
+            "idempotency_key": idempotency_key[:200],
+            "issued_at": at,
+        },
+        ["idempotency_key"],
+    )
+    if note is not None:
+        note.number = take_number(session, CREDIT_NOTE_SERIES, at.year)
+    return note
+
+
+def invoices_of_account(session: Session, account_id: str, limit: int = 100) -> list[Invoice]:
+    stmt = select(Invoice).filter_by(account_id=account_id).order_by(Invoice.issued_at.desc(), Invoice.id.desc())
+    return list(session.scalars(stmt.limit(limit)))
+
+
+def find_by_number(session: Session, account_id: str, number: str) -> Invoice | None:
+    """The account's invoice with this number; another account's is not found."""
+    return session.scalars(select(Invoice).filter_by(account_id=account_id, number=number)).one_or_none()
+
+
+def credit_notes_of(session: Session, invoice_ids: list[int]) -> dict[int, list[CreditNote]]:
+    notes: dict[int, list[CreditNote]] = {i: [] for i in invoice_ids}
+    if invoice_ids:
+        stmt = select(CreditNote).where(CreditNote.invoice_id.in_(invoice_ids)).order_by(CreditNote.id)
+        for note in session.scalars(stmt):
+            notes[note.invoice_id].append(note)
+    return notes
