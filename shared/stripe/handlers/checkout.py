@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from shared import metrics
 from shared.billing import ledger, notifications, payments, subscriptions
 from shared.billing.accounts import ensure_account, link_stripe_customer
-from shared.billing.subscriptions import SubscriptionChange
+from shared.billing.subscriptions import SubscriptionChange, SubscriptionStatus
 from shared.errors import PermanentError, RetryLater
 from shared.inbox.registry import handles
 from shared.models import Account, CreditPackage, WebhookEvent
@@ -23,6 +23,7 @@ from shared.stripe.handlers.common import (
     metadata,
     plan_by_id,
 )
+from shared.stripe.handlers.trials import trial_days
 
 
 @handles(PROVIDER, "checkout.session.completed")
@@ -108,13 +109,18 @@ def _activate_subscription(
         if subscription.plan_id is None and plan is not None:
             subscription.plan_id = plan.id
         return
+    trial = trial_days(metadata(checkout)) > 0 and checkout.get("payment_status") == "no_payment_required"
     subscriptions.apply_subscription_state(
         session,
         subscription,
-        SubscriptionChange(status=subscriptions.ACTIVE, plan_id=plan.id if plan else None),
+        SubscriptionChange(
+            status=SubscriptionStatus.TRIALING if trial else subscriptions.ACTIVE, plan_id=plan.id if plan else None
+        ),
         event_at=event_at(event),
         event_id=event.event_id,
     )
+    if trial:
+        return  # nothing was paid: the first paid invoice after the trial grants the first period
     plan = plan or plan_by_id(session, subscription.plan_id)
     if plan is None:
         raise RetryLater(f"plan of subscription {subscription_id} not known yet")

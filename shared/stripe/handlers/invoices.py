@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from shared.billing import catalog, notifications, payments, subscriptions
 from shared.billing.accounts import ensure_account
-from shared.billing.subscriptions import SubscriptionChange
+from shared.billing.subscriptions import SubscriptionChange, SubscriptionStatus
 from shared.errors import RetryLater
 from shared.inbox.registry import handles
 from shared.models import Invoice, Payment, Plan, Subscription, WebhookEvent
@@ -26,6 +26,7 @@ from shared.stripe.handlers.common import (
     plan_by_id,
     ts,
 )
+from shared.stripe.handlers.trials import trial_days
 
 # Invoices that bill a whole period of a subscription: they must say which plan and which period.
 PERIOD_REASONS = ("subscription_create", "subscription_cycle")
@@ -46,11 +47,12 @@ def invoice_paid(session: Session, event: WebhookEvent, now: datetime, outcome: 
     subscription = lock_subscription_for(session, outcome, subscription_id, invoice)
     plan = _invoice_plan(session, invoice, full_line, subscription)
     period = (full_line or {}).get("period") or {}
+    trial = _is_trial_start(invoice)
     subscriptions.apply_subscription_state(
         session,
         subscription,
         SubscriptionChange(
-            status=subscriptions.ACTIVE,
+            status=SubscriptionStatus.TRIALING if trial else subscriptions.ACTIVE,
             plan_id=plan.id if plan else None,
             current_period_start=ts(period.get("start")),
             current_period_end=ts(period.get("end")),
@@ -59,7 +61,8 @@ def invoice_paid(session: Session, event: WebhookEvent, now: datetime, outcome: 
         event_id=event.event_id,
     )
     key = _period_key(invoice, subscription_id, line)
-    grants = key is not None and plan is not None  # else a mid-period change (proration): paid, no new period
+    # No key: a mid-period change (proration), paid, no new period; a trial's start grants nothing.
+    grants = key is not None and plan is not None and not trial
     payment, _ = payments.record_payment(
         session,
         payments.PaymentRecord(
@@ -81,6 +84,8 @@ def invoice_paid(session: Session, event: WebhookEvent, now: datetime, outcome: 
         ),
         at=now,
     )
+    if trial:
+        return  # the trial's free first invoice: no credits, no receipt; the first paid one grants
     _paid_emails(session, outcome, invoice, subscription, plan, payment, period)
     if not grants:
         return
@@ -168,6 +173,15 @@ def _paid_emails(
         payment,
         description=f"{plan.name} plan" if plan else "Subscription",
         credits=plan.included_credits if plan is not None and reason == "subscription_create" else None,
+    )
+
+
+def _is_trial_start(invoice: dict) -> bool:
+    """The free first invoice of a trial billhook asked for (a 100% coupon without a trial is paid)."""
+    return (
+        invoice.get("billing_reason") == "subscription_create"
+        and not invoice.get("amount_paid")
+        and trial_days(invoice_metadata(invoice)) > 0
     )
 
 
