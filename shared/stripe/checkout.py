@@ -28,10 +28,12 @@ from shared.config import Settings
 from shared.credentials import active_provider
 from shared.errors import NotConfigured, ProviderError
 from shared.models import Account, CreditPackage, Plan
-from shared.stripe.client import StripeGateway
+from shared.stripe.client import CheckoutOptions, StripeGateway
+from shared.stripe.handlers.trials import TRIAL_DAYS_KEY
 
 PRORATION_BEHAVIORS = ("create_prorations", "always_invoice", "none")
 DEFAULT_PRORATION = "create_prorations"
+BILLING_ADDRESS_COLLECTION = ("auto", "required")
 
 
 class StripeCheckout:
@@ -55,6 +57,9 @@ class StripeCheckout:
                 return changed
         customer_id = self._customer(gateway, buyer)
         metadata = {"account_id": account_id, "plan_id": plan.id}
+        if plan.trial_days:
+            # The handlers read it to tell the trial's free first invoice from a paid one.
+            metadata[TRIAL_DAYS_KEY] = str(plan.trial_days)
         checkout = gateway.create_checkout_session(
             mode="subscription",
             price_id=plan.stripe_price_id,
@@ -64,6 +69,8 @@ class StripeCheckout:
             success_url=self.urls.success,
             cancel_url=self.urls.cancel,
             idempotency_key=f"billhook:checkout:{account_id}:plan:{plan.id}:{request_key}",
+            trial_period_days=plan.trial_days or 0,
+            options=checkout_options(config),
         )
         return {"action": "checkout", "checkout_url": checkout["url"], "session_id": checkout["id"]}
 
@@ -117,9 +124,10 @@ class StripeCheckout:
         with self._session_factory() as session:
             package = _purchasable_package(session, package_id)
             buyer = load_buyer(session, account_id)
-            gateway, _ = self._gateway(session)
+            gateway, config = self._gateway(session)
         customer_id = self._customer(gateway, buyer)
         checkout = gateway.create_checkout_session(
+            options=checkout_options(config),
             mode="payment",
             price_id=package.stripe_price_id,
             customer_id=customer_id,
@@ -137,6 +145,40 @@ class StripeCheckout:
             idempotency_key=f"billhook:checkout:{account_id}:package:{package.id}:{request_key}",
         )
         return {"checkout_url": checkout["url"], "session_id": checkout["id"], "credits": package.credits}
+
+    # -- cancel and resume ------------------------------------------------------------------------
+
+    def cancel_subscription(self, account_id: str, request_key: str) -> dict:
+        """Ask Stripe to cancel the live subscription at the period's end. The store changes when
+        Stripe's customer.subscription.updated arrives; the answer is what Stripe said."""
+        gateway, live = self._live_stripe_subscription(account_id)
+        updated = gateway.cancel_subscription_at_period_end(
+            live.provider_subscription_id,
+            idempotency_key=f"billhook:cancel:{live.provider_subscription_id}:{request_key}",
+        )
+        return _subscription_answer(updated)
+
+    def resume_subscription(self, account_id: str, request_key: str) -> dict:
+        """Undo a cancellation scheduled for the period's end (the subscription is still live)."""
+        gateway, live = self._live_stripe_subscription(account_id)
+        updated = gateway.resume_subscription(
+            live.provider_subscription_id,
+            idempotency_key=f"billhook:resume:{live.provider_subscription_id}:{request_key}",
+        )
+        return _subscription_answer(updated)
+
+    def _live_stripe_subscription(self, account_id: str) -> tuple[StripeGateway, LiveSubscription]:
+        with self._session_factory() as session:
+            buyer = load_buyer(session, account_id)
+            live = buyer.live_subscription
+            if live is None:
+                raise NotFound("the account has no live subscription")
+            if live.provider != "stripe":
+                raise SubscriptionConflict(
+                    f"the account's subscription is billed through {live.provider}; manage it there"
+                )
+            gateway, _ = self._gateway(session)
+        return gateway, live
 
     # -- billing portal -------------------------------------------------------------------------
 
@@ -202,3 +244,30 @@ def _proration_behavior(config: dict) -> str:
             f"stripe config proration_behavior {value!r} is not one of {', '.join(PRORATION_BEHAVIORS)}"
         )
     return value
+
+
+def checkout_options(config: dict) -> CheckoutOptions:
+    """The Checkout options the stripe provider's config sets; a wrong value is NotConfigured (503)."""
+    flags = {}
+    for name in ("allow_promotion_codes", "automatic_tax", "tax_id_collection"):
+        value = config.get(name, False)
+        if not isinstance(value, bool):
+            raise NotConfigured(f"stripe config {name} must be true or false, not {value!r}")
+        flags[name] = value
+    address = config.get("billing_address_collection")
+    if address is not None and address not in BILLING_ADDRESS_COLLECTION:
+        raise NotConfigured(
+            f"stripe config billing_address_collection {address!r} is not one of "
+            f"{', '.join(BILLING_ADDRESS_COLLECTION)}"
+        )
+    return CheckoutOptions(**flags, billing_address_collection=address)
+
+
+def _subscription_answer(stripe_subscription: dict) -> dict:
+    items = (stripe_subscription.get("items") or {}).get("data") or [{}]
+    return {
+        "subscription_id": stripe_subscription.get("id"),
+        "status": stripe_subscription.get("status"),
+        "cancel_at_period_end": bool(stripe_subscription.get("cancel_at_period_end")),
+        "current_period_end": items[0].get("current_period_end"),
+    }

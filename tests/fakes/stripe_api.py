@@ -140,6 +140,15 @@ class FakeStripe(FakeServer):
         if form.get("items[0][id]") == item["id"] and form.get("items[0][price]"):
             item["price"]["id"] = form["items[0][price]"]
         obj["metadata"] = {**obj.get("metadata", {}), **_metadata(form)}
+        if "cancel_at_period_end" in form:
+            if obj["status"] == "canceled":
+                return 400, {
+                    "error": {
+                        "type": "invalid_request_error",
+                        "message": "A canceled subscription can only update its cancellation_details and metadata.",
+                    }
+                }
+            obj["cancel_at_period_end"] = form["cancel_at_period_end"] == "true"
         return 200, obj
 
     # -- Products and Prices ----------------------------------------------------------------------
