@@ -135,6 +135,23 @@ def stripe_billing_portal():
     return jsonify(_stripe().billing_portal(current_caller().account_id, _request_key()))
 
 
+@bp.post("/stripe/cancel-subscription")
+@require_account
+def stripe_cancel_subscription():
+    # Only a cancellation at the period's end: the subscriber keeps what the period paid for.
+    if json_object().get("at_period_end") is not True:
+        raise ApiError(
+            400, "invalid_field", "at_period_end must be true (a cancellation takes effect at the period's end)"
+        )
+    return jsonify(_stripe().cancel_subscription(current_caller().account_id, _request_key()))
+
+
+@bp.post("/stripe/resume-subscription")
+@require_account
+def stripe_resume_subscription():
+    return jsonify(_stripe().resume_subscription(current_caller().account_id, _request_key()))
+
+
 def _stripe() -> StripeCheckout:
     ext = billhook()
     return StripeCheckout(ext.session_factory, ext.settings)

@@ -138,6 +138,21 @@ PATHS = {
             (400, 401, 502, 503),
         )
     },
+    "/api/v1/billing/stripe/cancel-subscription": {
+        "post": _authed(
+            "Cancel the caller's Stripe subscription at the period's end (applied when Stripe's webhook arrives)",
+            _json(_ref("StripeSubscription")),
+            (400, 401, 404, 409, 502, 503),
+            _body(at_period_end={"type": "boolean", "enum": [True]}),
+        )
+    },
+    "/api/v1/billing/stripe/resume-subscription": {
+        "post": _authed(
+            "Undo a cancellation scheduled for the period's end (applied when Stripe's webhook arrives)",
+            _json(_ref("StripeSubscription")),
+            (400, 401, 404, 409, 502, 503),
+        )
+    },
     "/api/v1/billing/paypal/create-order": {
         "post": _authed(
             "A PayPal order (intent CAPTURE) for a credit package; the buyer approves at approve_url",
@@ -319,6 +334,17 @@ SCHEMAS = {
                 },
             },
             "duplicate": {"type": "boolean"},
+        },
+    },
+    "StripeSubscription": {
+        "type": "object",
+        "description": "The subscription as Stripe answered the change",
+        "required": ["subscription_id", "status", "cancel_at_period_end"],
+        "properties": {
+            "subscription_id": {"type": "string"},
+            "status": {"type": "string"},
+            "cancel_at_period_end": {"type": "boolean"},
+            "current_period_end": {"type": "integer", "nullable": True, "description": "Unix seconds"},
         },
     },
     "CheckoutStarted": {
