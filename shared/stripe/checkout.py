@@ -10,8 +10,12 @@ URLs and buyer both providers' checkouts share are in shared/billing/checkout.py
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared import inbox, processing
 from shared.billing.accounts import link_stripe_customer
 from shared.billing.checkout import (
     Buyer,
@@ -28,12 +32,22 @@ from shared.config import Settings
 from shared.credentials import active_provider
 from shared.errors import NotConfigured, ProviderError
 from shared.models import Account, CreditPackage, Plan
-from shared.stripe.client import CheckoutOptions, StripeGateway
+from shared.stripe.client import API_VERSION, CheckoutOptions, StripeGateway
 from shared.stripe.handlers.trials import TRIAL_DAYS_KEY
 
 PRORATION_BEHAVIORS = ("create_prorations", "always_invoice", "none")
 DEFAULT_PRORATION = "create_prorations"
+COMPLETED = "checkout.session.completed"
 BILLING_ADDRESS_COLLECTION = ("auto", "required")
+
+
+@dataclass(frozen=True)
+class SyncedCheckout:
+    """The return page's answer, and what the caller enqueues after it (the commits are done)."""
+
+    answer: dict
+    emails: tuple[int, ...] = ()
+    retry_event: int | None = None
 
 
 class StripeCheckout:
@@ -145,6 +159,65 @@ class StripeCheckout:
             idempotency_key=f"billhook:checkout:{account_id}:package:{package.id}:{request_key}",
         )
         return {"checkout_url": checkout["url"], "session_id": checkout["id"], "credits": package.credits}
+
+    # -- the return page ----------------------------------------------------------------------------
+
+    def sync_checkout(self, account_id: str, session_id: str) -> SyncedCheckout:
+        """Apply a completed Checkout Session the success page names, before its webhook arrives.
+
+        The session retrieved from Stripe is stored in the inbox as a `checkout.session.completed`
+        of billhook's own id (one per session: a reload finds it) and run through the same handler
+        now, so the user sees the plan at once. The handler's grant and email keys are the
+        session's and subscription's, so the real webhook finds them taken and changes nothing;
+        the synthetic event is dated at the session's creation, before Stripe's, so it never
+        outranks a later real state. A session that is not the caller's is not found."""
+        with self._session_factory() as session:
+            gateway, _ = self._gateway(session)
+        try:
+            checkout = gateway.retrieve_checkout_session(session_id)
+        except ProviderError as exc:
+            if exc.status == 404:  # an id Stripe never issued (or another Stripe account's)
+                raise NotFound(f"no checkout session {session_id!r} for this account") from exc
+            raise
+        owner = (checkout.get("metadata") or {}).get("account_id") or checkout.get("client_reference_id")
+        if owner != account_id:
+            raise NotFound(f"no checkout session {session_id!r} for this account")
+        answer = {
+            "session_id": checkout.get("id"),
+            "status": checkout.get("status"),
+            "payment_status": checkout.get("payment_status"),
+            "mode": checkout.get("mode"),
+        }
+        if checkout.get("status") != "complete":
+            return SyncedCheckout({**answer, "applied": False})
+        now = datetime.now(UTC)
+        created = checkout.get("created")
+        event_id = f"billhook_sync_{checkout['id']}"
+        with self._session_factory.begin() as session:
+            stored = inbox.record_event(
+                session,
+                provider="stripe",
+                event_id=event_id,
+                type=COMPLETED,
+                payload={
+                    "id": event_id,
+                    "object": "event",
+                    "type": COMPLETED,
+                    "api_version": API_VERSION,
+                    "created": created,
+                    "livemode": bool(checkout.get("livemode")),
+                    "data": {"object": checkout},
+                },
+                event_created_at=datetime.fromtimestamp(created, UTC) if isinstance(created, int) else now,
+                handled=True,
+                at=now,
+            )
+        try:
+            result = processing.process_event(self._session_factory, stored.id, clock=lambda: datetime.now(UTC))
+        except Exception:  # noqa: BLE001 - the row stays received: the worker retries it the usual way
+            return SyncedCheckout({**answer, "applied": False}, retry_event=stored.id)
+        applied = result.outcome in (processing.DONE, processing.ALREADY_DONE)
+        return SyncedCheckout({**answer, "applied": applied}, emails=result.emails)
 
     # -- cancel and resume ------------------------------------------------------------------------
 

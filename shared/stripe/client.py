@@ -179,6 +179,13 @@ class StripeGateway:
         params = {"customer": customer_id, "return_url": return_url}
         return self._call(self._client.v1.billing_portal.sessions.create, params, idempotency_key)
 
+    def retrieve_checkout_session(self, session_id: str) -> dict[str, Any]:
+        """The session as Stripe sent it (the SDK's objects turn decimal strings into Decimal): the
+        JSON its webhook carries, so the inbox can store it as an event's object."""
+        with self._bounded():
+            obj = self._client.v1.checkout.sessions.retrieve(session_id)
+        return dict(obj.last_response.data) if obj.last_response is not None else obj.to_dict()
+
     def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]:
         with self._bounded():
             return self._client.v1.subscriptions.retrieve(subscription_id).to_dict()

@@ -50,6 +50,8 @@ class FakeStripe(FakeServer):
         self._replay_lock = threading.Lock()
         self.route("POST", "/v1/customers")(self._idempotent(self._create_customer))
         self.route("POST", "/v1/checkout/sessions")(self._idempotent(self._create_checkout_session))
+        self.checkout_sessions: dict[str, dict] = {}
+        self.route("GET", r"/v1/checkout/sessions/(?P<id>[^/]+)")(self._retrieve_checkout_session)
         self.route("POST", "/v1/billing_portal/sessions")(self._idempotent(self._create_portal_session))
         self.route("GET", r"/v1/subscriptions/(?P<id>[^/]+)")(self._retrieve_subscription)
         self.route("POST", r"/v1/subscriptions/(?P<id>[^/]+)")(self._idempotent(self._update_subscription))
@@ -110,6 +112,21 @@ class FakeStripe(FakeServer):
             subscription=None,
             payment_intent=None,
         )
+        self.checkout_sessions[session_id] = obj
+        return 200, obj
+
+    def complete_checkout(self, session_id: str, *, subscription_id: str | None = None) -> dict:
+        """The buyer paid: the session as Stripe shows it afterwards (and sends in its webhook)."""
+        obj = self.checkout_sessions[session_id]
+        obj.update(status="complete", payment_status="paid")
+        if obj["mode"] == "subscription":
+            obj["subscription"] = subscription_id or se.unique("sub")
+        return obj
+
+    def _retrieve_checkout_session(self, _request: Recorded, match):
+        obj = self.checkout_sessions.get(match["id"])
+        if obj is None:
+            return 404, resource_missing("checkout.session", match["id"])
         return 200, obj
 
     def _create_portal_session(self, request: Recorded, _match):

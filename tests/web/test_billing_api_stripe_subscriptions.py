@@ -4,11 +4,15 @@ changes only when Stripe's webhook arrives; the endpoints answer what Stripe sai
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from sqlalchemy import select
 
-from shared import credentials
-from shared.models import Account, Plan, Subscription
+from shared import credentials, processing
+from shared.models import Account, CreditLedgerEntry, EmailOutbox, Plan, Subscription, WebhookEvent
+from tests.conftest import TEST_WEBHOOK_SECRET
+from tests.factories import stripe_events as se
 from web.auth import issue_token
 
 FRONTEND = "https://app.example.test"
@@ -175,3 +179,62 @@ def test_stripe_refusing_the_change_is_502(client, seeded, fake_stripe, stripe_c
     response = client.post("/api/v1/billing/stripe/resume-subscription", headers=auth())
     assert response.status_code == 502
     assert response.json["error"]["provider"] == "stripe"
+
+
+# -- the return page --------------------------------------------------------------------------
+
+
+def _bought(client, fake_stripe, auth, account_id: str = "acct_1") -> dict:
+    started = client.post("/api/v1/billing/stripe/checkout", json={"plan_id": "growth"}, headers=auth(account_id))
+    assert started.status_code == 200, started.json
+    return fake_stripe.complete_checkout(started.json["session_id"])
+
+
+def test_the_return_page_applies_the_session_at_once_and_its_webhook_changes_nothing(
+    client, seeded, fake_stripe, stripe_config, auth, enqueued
+):
+    completed = _bought(client, fake_stripe, auth)
+    response = client.get(f"/api/v1/billing/stripe/checkout/{completed['id']}", headers=auth())
+    assert response.status_code == 200, response.json
+    assert response.json["applied"] is True and response.json["status"] == "complete"
+    account = client.get("/api/v1/billing/account", headers=auth()).json
+    assert account["balance"] == 12_000
+    assert (account["subscription"]["plan_id"], account["subscription"]["status"]) == ("growth", "active")
+
+    assert client.get(f"/api/v1/billing/stripe/checkout/{completed['id']}", headers=auth()).status_code == 200
+    # Stripe's own event for the same session, delivered and processed later.
+    evt = se.event("checkout.session.completed", completed, created=completed["created"] + 5)
+    body, headers = se.signed(evt, TEST_WEBHOOK_SECRET)
+    assert client.post("/webhooks/stripe", data=body, headers=headers).status_code == 200
+    assert processing.process_event(seeded, enqueued[-1], clock=lambda: datetime.now(UTC)).outcome == processing.DONE
+
+    account = client.get("/api/v1/billing/account", headers=auth()).json
+    assert account["balance"] == 12_000
+    assert account["subscription"]["status"] == "active"
+    with seeded() as session:
+        assert len(session.scalars(select(EmailOutbox).filter_by(template="subscription_activated")).all()) == 1
+        assert len(session.scalars(select(CreditLedgerEntry)).all()) == 1
+
+
+def test_an_open_session_is_reported_and_nothing_is_stored(client, seeded, fake_stripe, stripe_config, auth):
+    started = client.post("/api/v1/billing/stripe/checkout", json={"plan_id": "growth"}, headers=auth())
+    response = client.get(f"/api/v1/billing/stripe/checkout/{started.json['session_id']}", headers=auth())
+    assert response.status_code == 200
+    assert response.json["applied"] is False and response.json["status"] == "open"
+    with seeded() as session:
+        assert session.scalars(select(WebhookEvent)).all() == []
+
+
+def test_another_accounts_session_is_404_and_applies_nothing(client, seeded, fake_stripe, stripe_config, auth):
+    completed = _bought(client, fake_stripe, auth, "acct_other")
+    response = client.get(f"/api/v1/billing/stripe/checkout/{completed['id']}", headers=auth("acct_1"))
+    assert response.status_code == 404
+    with seeded() as session:
+        assert session.scalars(select(WebhookEvent)).all() == []
+        assert session.scalars(select(Subscription)).all() == []
+
+
+def test_a_session_stripe_does_not_know_is_404(client, fake_stripe, stripe_config, auth):
+    response = client.get("/api/v1/billing/stripe/checkout/cs_test_missing", headers=auth())
+    assert response.status_code == 404
+    assert response.json["error"]["code"] == "not_found"
