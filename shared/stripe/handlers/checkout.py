@@ -155,9 +155,10 @@ def _grant_package_purchase(
             line_items=[
                 {
                     "description": f"{package.name} credit package ({package.credits} credits)",
-                    "amount_cents": package.price_cents,
+                    "amount_cents": amount_total - _adjustment_total(checkout),
                     "quantity": 1,
-                }
+                },
+                *_adjustment_lines(checkout),
             ],
             credits_granted=package.credits,
         ),
@@ -177,6 +178,22 @@ def _grant_package_purchase(
     notifications.payment_confirmation(
         session, outcome, payment, description=f"{package.name} credit package", credits=package.credits
     )
+
+
+def _adjustment_lines(checkout: dict) -> list[dict]:
+    """A promotion code's discount and the tax, as lines of the payment's invoice (its lines add
+    up to what was paid)."""
+    totals = checkout.get("total_details") or {}
+    lines = []
+    if totals.get("amount_discount"):
+        lines.append({"description": "Discount", "amount_cents": -totals["amount_discount"], "quantity": 1})
+    if totals.get("amount_tax"):
+        lines.append({"description": "Tax", "amount_cents": totals["amount_tax"], "quantity": 1})
+    return lines
+
+
+def _adjustment_total(checkout: dict) -> int:
+    return sum(line["amount_cents"] for line in _adjustment_lines(checkout))
 
 
 def _package_for_checkout(session: Session, checkout: dict) -> CreditPackage:

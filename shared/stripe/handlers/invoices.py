@@ -79,7 +79,8 @@ def invoice_paid(session: Session, event: WebhookEvent, now: datetime, outcome: 
             line_items=[
                 {"description": li.get("description"), "amount_cents": li.get("amount"), "quantity": li.get("quantity")}
                 for li in (invoice.get("lines") or {}).get("data", [])
-            ],
+            ]
+            + _discount_lines(invoice),
             credits_granted=plan.included_credits if grants else None,
         ),
         at=now,
@@ -183,6 +184,15 @@ def _is_trial_start(invoice: dict) -> bool:
         and not invoice.get("amount_paid")
         and trial_days(invoice_metadata(invoice)) > 0
     )
+
+
+def _discount_lines(invoice: dict) -> list[dict]:
+    """A coupon's or promotion code's discount on the invoice: Stripe's lines are before it."""
+    return [
+        {"description": "Discount", "amount_cents": -d["amount"], "quantity": 1}
+        for d in invoice.get("total_discount_amounts") or []
+        if isinstance(d, dict) and isinstance(d.get("amount"), int) and d["amount"] > 0
+    ]
 
 
 def _remember_customer(session: Session, account_id: str, invoice: dict) -> None:
