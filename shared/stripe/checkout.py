@@ -70,6 +70,9 @@ class StripeCheckout:
             if changed is not None:
                 return changed
         customer_id = self._customer(gateway, buyer)
+        reused = _reuse_open_checkout(gateway, customer_id, account_id, plan)
+        if reused is not None:
+            return reused
         metadata = {"account_id": account_id, "plan_id": plan.id}
         if plan.trial_days:
             # The handlers read it to tell the trial's free first invoice from a paid one.
@@ -317,6 +320,22 @@ def _proration_behavior(config: dict) -> str:
             f"stripe config proration_behavior {value!r} is not one of {', '.join(PRORATION_BEHAVIORS)}"
         )
     return value
+
+
+def _reuse_open_checkout(gateway: StripeGateway, customer_id: str, account_id: str, plan: Plan) -> dict | None:
+    """No double subscription from two tabs: an open subscription Checkout for the same plan is
+    returned as it is; one for another plan is expired at Stripe before a new one opens, so at
+    most one can still be paid. Stripe keeps the list, so billhook stores none."""
+    reused = None
+    for open_session in gateway.open_checkout_sessions(customer_id):
+        if open_session.get("mode") != "subscription":
+            continue  # a credit purchase does not compete with a subscription
+        meta = open_session.get("metadata") or {}
+        if reused is None and meta.get("plan_id") == plan.id and meta.get("account_id") == account_id:
+            reused = {"action": "checkout", "checkout_url": open_session["url"], "session_id": open_session["id"]}
+        else:
+            gateway.expire_checkout_session(open_session["id"])
+    return reused
 
 
 def checkout_options(config: dict) -> CheckoutOptions:

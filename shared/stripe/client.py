@@ -186,6 +186,18 @@ class StripeGateway:
             obj = self._client.v1.checkout.sessions.retrieve(session_id)
         return dict(obj.last_response.data) if obj.last_response is not None else obj.to_dict()
 
+    def open_checkout_sessions(self, customer_id: str) -> list[dict[str, Any]]:
+        """The customer's Checkout Sessions still open (Stripe expires them after 24 h)."""
+        params = {"customer": customer_id, "status": "open", "limit": 100}
+        with self._bounded():
+            page = self._client.v1.checkout.sessions.list(params)
+        raw = page.last_response.data if page.last_response is not None else {"data": [s.to_dict() for s in page.data]}
+        return [dict(each) for each in raw["data"]]
+
+    def expire_checkout_session(self, session_id: str) -> dict[str, Any]:
+        with self._bounded():
+            return self._client.v1.checkout.sessions.expire(session_id).to_dict()
+
     def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]:
         with self._bounded():
             return self._client.v1.subscriptions.retrieve(subscription_id).to_dict()

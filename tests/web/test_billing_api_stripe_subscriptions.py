@@ -238,3 +238,32 @@ def test_a_session_stripe_does_not_know_is_404(client, fake_stripe, stripe_confi
     response = client.get("/api/v1/billing/stripe/checkout/cs_test_missing", headers=auth())
     assert response.status_code == 404
     assert response.json["error"]["code"] == "not_found"
+
+
+# -- no double subscription -------------------------------------------------------------------
+
+
+def test_a_second_checkout_for_the_same_plan_returns_the_open_session(client, fake_stripe, stripe_config, auth):
+    first = client.post("/api/v1/billing/stripe/checkout", json={"plan_id": "growth"}, headers=auth())
+    second = client.post(
+        "/api/v1/billing/stripe/checkout", json={"plan_id": "growth"}, headers={**auth(), "Idempotency-Key": "tab-2"}
+    )
+    assert second.status_code == 200
+    assert second.json == first.json
+    assert len(fake_stripe.calls("POST", "/v1/checkout/sessions")) == 1
+
+
+def test_a_checkout_for_another_plan_expires_the_open_one_at_stripe(client, fake_stripe, stripe_config, auth):
+    first = client.post("/api/v1/billing/stripe/checkout", json={"plan_id": "growth"}, headers=auth())
+    second = client.post("/api/v1/billing/stripe/checkout", json={"plan_id": "scale"}, headers=auth())
+    assert second.status_code == 200
+    assert second.json["session_id"] != first.json["session_id"]
+    assert fake_stripe.checkout_sessions[first.json["session_id"]]["status"] == "expired"
+    assert fake_stripe.checkout_sessions[second.json["session_id"]]["status"] == "open"
+    assert fake_stripe.calls("POST", f"/v1/checkout/sessions/{first.json['session_id']}/expire")
+
+
+def test_an_open_credit_checkout_is_left_alone(client, fake_stripe, stripe_config, auth):
+    bought = client.post("/api/v1/billing/stripe/credit-checkout", json={"package_id": "pro"}, headers=auth())
+    client.post("/api/v1/billing/stripe/checkout", json={"plan_id": "growth"}, headers=auth())
+    assert fake_stripe.checkout_sessions[bought.json["session_id"]]["status"] == "open"
