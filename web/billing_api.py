@@ -135,6 +135,45 @@ def stripe_billing_portal():
     return jsonify(_stripe().billing_portal(current_caller().account_id, _request_key()))
 
 
+@bp.get("/stripe/checkout/<session_id>")
+@require_account
+def stripe_checkout_return(session_id: str):
+    if not ITEM_ID.fullmatch(session_id):
+        raise ApiError(400, "invalid_field", "session_id must be 1 to 100 of A-Z a-z 0-9 _ . : -")
+    ext = billhook()
+    synced = _stripe().sync_checkout(current_caller().account_id, session_id)
+    for email_id in synced.emails:
+        _best_effort(ext.enqueue_email, email_id)
+    if synced.retry_event is not None:
+        _best_effort(ext.enqueue, synced.retry_event)
+    return jsonify(synced.answer)
+
+
+def _best_effort(enqueue, row_id: int) -> None:
+    """Enqueue after the commit; a broker failure leaves the row to the sweeper."""
+    try:
+        enqueue(row_id)
+    except Exception as exc:  # noqa: BLE001
+        log_line(log, "enqueue failed; the sweeper will retry", level=logging.WARNING, error=type(exc).__name__)
+
+
+@bp.post("/stripe/cancel-subscription")
+@require_account
+def stripe_cancel_subscription():
+    # Only a cancellation at the period's end: the subscriber keeps what the period paid for.
+    if json_object().get("at_period_end") is not True:
+        raise ApiError(
+            400, "invalid_field", "at_period_end must be true (a cancellation takes effect at the period's end)"
+        )
+    return jsonify(_stripe().cancel_subscription(current_caller().account_id, _request_key()))
+
+
+@bp.post("/stripe/resume-subscription")
+@require_account
+def stripe_resume_subscription():
+    return jsonify(_stripe().resume_subscription(current_caller().account_id, _request_key()))
+
+
 def _stripe() -> StripeCheckout:
     ext = billhook()
     return StripeCheckout(ext.session_factory, ext.settings)

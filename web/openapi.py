@@ -140,6 +140,33 @@ PATHS = {
             (400, 401, 502, 503),
         )
     },
+    "/api/v1/billing/stripe/checkout/{session_id}": {
+        "get": {
+            **_authed(
+                "The return page's sync: the caller's Checkout Session from Stripe, applied at once when complete "
+                "(the later webhook changes nothing)",
+                _json(_ref("CheckoutSynced")),
+                (400, 401, 404, 502, 503),
+                idempotent=False,
+            ),
+            "parameters": [{"name": "session_id", "in": "path", "required": True, "schema": _STRING_ID}],
+        }
+    },
+    "/api/v1/billing/stripe/cancel-subscription": {
+        "post": _authed(
+            "Cancel the caller's Stripe subscription at the period's end (applied when Stripe's webhook arrives)",
+            _json(_ref("StripeSubscription")),
+            (400, 401, 404, 409, 502, 503),
+            _body(at_period_end={"type": "boolean", "enum": [True]}),
+        )
+    },
+    "/api/v1/billing/stripe/resume-subscription": {
+        "post": _authed(
+            "Undo a cancellation scheduled for the period's end (applied when Stripe's webhook arrives)",
+            _json(_ref("StripeSubscription")),
+            (400, 401, 404, 409, 502, 503),
+        )
+    },
     "/api/v1/billing/paypal/create-order": {
         "post": _authed(
             "A PayPal order (intent CAPTURE) for a credit package; the buyer approves at approve_url",
@@ -349,6 +376,28 @@ SCHEMAS = {
                 },
             },
             "duplicate": {"type": "boolean"},
+        },
+    },
+    "CheckoutSynced": {
+        "type": "object",
+        "required": ["session_id", "status", "applied"],
+        "properties": {
+            "session_id": {"type": "string"},
+            "status": {"type": "string", "nullable": True, "description": "open, complete or expired"},
+            "payment_status": {"type": "string", "nullable": True},
+            "mode": {"type": "string", "nullable": True},
+            "applied": {"type": "boolean", "description": "Whether the account now shows what it bought"},
+        },
+    },
+    "StripeSubscription": {
+        "type": "object",
+        "description": "The subscription as Stripe answered the change",
+        "required": ["subscription_id", "status", "cancel_at_period_end"],
+        "properties": {
+            "subscription_id": {"type": "string"},
+            "status": {"type": "string"},
+            "cancel_at_period_end": {"type": "boolean"},
+            "current_period_end": {"type": "integer", "nullable": True, "description": "Unix seconds"},
         },
     },
     "CheckoutStarted": {

@@ -153,6 +153,25 @@ def payment_action_required(
     )
 
 
+def trial_ending(
+    session: Session, outcome: Outcome, subscription: Subscription, plan: Plan | None, *, trial_end: datetime | None
+) -> bool:
+    """Once per subscription trial: the key names the trial's end, so a trial extended to a new
+    end date warns again, and a redelivered warning does not."""
+    end = trial_end or subscription.current_period_end
+    return queue_account_email(
+        session,
+        outcome,
+        subscription.account_id,
+        template="trial_ending",
+        context={"plan_name": plan.name if plan else "subscription", "trial_end": _date(end)},
+        idempotency_key=(
+            f"email:trial_ending:{subscription.provider}:{subscription.provider_subscription_id}:"
+            f"{int(end.timestamp()) if end else 'unknown'}"
+        ),
+    )
+
+
 def payment_approved(
     session: Session,
     outcome: Outcome,

@@ -24,6 +24,7 @@ TRANSACTIONAL = (
     "payment_action_required",
     "subscription_activated",
     "subscription_renewal",
+    "trial_ending",
     "low_credits",
     "refund_notification",
 )
@@ -40,6 +41,7 @@ SUBJECTS = {
     "payment_action_required": "Action needed: confirm your payment of {{ amount_cents | money(currency) }}",
     "subscription_activated": "Your {{ plan_name }} subscription is active",
     "subscription_renewal": "Your {{ plan_name }} subscription has renewed",
+    "trial_ending": "Your {{ plan_name }} trial ends on {{ trial_end }}",
     "low_credits": "Your credit balance is low ({{ balance }} left)",
     "refund_notification": "Refund of {{ amount_cents | money(currency) }} issued",
 }
@@ -97,6 +99,7 @@ SAMPLES: dict[str, dict] = {
         "credits": 5000,
         "period_end": "2027-01-24",
     },
+    "trial_ending": {"name": "Ada", "plan_name": "Pro", "trial_end": "2026-12-24"},
     "low_credits": {"name": "Ada", "balance": 42, "threshold": 100},
     "refund_notification": {
         "name": "Ada",

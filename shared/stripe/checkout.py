@@ -10,8 +10,12 @@ URLs and buyer both providers' checkouts share are in shared/billing/checkout.py
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared import inbox, processing
 from shared.billing.accounts import link_stripe_customer
 from shared.billing.checkout import (
     Buyer,
@@ -28,10 +32,22 @@ from shared.config import Settings
 from shared.credentials import active_provider
 from shared.errors import NotConfigured, ProviderError
 from shared.models import Account, CreditPackage, Plan
-from shared.stripe.client import StripeGateway
+from shared.stripe.client import API_VERSION, CheckoutOptions, StripeGateway
+from shared.stripe.handlers.trials import TRIAL_DAYS_KEY
 
 PRORATION_BEHAVIORS = ("create_prorations", "always_invoice", "none")
 DEFAULT_PRORATION = "create_prorations"
+COMPLETED = "checkout.session.completed"
+BILLING_ADDRESS_COLLECTION = ("auto", "required")
+
+
+@dataclass(frozen=True)
+class SyncedCheckout:
+    """The return page's answer, and what the caller enqueues after it (the commits are done)."""
+
+    answer: dict
+    emails: tuple[int, ...] = ()
+    retry_event: int | None = None
 
 
 class StripeCheckout:
@@ -54,7 +70,13 @@ class StripeCheckout:
             if changed is not None:
                 return changed
         customer_id = self._customer(gateway, buyer)
+        reused = _reuse_open_checkout(gateway, customer_id, account_id, plan)
+        if reused is not None:
+            return reused
         metadata = {"account_id": account_id, "plan_id": plan.id}
+        if plan.trial_days:
+            # The handlers read it to tell the trial's free first invoice from a paid one.
+            metadata[TRIAL_DAYS_KEY] = str(plan.trial_days)
         checkout = gateway.create_checkout_session(
             mode="subscription",
             price_id=plan.stripe_price_id,
@@ -64,6 +86,8 @@ class StripeCheckout:
             success_url=self.urls.success,
             cancel_url=self.urls.cancel,
             idempotency_key=f"billhook:checkout:{account_id}:plan:{plan.id}:{request_key}",
+            trial_period_days=plan.trial_days or 0,
+            options=checkout_options(config),
         )
         return {"action": "checkout", "checkout_url": checkout["url"], "session_id": checkout["id"]}
 
@@ -117,9 +141,10 @@ class StripeCheckout:
         with self._session_factory() as session:
             package = _purchasable_package(session, package_id)
             buyer = load_buyer(session, account_id)
-            gateway, _ = self._gateway(session)
+            gateway, config = self._gateway(session)
         customer_id = self._customer(gateway, buyer)
         checkout = gateway.create_checkout_session(
+            options=checkout_options(config),
             mode="payment",
             price_id=package.stripe_price_id,
             customer_id=customer_id,
@@ -137,6 +162,99 @@ class StripeCheckout:
             idempotency_key=f"billhook:checkout:{account_id}:package:{package.id}:{request_key}",
         )
         return {"checkout_url": checkout["url"], "session_id": checkout["id"], "credits": package.credits}
+
+    # -- the return page ----------------------------------------------------------------------------
+
+    def sync_checkout(self, account_id: str, session_id: str) -> SyncedCheckout:
+        """Apply a completed Checkout Session the success page names, before its webhook arrives.
+
+        The session retrieved from Stripe is stored in the inbox as a `checkout.session.completed`
+        of billhook's own id (one per session: a reload finds it) and run through the same handler
+        now, so the user sees the plan at once. The handler's grant and email keys are the
+        session's and subscription's, so the real webhook finds them taken and changes nothing;
+        the synthetic event is dated at the session's creation, before Stripe's, so it never
+        outranks a later real state. A session that is not the caller's is not found."""
+        with self._session_factory() as session:
+            gateway, _ = self._gateway(session)
+        try:
+            checkout = gateway.retrieve_checkout_session(session_id)
+        except ProviderError as exc:
+            if exc.status == 404:  # an id Stripe never issued (or another Stripe account's)
+                raise NotFound(f"no checkout session {session_id!r} for this account") from exc
+            raise
+        owner = (checkout.get("metadata") or {}).get("account_id") or checkout.get("client_reference_id")
+        if owner != account_id:
+            raise NotFound(f"no checkout session {session_id!r} for this account")
+        answer = {
+            "session_id": checkout.get("id"),
+            "status": checkout.get("status"),
+            "payment_status": checkout.get("payment_status"),
+            "mode": checkout.get("mode"),
+        }
+        if checkout.get("status") != "complete":
+            return SyncedCheckout({**answer, "applied": False})
+        now = datetime.now(UTC)
+        created = checkout.get("created")
+        event_id = f"billhook_sync_{checkout['id']}"
+        with self._session_factory.begin() as session:
+            stored = inbox.record_event(
+                session,
+                provider="stripe",
+                event_id=event_id,
+                type=COMPLETED,
+                payload={
+                    "id": event_id,
+                    "object": "event",
+                    "type": COMPLETED,
+                    "api_version": API_VERSION,
+                    "created": created,
+                    "livemode": bool(checkout.get("livemode")),
+                    "data": {"object": checkout},
+                },
+                event_created_at=datetime.fromtimestamp(created, UTC) if isinstance(created, int) else now,
+                handled=True,
+                at=now,
+            )
+        try:
+            result = processing.process_event(self._session_factory, stored.id, clock=lambda: datetime.now(UTC))
+        except Exception:  # noqa: BLE001 - the row stays received: the worker retries it the usual way
+            return SyncedCheckout({**answer, "applied": False}, retry_event=stored.id)
+        applied = result.outcome in (processing.DONE, processing.ALREADY_DONE)
+        return SyncedCheckout({**answer, "applied": applied}, emails=result.emails)
+
+    # -- cancel and resume ------------------------------------------------------------------------
+
+    def cancel_subscription(self, account_id: str, request_key: str) -> dict:
+        """Ask Stripe to cancel the live subscription at the period's end. The store changes when
+        Stripe's customer.subscription.updated arrives; the answer is what Stripe said."""
+        gateway, live = self._live_stripe_subscription(account_id)
+        updated = gateway.cancel_subscription_at_period_end(
+            live.provider_subscription_id,
+            idempotency_key=f"billhook:cancel:{live.provider_subscription_id}:{request_key}",
+        )
+        return _subscription_answer(updated)
+
+    def resume_subscription(self, account_id: str, request_key: str) -> dict:
+        """Undo a cancellation scheduled for the period's end (the subscription is still live)."""
+        gateway, live = self._live_stripe_subscription(account_id)
+        updated = gateway.resume_subscription(
+            live.provider_subscription_id,
+            idempotency_key=f"billhook:resume:{live.provider_subscription_id}:{request_key}",
+        )
+        return _subscription_answer(updated)
+
+    def _live_stripe_subscription(self, account_id: str) -> tuple[StripeGateway, LiveSubscription]:
+        with self._session_factory() as session:
+            buyer = load_buyer(session, account_id)
+            live = buyer.live_subscription
+            if live is None:
+                raise NotFound("the account has no live subscription")
+            if live.provider != "stripe":
+                raise SubscriptionConflict(
+                    f"the account's subscription is billed through {live.provider}; manage it there"
+                )
+            gateway, _ = self._gateway(session)
+        return gateway, live
 
     # -- billing portal -------------------------------------------------------------------------
 
@@ -202,3 +320,46 @@ def _proration_behavior(config: dict) -> str:
             f"stripe config proration_behavior {value!r} is not one of {', '.join(PRORATION_BEHAVIORS)}"
         )
     return value
+
+
+def _reuse_open_checkout(gateway: StripeGateway, customer_id: str, account_id: str, plan: Plan) -> dict | None:
+    """No double subscription from two tabs: an open subscription Checkout for the same plan is
+    returned as it is; one for another plan is expired at Stripe before a new one opens, so at
+    most one can still be paid. Stripe keeps the list, so billhook stores none."""
+    reused = None
+    for open_session in gateway.open_checkout_sessions(customer_id):
+        if open_session.get("mode") != "subscription":
+            continue  # a credit purchase does not compete with a subscription
+        meta = open_session.get("metadata") or {}
+        if reused is None and meta.get("plan_id") == plan.id and meta.get("account_id") == account_id:
+            reused = {"action": "checkout", "checkout_url": open_session["url"], "session_id": open_session["id"]}
+        else:
+            gateway.expire_checkout_session(open_session["id"])
+    return reused
+
+
+def checkout_options(config: dict) -> CheckoutOptions:
+    """The Checkout options the stripe provider's config sets; a wrong value is NotConfigured (503)."""
+    flags = {}
+    for name in ("allow_promotion_codes", "automatic_tax", "tax_id_collection"):
+        value = config.get(name, False)
+        if not isinstance(value, bool):
+            raise NotConfigured(f"stripe config {name} must be true or false, not {value!r}")
+        flags[name] = value
+    address = config.get("billing_address_collection")
+    if address is not None and address not in BILLING_ADDRESS_COLLECTION:
+        raise NotConfigured(
+            f"stripe config billing_address_collection {address!r} is not one of "
+            f"{', '.join(BILLING_ADDRESS_COLLECTION)}"
+        )
+    return CheckoutOptions(**flags, billing_address_collection=address)
+
+
+def _subscription_answer(stripe_subscription: dict) -> dict:
+    items = (stripe_subscription.get("items") or {}).get("data") or [{}]
+    return {
+        "subscription_id": stripe_subscription.get("id"),
+        "status": stripe_subscription.get("status"),
+        "cancel_at_period_end": bool(stripe_subscription.get("cancel_at_period_end")),
+        "current_period_end": items[0].get("current_period_end"),
+    }

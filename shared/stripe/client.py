@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -43,6 +44,34 @@ _MAX_GATEWAYS = 8
 _gateways: dict[tuple, StripeGateway] = {}
 _gateways_lock = threading.Lock()
 _SECRET_PATTERN = re.compile(r"\b(sk|rk|pk)_(test|live)_[A-Za-z0-9*]+")
+
+
+@dataclass(frozen=True)
+class CheckoutOptions:
+    """Checkout Session options an operator sets in the stripe provider's config."""
+
+    allow_promotion_codes: bool = False
+    automatic_tax: bool = False
+    tax_id_collection: bool = False
+    billing_address_collection: str | None = None  # "auto" or "required"
+
+    def params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        customer_update: dict[str, str] = {}
+        if self.allow_promotion_codes:
+            params["allow_promotion_codes"] = True
+        if self.automatic_tax:
+            params["automatic_tax"] = {"enabled": True}
+            # Stripe taxes an existing customer by its address: Checkout must be allowed to save it.
+            customer_update["address"] = "auto"
+        if self.tax_id_collection:
+            params["tax_id_collection"] = {"enabled": True}
+            customer_update["name"] = "auto"  # Stripe requires it to store the business name with the id
+        if self.billing_address_collection:
+            params["billing_address_collection"] = self.billing_address_collection
+        if customer_update:
+            params["customer_update"] = customer_update
+        return params
 
 
 class StripeGateway:
@@ -111,6 +140,8 @@ class StripeGateway:
         success_url: str,
         cancel_url: str,
         idempotency_key: str,
+        trial_period_days: int = 0,
+        options: CheckoutOptions | None = None,
     ) -> dict[str, Any]:
         """A hosted Checkout Session. The metadata goes on the session and on what it creates (the
         subscription, or the payment intent) so later invoices and charges carry it too."""
@@ -122,16 +153,50 @@ class StripeGateway:
             "metadata": metadata,
             "success_url": success_url,
             "cancel_url": cancel_url,
+            **(options or CheckoutOptions()).params(),
         }
         if mode == "subscription":
             params["subscription_data"] = {"metadata": metadata}
+            if trial_period_days:
+                params["subscription_data"]["trial_period_days"] = trial_period_days
         else:
             params["payment_intent_data"] = {"metadata": metadata}
         return self._call(self._client.v1.checkout.sessions.create, params, idempotency_key)
 
+    def cancel_subscription_at_period_end(self, subscription_id: str, *, idempotency_key: str) -> dict[str, Any]:
+        return self._update_subscription(subscription_id, {"cancel_at_period_end": True}, idempotency_key)
+
+    def resume_subscription(self, subscription_id: str, *, idempotency_key: str) -> dict[str, Any]:
+        """Undo a scheduled cancellation (`cancel_at_period_end`) while the period lasts."""
+        return self._update_subscription(subscription_id, {"cancel_at_period_end": False}, idempotency_key)
+
+    def _update_subscription(self, subscription_id: str, params: dict[str, Any], idempotency_key: str) -> dict:
+        with self._bounded():
+            result = self._client.v1.subscriptions.update(subscription_id, params, {"idempotency_key": idempotency_key})
+        return result.to_dict()
+
     def create_portal_session(self, *, customer_id: str, return_url: str, idempotency_key: str) -> dict[str, Any]:
         params = {"customer": customer_id, "return_url": return_url}
         return self._call(self._client.v1.billing_portal.sessions.create, params, idempotency_key)
+
+    def retrieve_checkout_session(self, session_id: str) -> dict[str, Any]:
+        """The session as Stripe sent it (the SDK's objects turn decimal strings into Decimal): the
+        JSON its webhook carries, so the inbox can store it as an event's object."""
+        with self._bounded():
+            obj = self._client.v1.checkout.sessions.retrieve(session_id)
+        return dict(obj.last_response.data) if obj.last_response is not None else obj.to_dict()
+
+    def open_checkout_sessions(self, customer_id: str) -> list[dict[str, Any]]:
+        """The customer's Checkout Sessions still open (Stripe expires them after 24 h)."""
+        params = {"customer": customer_id, "status": "open", "limit": 100}
+        with self._bounded():
+            page = self._client.v1.checkout.sessions.list(params)
+        raw = page.last_response.data if page.last_response is not None else {"data": [s.to_dict() for s in page.data]}
+        return [dict(each) for each in raw["data"]]
+
+    def expire_checkout_session(self, session_id: str) -> dict[str, Any]:
+        with self._bounded():
+            return self._client.v1.checkout.sessions.expire(session_id).to_dict()
 
     def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]:
         with self._bounded():

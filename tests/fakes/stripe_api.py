@@ -50,6 +50,10 @@ class FakeStripe(FakeServer):
         self._replay_lock = threading.Lock()
         self.route("POST", "/v1/customers")(self._idempotent(self._create_customer))
         self.route("POST", "/v1/checkout/sessions")(self._idempotent(self._create_checkout_session))
+        self.checkout_sessions: dict[str, dict] = {}
+        self.route("GET", r"/v1/checkout/sessions/(?P<id>[^/]+)")(self._retrieve_checkout_session)
+        self.route("GET", "/v1/checkout/sessions")(self._list_checkout_sessions)
+        self.route("POST", r"/v1/checkout/sessions/(?P<id>[^/]+)/expire")(self._expire_checkout_session)
         self.route("POST", "/v1/billing_portal/sessions")(self._idempotent(self._create_portal_session))
         self.route("GET", r"/v1/subscriptions/(?P<id>[^/]+)")(self._retrieve_subscription)
         self.route("POST", r"/v1/subscriptions/(?P<id>[^/]+)")(self._idempotent(self._update_subscription))
@@ -110,6 +114,39 @@ class FakeStripe(FakeServer):
             subscription=None,
             payment_intent=None,
         )
+        self.checkout_sessions[session_id] = obj
+        return 200, obj
+
+    def complete_checkout(self, session_id: str, *, subscription_id: str | None = None) -> dict:
+        """The buyer paid: the session as Stripe shows it afterwards (and sends in its webhook)."""
+        obj = self.checkout_sessions[session_id]
+        obj.update(status="complete", payment_status="paid")
+        if obj["mode"] == "subscription":
+            obj["subscription"] = subscription_id or se.unique("sub")
+        return obj
+
+    def _list_checkout_sessions(self, request: Recorded, _match):
+        customer, status = request.query.get("customer"), request.query.get("status")
+        data = [
+            obj
+            for obj in self.checkout_sessions.values()
+            if (customer is None or obj["customer"] == customer) and (status is None or obj["status"] == status)
+        ]
+        return 200, {"object": "list", "data": data, "has_more": False, "url": "/v1/checkout/sessions"}
+
+    def _expire_checkout_session(self, _request: Recorded, match):
+        obj = self.checkout_sessions.get(match["id"])
+        if obj is None:
+            return 404, resource_missing("checkout.session", match["id"])
+        if obj["status"] != "open":
+            return 400, {"error": {"type": "invalid_request_error", "message": "Only open sessions can be expired."}}
+        obj.update(status="expired", url=None)
+        return 200, obj
+
+    def _retrieve_checkout_session(self, _request: Recorded, match):
+        obj = self.checkout_sessions.get(match["id"])
+        if obj is None:
+            return 404, resource_missing("checkout.session", match["id"])
         return 200, obj
 
     def _create_portal_session(self, request: Recorded, _match):
@@ -140,6 +177,15 @@ class FakeStripe(FakeServer):
         if form.get("items[0][id]") == item["id"] and form.get("items[0][price]"):
             item["price"]["id"] = form["items[0][price]"]
         obj["metadata"] = {**obj.get("metadata", {}), **_metadata(form)}
+        if "cancel_at_period_end" in form:
+            if obj["status"] == "canceled":
+                return 400, {
+                    "error": {
+                        "type": "invalid_request_error",
+                        "message": "A canceled subscription can only update its cancellation_details and metadata.",
+                    }
+                }
+            obj["cancel_at_period_end"] = form["cancel_at_period_end"] == "true"
         return 200, obj
 
     # -- Products and Prices ----------------------------------------------------------------------

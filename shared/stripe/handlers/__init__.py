@@ -11,4 +11,5 @@ from shared.stripe.handlers import (  # noqa: F401
     invoices,
     refunds,
     subscriptions,
+    trials,
 )

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from shared import metrics
 from shared.billing import ledger, notifications, payments, subscriptions
 from shared.billing.accounts import ensure_account, link_stripe_customer
-from shared.billing.subscriptions import SubscriptionChange
+from shared.billing.subscriptions import SubscriptionChange, SubscriptionStatus
 from shared.errors import PermanentError, RetryLater
 from shared.inbox.registry import handles
 from shared.models import Account, CreditPackage, WebhookEvent
@@ -23,6 +23,7 @@ from shared.stripe.handlers.common import (
     metadata,
     plan_by_id,
 )
+from shared.stripe.handlers.trials import trial_days
 
 
 @handles(PROVIDER, "checkout.session.completed")
@@ -110,15 +111,20 @@ def _activate_subscription(
         if subscription.plan_id is None and plan is not None:
             subscription.plan_id = plan.id
         return
+    trial = trial_days(metadata(checkout)) > 0 and checkout.get("payment_status") == "no_payment_required"
     subscriptions.apply_subscription_state(
         session,
         outcome,
         subscription,
-        SubscriptionChange(status=subscriptions.ACTIVE, plan_id=plan.id if plan else None),
+        SubscriptionChange(
+            status=SubscriptionStatus.TRIALING if trial else subscriptions.ACTIVE, plan_id=plan.id if plan else None
+        ),
         event_at=event_at(event),
         event_id=event.event_id,
         now=now,
     )
+    if trial:
+        return  # nothing was paid: the first paid invoice after the trial grants the first period
     plan = plan or plan_by_id(session, subscription.plan_id)
     if plan is None:
         raise RetryLater(f"plan of subscription {subscription_id} not known yet")
@@ -155,9 +161,10 @@ def _grant_package_purchase(
             line_items=[
                 {
                     "description": f"{package.name} credit package ({package.credits} credits)",
-                    "amount_cents": package.price_cents,
+                    "amount_cents": amount_total - _adjustment_total(checkout),
                     "quantity": 1,
-                }
+                },
+                *_adjustment_lines(checkout),
             ],
             credits_granted=package.credits,
         ),
@@ -178,6 +185,22 @@ def _grant_package_purchase(
     notifications.payment_confirmation(
         session, outcome, payment, description=f"{package.name} credit package", credits=package.credits
     )
+
+
+def _adjustment_lines(checkout: dict) -> list[dict]:
+    """A promotion code's discount and the tax, as lines of the payment's invoice (its lines add
+    up to what was paid)."""
+    totals = checkout.get("total_details") or {}
+    lines = []
+    if totals.get("amount_discount"):
+        lines.append({"description": "Discount", "amount_cents": -totals["amount_discount"], "quantity": 1})
+    if totals.get("amount_tax"):
+        lines.append({"description": "Tax", "amount_cents": totals["amount_tax"], "quantity": 1})
+    return lines
+
+
+def _adjustment_total(checkout: dict) -> int:
+    return sum(line["amount_cents"] for line in _adjustment_lines(checkout))
 
 
 def _package_for_checkout(session: Session, checkout: dict) -> CreditPackage:

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from shared.billing import catalog, notifications, payments, subscriptions
 from shared.billing.accounts import ensure_account
-from shared.billing.subscriptions import SubscriptionChange
+from shared.billing.subscriptions import SubscriptionChange, SubscriptionStatus
 from shared.errors import RetryLater
 from shared.inbox.registry import handles
 from shared.models import Invoice, Payment, Plan, Subscription, WebhookEvent
@@ -26,6 +26,7 @@ from shared.stripe.handlers.common import (
     plan_by_id,
     ts,
 )
+from shared.stripe.handlers.trials import trial_days
 
 # Invoices that bill a whole period of a subscription: they must say which plan and which period.
 PERIOD_REASONS = ("subscription_create", "subscription_cycle")
@@ -46,12 +47,13 @@ def invoice_paid(session: Session, event: WebhookEvent, now: datetime, outcome: 
     subscription = lock_subscription_for(session, outcome, subscription_id, invoice)
     plan = _invoice_plan(session, invoice, full_line, subscription)
     period = (full_line or {}).get("period") or {}
+    trial = _is_trial_start(invoice)
     subscriptions.apply_subscription_state(
         session,
         outcome,
         subscription,
         SubscriptionChange(
-            status=subscriptions.ACTIVE,
+            status=SubscriptionStatus.TRIALING if trial else subscriptions.ACTIVE,
             plan_id=plan.id if plan else None,
             current_period_start=ts(period.get("start")),
             current_period_end=ts(period.get("end")),
@@ -61,7 +63,8 @@ def invoice_paid(session: Session, event: WebhookEvent, now: datetime, outcome: 
         now=now,
     )
     key = _period_key(invoice, subscription_id, line)
-    grants = key is not None and plan is not None  # else a mid-period change (proration): paid, no new period
+    # No key: a mid-period change (proration), paid, no new period; a trial's start grants nothing.
+    grants = key is not None and plan is not None and not trial
     payment, _ = payments.record_payment(
         session,
         outcome,
@@ -79,12 +82,15 @@ def invoice_paid(session: Session, event: WebhookEvent, now: datetime, outcome: 
             line_items=[
                 {"description": li.get("description"), "amount_cents": li.get("amount"), "quantity": li.get("quantity")}
                 for li in (invoice.get("lines") or {}).get("data", [])
-            ],
+            ]
+            + _discount_lines(invoice),
             credits_granted=plan.included_credits if grants else None,
             hosted_url=invoice.get("hosted_invoice_url"),
         ),
         at=now,
     )
+    if trial:
+        return  # the trial's free first invoice: no credits, no receipt; the first paid one grants
     _paid_emails(session, outcome, invoice, subscription, plan, payment, period)
     if not grants:
         return
@@ -183,6 +189,24 @@ def _paid_emails(
         description=f"{plan.name} plan" if plan else "Subscription",
         credits=plan.included_credits if plan is not None and reason == "subscription_create" else None,
     )
+
+
+def _is_trial_start(invoice: dict) -> bool:
+    """The free first invoice of a trial billhook asked for (a 100% coupon without a trial is paid)."""
+    return (
+        invoice.get("billing_reason") == "subscription_create"
+        and not invoice.get("amount_paid")
+        and trial_days(invoice_metadata(invoice)) > 0
+    )
+
+
+def _discount_lines(invoice: dict) -> list[dict]:
+    """A coupon's or promotion code's discount on the invoice: Stripe's lines are before it."""
+    return [
+        {"description": "Discount", "amount_cents": -d["amount"], "quantity": 1}
+        for d in invoice.get("total_discount_amounts") or []
+        if isinstance(d, dict) and isinstance(d.get("amount"), int) and d["amount"] > 0
+    ]
 
 
 def _remember_customer(session: Session, account_id: str, invoice: dict) -> None:

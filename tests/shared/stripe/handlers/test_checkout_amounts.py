@@ -8,7 +8,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import update
 
 from shared.errors import PermanentError
-from shared.models import CreditPackage, Payment
+from shared.models import CreditPackage, Invoice, Payment
 from tests.factories import stripe_events as se
 from tests.shared.stripe.handlers.support import ACCOUNT, balance, count, run
 
@@ -49,6 +49,18 @@ def test_discount_and_tax_are_part_of_the_expected_total(seeded, now, t0):
     run(seeded, evt, now)
 
     assert balance(seeded) == 15_000
+
+
+def test_a_discount_and_tax_are_recorded_on_the_payments_invoice(seeded, now, t0):
+    evt = purchase(t0=t0, price_cents=14999, amount_discount=4999, amount_tax=800, amount_total=10800)
+
+    run(seeded, evt, now)
+
+    with seeded() as session:
+        invoice = session.query(Invoice).one()
+    assert [line["amount_cents"] for line in invoice.line_items] == [14999, -4999, 800]
+    assert [line["description"] for line in invoice.line_items][1:] == ["Discount", "Tax"]
+    assert sum(line["amount_cents"] for line in invoice.line_items) == invoice.amount_cents == 10800
 
 
 def test_a_fully_discounted_session_grants_without_a_payment(seeded, now, t0):

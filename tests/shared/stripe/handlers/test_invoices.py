@@ -202,3 +202,18 @@ def test_an_invoice_outside_any_subscription_changes_nothing(seeded, now, t0):
 
     assert run(seeded, evt, now).outcome == processing.DONE
     assert count(seeded, Payment) == count(seeded, Subscription) == 0
+
+
+def test_a_coupons_discount_is_recorded_on_the_subscription_payments_invoice(seeded, now, t0):
+    sub = StripeSubscription(t0)
+    evt = sub.invoice()
+    obj = evt["data"]["object"]
+    obj["total_discount_amounts"] = [{"amount": 4000, "discount": "di_test"}]
+    obj["amount_paid"] = 15900
+
+    run(seeded, evt, now)
+
+    with seeded() as session:
+        invoice = session.scalars(select(Invoice)).one()
+    assert invoice.line_items[-1] == {"description": "Discount", "amount_cents": -4000, "quantity": 1}
+    assert sum(line["amount_cents"] for line in invoice.line_items) == invoice.amount_cents == 15900
