@@ -12,6 +12,7 @@ import uuid
 
 from flask import Blueprint, g, jsonify, request
 
+from shared import handoff
 from shared.billing import catalog
 from shared.billing.account_summary import account_summary
 from shared.billing.checkout import (
@@ -142,19 +143,11 @@ def stripe_checkout_return(session_id: str):
         raise ApiError(400, "invalid_field", "session_id must be 1 to 100 of A-Z a-z 0-9 _ . : -")
     ext = billhook()
     synced = _stripe().sync_checkout(current_caller().account_id, session_id)
-    for email_id in synced.emails:
-        _best_effort(ext.enqueue_email, email_id)
+    # The sync's commit is done: publish what it queued (a broker failure leaves it to the sweepers).
+    handoff.after_commit(synced, email=ext.enqueue_email, delivery=ext.enqueue_delivery)
     if synced.retry_event is not None:
-        _best_effort(ext.enqueue, synced.retry_event)
+        handoff.hand_over(ext.enqueue, [synced.retry_event], what="event")
     return jsonify(synced.answer)
-
-
-def _best_effort(enqueue, row_id: int) -> None:
-    """Enqueue after the commit; a broker failure leaves the row to the sweeper."""
-    try:
-        enqueue(row_id)
-    except Exception as exc:  # noqa: BLE001
-        log_line(log, "enqueue failed; the sweeper will retry", level=logging.WARNING, error=type(exc).__name__)
 
 
 @bp.post("/stripe/cancel-subscription")

@@ -47,6 +47,7 @@ class SyncedCheckout:
 
     answer: dict
     emails: tuple[int, ...] = ()
+    deliveries: tuple[int, ...] = ()
     retry_event: int | None = None
 
 
@@ -220,7 +221,7 @@ class StripeCheckout:
         except Exception:  # noqa: BLE001 - the row stays received: the worker retries it the usual way
             return SyncedCheckout({**answer, "applied": False}, retry_event=stored.id)
         applied = result.outcome in (processing.DONE, processing.ALREADY_DONE)
-        return SyncedCheckout({**answer, "applied": applied}, emails=result.emails)
+        return SyncedCheckout({**answer, "applied": applied}, emails=result.emails, deliveries=result.deliveries)
 
     # -- cancel and resume ------------------------------------------------------------------------
 
