@@ -9,6 +9,7 @@ from shared.config import Settings
 from worker import redis_transport
 from worker.messages import (
     LAPSE_MANUAL_SUBSCRIPTIONS,
+    RECONCILE_PAYPAL,
     RECONCILE_STRIPE,
     SWEEP_INBOX,
     SWEEP_OUTBOX,
@@ -47,6 +48,7 @@ def new_celery(settings: Settings, *, include: tuple[str, ...] = ()) -> Celery:
         beat_schedule={
             SWEEP_INBOX: {"task": SWEEP_INBOX, "schedule": settings.sweep_interval_seconds},
             RECONCILE_STRIPE: {"task": RECONCILE_STRIPE, "schedule": settings.reconcile_interval_seconds},
+            RECONCILE_PAYPAL: {"task": RECONCILE_PAYPAL, "schedule": settings.reconcile_interval_seconds},
             SWEEP_OUTBOX: {"task": SWEEP_OUTBOX, "schedule": settings.sweep_interval_seconds},
             SWEEP_PAYPAL_CAPTURES: {"task": SWEEP_PAYPAL_CAPTURES, "schedule": settings.sweep_interval_seconds},
             # A lapsed period is found within a sweep interval of its end: the query is one index probe.

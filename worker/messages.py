@@ -17,6 +17,7 @@ SWEEP_OUTBOX = "billhook.sweep_outbox"
 PAYPAL_CAPTURE_ORDER = "billhook.paypal_capture_order"
 SWEEP_PAYPAL_CAPTURES = "billhook.sweep_paypal_captures"
 LAPSE_MANUAL_SUBSCRIPTIONS = "billhook.lapse_manual_subscriptions"
+RECONCILE_PAYPAL = "billhook.reconcile_paypal"
 
 
 def publish_task(app: Celery, producer: Producer, task: str, pk: int) -> None:

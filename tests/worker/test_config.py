@@ -7,7 +7,7 @@ import pytest
 
 from worker.celery_app import TASK_MODULES, make_celery
 from worker.config import new_celery
-from worker.messages import RECONCILE_STRIPE, SWEEP_INBOX, SWEEP_OUTBOX, SWEEP_PAYPAL_CAPTURES
+from worker.messages import RECONCILE_PAYPAL, RECONCILE_STRIPE, SWEEP_INBOX, SWEEP_OUTBOX, SWEEP_PAYPAL_CAPTURES
 
 
 def test_a_backoff_cap_at_or_above_the_visibility_timeout_is_refused(settings):
@@ -24,7 +24,7 @@ def test_tasks_are_acked_late_as_json_on_the_configured_queue(settings):
 
 def test_beat_runs_every_sweep_and_the_reconciliation_as_tasks_the_worker_has(settings):
     schedule = new_celery(settings).conf.beat_schedule
-    assert {SWEEP_INBOX, RECONCILE_STRIPE, SWEEP_OUTBOX, SWEEP_PAYPAL_CAPTURES} <= set(schedule)
+    assert {SWEEP_INBOX, RECONCILE_STRIPE, RECONCILE_PAYPAL, SWEEP_OUTBOX, SWEEP_PAYPAL_CAPTURES} <= set(schedule)
     app = make_celery(settings)
     for module in TASK_MODULES:
         __import__(module)
