@@ -1,4 +1,4 @@
-"""`billhook reconcile stripe --since` and `billhook sync subscription ID`."""
+"""`billhook reconcile stripe|paypal --since` and `billhook sync subscription ID`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import click
 from cli.context import CliContext, pass_ctx
 from cli.events import parse_since
 from shared.errors import BillhookError
+from shared.paypal.reconcile import reconcile_paypal
 from shared.stripe.reconcile import reconcile_stripe, sync_stripe_subscription
 
 
@@ -41,6 +42,32 @@ def stripe(ctx: CliContext, since: str) -> None:
         raise click.ClickException(str(exc)) from exc
     click.echo(
         f"checked {result.seen} Stripe event(s) since {start:%Y-%m-%d %H:%M} UTC in {result.pages} page(s);"
+        f" {len(result.inserted)} missing, now stored"
+        + (f": {', '.join(map(str, result.inserted))}" if result.inserted else "")
+    )
+    if result.enqueue_failed:
+        click.echo("the broker is unreachable; the sweeper will queue the stored events", err=True)
+
+
+@reconcile_group.command("paypal")
+@click.option("--since", default="3d", show_default=True, help="ISO date/time or an age (90m, 12h, 7d).")
+@pass_ctx
+def paypal(ctx: CliContext, since: str) -> None:
+    """Store and queue every PayPal webhook event since then that the inbox lacks."""
+    from worker.celery_app import make_celery
+    from worker.messages import enqueue_event
+
+    now = datetime.now(UTC)
+    start = parse_since(since, now)
+    celery = make_celery(ctx.settings)
+    try:
+        result = reconcile_paypal(
+            ctx.session_factory, ctx.settings, since=start, now=now, enqueue=lambda pk: enqueue_event(celery, pk)
+        )
+    except BillhookError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"checked {result.seen} PayPal event(s) since {start:%Y-%m-%d %H:%M} UTC in {result.pages} page(s);"
         f" {len(result.inserted)} missing, now stored"
         + (f": {', '.join(map(str, result.inserted))}" if result.inserted else "")
     )

@@ -196,6 +196,19 @@ def paypal_create_subscription():
     return jsonify(_paypal().create_subscription(current_caller().account_id, plan_id, _request_key()))
 
 
+@bp.post("/paypal/change-plan")
+@require_account
+def paypal_change_plan():
+    plan_id = _field(json_object(), "plan_id")
+    return jsonify(_paypal().change_plan(current_caller().account_id, plan_id, _request_key()))
+
+
+@bp.post("/paypal/cancel-subscription")
+@require_account
+def paypal_cancel_subscription():
+    return jsonify(_paypal().cancel_subscription(current_caller().account_id))
+
+
 def _paypal() -> PayPalCheckout:
     ext = billhook()
     return PayPalCheckout(

@@ -192,6 +192,23 @@ PATHS = {
             _body(plan_id=_STRING_ID),
         )
     },
+    "/api/v1/billing/paypal/change-plan": {
+        "post": _authed(
+            "Revise the caller's live PayPal subscription to another plan; the buyer approves at approve_url and "
+            "the plan changes when PayPal's webhook says so",
+            _json(_ref("PayPalPlanChange")),
+            (400, 401, 404, 409, 502, 503),
+            _body(plan_id=_STRING_ID),
+        )
+    },
+    "/api/v1/billing/paypal/cancel-subscription": {
+        "post": _authed(
+            "Cancel the caller's live PayPal subscription at PayPal; the webhook applies the cancellation",
+            _json(_ref("PayPalCancelRequested")),
+            (401, 404, 502, 503),
+            idempotent=False,
+        )
+    },
     "/api/v1/billing/manual-payments": {
         "post": {
             **_authed(
@@ -448,6 +465,23 @@ SCHEMAS = {
             "status": {"type": "string", "description": "The capture's status: COMPLETED or PENDING"},
             "credits_granted": {"type": "integer", "description": "Credits granted by this call (0 on a repeat)"},
             "balance": {"type": "integer"},
+        },
+    },
+    "PayPalPlanChange": {
+        "type": "object",
+        "required": ["subscription_id", "plan_id", "approve_url"],
+        "properties": {
+            "subscription_id": {"type": "string"},
+            "plan_id": {"type": "string"},
+            "approve_url": {"type": ["string", "null"]},
+        },
+    },
+    "PayPalCancelRequested": {
+        "type": "object",
+        "required": ["subscription_id", "status"],
+        "properties": {
+            "subscription_id": {"type": "string"},
+            "status": {"type": "string", "enum": ["cancel_requested"]},
         },
     },
     "PayPalSubscriptionCreated": {

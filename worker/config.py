@@ -12,6 +12,7 @@ from worker.messages import (
     DELIVER_OUTGOING,
     LAPSE_MANUAL_SUBSCRIPTIONS,
     LAPSE_SUBSCRIPTIONS,
+    RECONCILE_PAYPAL,
     RECONCILE_STRIPE,
     SWEEP_INBOX,
     SWEEP_OUTBOX,
@@ -65,6 +66,7 @@ def new_celery(settings: Settings, *, include: tuple[str, ...] = ()) -> Celery:
         beat_schedule={
             SWEEP_INBOX: {"task": SWEEP_INBOX, "schedule": settings.sweep_interval_seconds},
             RECONCILE_STRIPE: {"task": RECONCILE_STRIPE, "schedule": settings.reconcile_interval_seconds},
+            RECONCILE_PAYPAL: {"task": RECONCILE_PAYPAL, "schedule": settings.reconcile_interval_seconds},
             SWEEP_OUTBOX: {"task": SWEEP_OUTBOX, "schedule": settings.sweep_interval_seconds},
             SWEEP_PAYPAL_CAPTURES: {"task": SWEEP_PAYPAL_CAPTURES, "schedule": settings.sweep_interval_seconds},
             SWEEP_OUTGOING: {"task": SWEEP_OUTGOING, "schedule": settings.sweep_interval_seconds},

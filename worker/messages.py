@@ -17,6 +17,7 @@ SWEEP_OUTBOX = "billhook.sweep_outbox"
 PAYPAL_CAPTURE_ORDER = "billhook.paypal_capture_order"
 SWEEP_PAYPAL_CAPTURES = "billhook.sweep_paypal_captures"
 LAPSE_MANUAL_SUBSCRIPTIONS = "billhook.lapse_manual_subscriptions"
+RECONCILE_PAYPAL = "billhook.reconcile_paypal"
 # Outgoing webhooks: deliveries on a queue of their own (worker.config routes them).
 DELIVER_OUTGOING = "billhook.deliver_outgoing"
 SWEEP_OUTGOING = "billhook.sweep_outgoing"

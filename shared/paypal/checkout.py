@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared import handoff
 from shared.billing import ledger
 from shared.billing.checkout import (
+    LiveSubscription,
     NotFound,
     NotPurchasable,
     OrderNotApproved,
@@ -165,6 +166,50 @@ class PayPalCheckout:
             "approve_url": approve_url(subscription),
             "status": subscription.get("status"),
         }
+
+    # -- the live PayPal subscription: change plan, cancel ----------------------------------------
+
+    def change_plan(self, account_id: str, plan_id: str, request_key: str) -> dict:
+        """Ask PayPal to revise the caller's live subscription to another plan. Nothing changes
+        here until BILLING.SUBSCRIPTION.UPDATED arrives: the buyer may never approve."""
+        with self._session_factory() as session:
+            plan = session.get(Plan, plan_id)
+            if plan is None or not plan.active:
+                raise NotFound(f"no active plan {plan_id!r}")
+            if not plan.paypal_plan_id:
+                raise NotPurchasable(f"plan {plan_id!r} has no PayPal plan")
+            live = self._live_paypal_subscription(session, account_id)
+            client = PayPalGateway.from_store(session, self._settings)
+        if live.plan_id == plan.id:
+            raise SubscriptionConflict(f"the subscription is already on plan {plan_id!r}")
+        revised = client.revise_subscription(
+            live.provider_subscription_id,
+            plan_id=plan.paypal_plan_id,
+            return_url=self.urls.paypal_return,
+            cancel_url=self.urls.cancel,
+            request_id=_request_id("revise", account_id, plan.id, request_key),
+        )
+        return {
+            "subscription_id": live.provider_subscription_id,
+            "plan_id": plan.id,
+            "approve_url": approve_url(revised),
+        }
+
+    def cancel_subscription(self, account_id: str) -> dict:
+        """Ask PayPal to cancel the caller's live subscription; BILLING.SUBSCRIPTION.CANCELLED
+        applies it."""
+        with self._session_factory() as session:
+            live = self._live_paypal_subscription(session, account_id)
+            client = PayPalGateway.from_store(session, self._settings)
+        client.cancel_subscription(live.provider_subscription_id, reason="Cancelled by the subscriber")
+        return {"subscription_id": live.provider_subscription_id, "status": "cancel_requested"}
+
+    @staticmethod
+    def _live_paypal_subscription(session: Session, account_id: str) -> LiveSubscription:
+        live = load_buyer(session, account_id).live_subscription
+        if live is None or live.provider != PROVIDER:
+            raise NotFound("the account has no live PayPal subscription")
+        return live
 
 
 def _custom_id(build: Callable[[str, str], str], account_id: str, item_id: str) -> str:

@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 import requests
 from sqlalchemy.orm import Session
@@ -269,6 +270,35 @@ class PayPalGateway:
             body["subscriber"] = {"email_address": email}
         return self._request("POST", "/v1/billing/subscriptions", json_body=body, request_id=request_id)
 
+    def revise_subscription(
+        self, subscription_id: str, *, plan_id: str, return_url: str, cancel_url: str, request_id: str
+    ) -> dict[str, Any]:
+        """`POST /v1/billing/subscriptions/{id}/revise` to another PayPal plan. The buyer approves
+        the change at `approve_url(answer)`; the plan changes when PayPal says so by webhook."""
+        context = {"return_url": return_url, "cancel_url": cancel_url, "user_action": "CONTINUE"}
+        body = {"plan_id": plan_id, "application_context": context}
+        path = f"/v1/billing/subscriptions/{_path_id(subscription_id)}/revise"
+        return self._request("POST", path, json_body=body, request_id=request_id)
+
+    def cancel_subscription(self, subscription_id: str, *, reason: str) -> None:
+        """`POST /v1/billing/subscriptions/{id}/cancel` (PayPal answers 204). PayPal refuses to
+        cancel one that is already cancelled (422 SUBSCRIPTION_STATUS_INVALID)."""
+        path = f"/v1/billing/subscriptions/{_path_id(subscription_id)}/cancel"
+        self._request("POST", path, json_body={"reason": reason[:128]})
+
+    def list_webhook_events(
+        self, *, start_time: str, end_time: str, page_size: int = 100, page: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of `GET /v1/notifications/webhooks-events` (newest first) and the path of the
+        next page, if any. `page` is a path a previous call returned. Only the path and query of
+        PayPal's `next` link are kept, so the token never goes to a host other than `base_url`."""
+        if page is None:
+            query = urlencode({"page_size": page_size, "start_time": start_time, "end_time": end_time})
+            page = f"/v1/notifications/webhooks-events?{query}"
+        data = self._request("GET", page)
+        events = [e for e in data.get("events") or [] if isinstance(e, dict) and isinstance(e.get("id"), str)]
+        return events, _next_page(data)
+
     # -- webhooks -----------------------------------------------------------------------------
 
     def verify_webhook_signature(self, *, headers: Mapping[str, str], event: bytes | dict, webhook_id: str) -> bool:
@@ -379,6 +409,15 @@ def approve_url(resource: dict[str, Any]) -> str | None:
     for link in resource.get("links") or []:
         if link.get("rel") in ("payer-action", "approve"):
             return link.get("href")
+    return None
+
+
+def _next_page(data: dict[str, Any]) -> str | None:
+    for link in data.get("links") or []:
+        if isinstance(link, dict) and link.get("rel") == "next" and isinstance(link.get("href"), str):
+            parts = urlsplit(link["href"])
+            if parts.path.startswith("/v1/notifications/webhooks-events"):
+                return f"{parts.path}?{parts.query}" if parts.query else parts.path
     return None
 
 

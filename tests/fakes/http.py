@@ -114,7 +114,7 @@ class FakeServer:
                     if override is not None:
                         fake._overrides.remove(override)
                 status, body = fake._answer(recorded, override)
-                payload = json.dumps(body).encode()
+                payload = b"" if status == 204 else json.dumps(body).encode()
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")

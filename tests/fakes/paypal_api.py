@@ -70,6 +70,16 @@ class FakePayPal(FakeServer):
             self._authorized(self._idempotent(self._capture_order))
         )
         self.route("POST", "/v1/billing/subscriptions")(self._authorized(self._idempotent(self._create_subscription)))
+        self.route("POST", r"/v1/billing/subscriptions/(?P<id>I-[A-Z0-9]+)/revise")(
+            self._authorized(self._idempotent(self._revise_subscription))
+        )
+        self.route("POST", r"/v1/billing/subscriptions/(?P<id>I-[A-Z0-9]+)/cancel")(
+            self._authorized(self._cancel_subscription)
+        )
+        self.route("GET", "/v1/notifications/webhooks-events")(self._authorized(self._list_webhook_events))
+        # What GET /v1/notifications/webhooks-events lists, newest first (tests add to it).
+        self.webhook_events: list[dict] = []
+        self.webhook_events_page_size_cap = 10
 
     # -- test controls --------------------------------------------------------------------------
 
@@ -287,6 +297,66 @@ class FakePayPal(FakeServer):
         }
         self.subscriptions[subscription_id] = subscription
         return 201, subscription
+
+    def add_subscription(self, *, plan_id: str = "P-BASIC", status: str = "ACTIVE", custom_id: str = "") -> str:
+        """A subscription PayPal already holds (as after the buyer approved it)."""
+        subscription_id = _paypal_id("I-")
+        self.subscriptions[subscription_id] = {
+            "id": subscription_id,
+            "plan_id": plan_id,
+            "status": status,
+            "custom_id": custom_id,
+        }
+        return subscription_id
+
+    def _revise_subscription(self, request: Recorded, match):
+        subscription = self.subscriptions.get(match["id"])
+        if subscription is None:
+            return 404, _not_found(match["id"])
+        body = request.json or {}
+        if not str(body.get("plan_id", "")).startswith("P-"):
+            return 422, error("UNPROCESSABLE_ENTITY", "INVALID_PLAN_ID", "Plan id is not valid.", "Invalid plan.")
+        sid = match["id"]
+        return 200, {
+            "plan_id": body["plan_id"],
+            "effective_time": "2026-11-24T16:00:00Z",
+            "plan_overridden": False,
+            "links": [
+                {
+                    "href": f"https://www.sandbox.paypal.com/webapps/billing/subscriptions/update?ba_token=BA-{sid[2:]}",
+                    "rel": "approve",
+                    "method": "GET",
+                },
+                {"href": f"https://api-m.sandbox.paypal.com/v1/billing/subscriptions/{sid}", "rel": "self"},
+            ],
+        }
+
+    def _cancel_subscription(self, _request: Recorded, match):
+        subscription = self.subscriptions.get(match["id"])
+        if subscription is None:
+            return 404, _not_found(match["id"])
+        if subscription["status"] == "CANCELLED":
+            return 422, error(
+                "UNPROCESSABLE_ENTITY",
+                "SUBSCRIPTION_STATUS_INVALID",
+                "Invalid subscription status for cancel action; subscription status should be active or suspended.",
+                "The requested action could not be performed.",
+            )
+        subscription["status"] = "CANCELLED"
+        return 204, None
+
+    def _list_webhook_events(self, request: Recorded, _match):
+        query = request.query
+        size = min(int(query.get("page_size", 10)), self.webhook_events_page_size_cap)
+        page = int(query.get("page", 1))
+        start, end = query.get("start_time", ""), query.get("end_time", "9999")
+        listed = [e for e in self.webhook_events if start <= e["create_time"] <= end]
+        chunk = listed[(page - 1) * size : page * size]
+        links = []
+        if page * size < len(listed):
+            params = f"page_size={size}&page={page + 1}&start_time={start}&end_time={end}"
+            links.append({"href": f"{self.url}/v1/notifications/webhooks-events?{params}", "rel": "next"})
+        return 200, {"events": chunk, "count": len(chunk), "links": links}
 
 
 def _not_found(order_id: str) -> dict:

@@ -10,6 +10,7 @@ from worker.config import new_celery
 from worker.messages import (
     DELIVER_OUTGOING,
     LAPSE_SUBSCRIPTIONS,
+    RECONCILE_PAYPAL,
     RECONCILE_STRIPE,
     SWEEP_INBOX,
     SWEEP_OUTBOX,
@@ -36,6 +37,7 @@ def test_beat_runs_every_sweep_and_the_reconciliation_as_tasks_the_worker_has(se
     assert {
         SWEEP_INBOX,
         RECONCILE_STRIPE,
+        RECONCILE_PAYPAL,
         SWEEP_OUTBOX,
         SWEEP_PAYPAL_CAPTURES,
         SWEEP_OUTGOING,

@@ -1,4 +1,5 @@
-"""PayPal tasks: capture approved orders the buyer's browser did not come back to capture.
+"""PayPal tasks: capture approved orders the buyer's browser did not come back to capture, and
+reconcile the inbox with PayPal's list of its webhook events.
 
 The handled CHECKOUT.ORDER.APPROVED event is the durable intent; a periodic sweep finds the ones
 whose order still has no payment row and queues one capture task per order (ids only). A capture
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 
 from celery import shared_task
 
@@ -19,8 +21,9 @@ from shared.credentials import active_provider
 from shared.errors import NotConfigured, ProviderError
 from shared.logs import log_line
 from shared.paypal import orders as paypal_orders
+from shared.paypal.reconcile import reconcile_paypal as reconcile_paypal_events
 from worker.celery_app import runtime
-from worker.messages import PAYPAL_CAPTURE_ORDER, SWEEP_PAYPAL_CAPTURES, publish
+from worker.messages import PAYPAL_CAPTURE_ORDER, RECONCILE_PAYPAL, SWEEP_PAYPAL_CAPTURES, enqueue_event, publish
 
 log = logging.getLogger("billhook.worker")
 
@@ -86,3 +89,26 @@ def sweep_paypal_captures(self) -> int:
     if due:
         log_line(log, "sweep", task=SWEEP_PAYPAL_CAPTURES, queued=len(due))
     return len(due)
+
+
+@shared_task(bind=True, name=RECONCILE_PAYPAL, acks_late=True, ignore_result=True)
+def reconcile_paypal(self) -> int:
+    """Store and queue the PayPal webhook events of the lookback window the inbox lacks. Skipped,
+    not failed, while PayPal has no credentials."""
+    rt = runtime(self.app)
+    now = rt.clock()
+    try:
+        result = reconcile_paypal_events(
+            rt.session_factory,
+            rt.settings,
+            since=now - timedelta(seconds=rt.settings.reconcile_lookback_seconds),
+            now=now,
+            enqueue=lambda pk: enqueue_event(self.app, pk),
+        )
+    except NotConfigured:
+        log_line(log, "reconcile skipped: PayPal has no credentials", task=RECONCILE_PAYPAL)
+        return 0
+    except ProviderError as exc:  # PayPal unreachable or refusing: the next run looks back as far
+        log_line(log, "reconcile failed", level=logging.WARNING, task=RECONCILE_PAYPAL, error=exc.message)
+        return 0
+    return len(result.inserted)
