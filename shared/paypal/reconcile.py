@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import inbox, metrics
+from shared import handoff, inbox, metrics
 from shared.config import Settings
 from shared.dispatch import is_handled
 from shared.logs import log_line
@@ -58,7 +58,7 @@ def reconcile_paypal(
         result.inserted.extend(new)
         metrics.RECONCILED_EVENTS.labels(PROVIDER).inc(len(new))
         if not result.enqueue_failed:
-            result.enqueue_failed = not _enqueue_all(enqueue, new)
+            result.enqueue_failed = len(handoff.hand_over(enqueue, new, what="event")) < len(new)
         if page is None or not events:
             break
     log_line(
@@ -93,20 +93,6 @@ def _store_page(session_factory: sessionmaker[Session], events: list[dict], now:
             if stored.new and stored.status == EventStatus.RECEIVED:
                 new.append(stored.id)
     return new
-
-
-def _enqueue_all(enqueue: Callable[[int], None], pks: list[int]) -> bool:
-    """After the commit. A down broker is not an error: the rows are stored and the sweeper
-    publishes them."""
-    for pk in pks:
-        try:
-            enqueue(pk)
-        except Exception as exc:  # noqa: BLE001 - any broker failure
-            log_line(
-                log, "reconcile could not enqueue; the sweeper will", level=logging.WARNING, error=type(exc).__name__
-            )
-            return False
-    return True
 
 
 def _paypal_time(value: datetime) -> str:

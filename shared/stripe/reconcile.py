@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import inbox, metrics, processing
+from shared import handoff, inbox, metrics, processing
 from shared.billing.subscriptions import find_subscription
 from shared.config import Settings
 from shared.dispatch import handled_types, is_handled
@@ -90,7 +90,7 @@ def _reconcile_types(session_factory, gateway, types, since, now, enqueue, page_
         result.inserted.extend(new)
         metrics.RECONCILED_EVENTS.labels(PROVIDER).inc(len(new))
         if not result.enqueue_failed:
-            result.enqueue_failed = not _enqueue_all(enqueue, new)
+            result.enqueue_failed = len(handoff.hand_over(enqueue, new, what="event")) < len(new)
         if not has_more or not events:
             return
         starting_after = events[-1]["id"]
@@ -114,20 +114,6 @@ def _store_page(session_factory: sessionmaker[Session], events: list[dict], now:
             if stored.new and stored.status == EventStatus.RECEIVED:
                 new.append(stored.id)
     return new
-
-
-def _enqueue_all(enqueue: Callable[[int], None], pks: list[int]) -> bool:
-    """After the commit. A down broker is not an error: the rows are stored and the sweeper
-    publishes them."""
-    for pk in pks:
-        try:
-            enqueue(pk)
-        except Exception as exc:  # noqa: BLE001 - any broker failure
-            log_line(
-                log, "reconcile could not enqueue; the sweeper will", level=logging.WARNING, error=type(exc).__name__
-            )
-            return False
-    return True
 
 
 # -- one subscription -------------------------------------------------------------------------
