@@ -33,6 +33,19 @@ class Subscription(Base):
     past_due_since: Mapped[datetime | None]
     # When that spell's grace ended and `subscription.lapsed` was recorded.
     lapsed_at: Mapped[datetime | None]
+    # When the provider created it (Stripe's `created`): of two live subscriptions of one account,
+    # the later is the duplicate.
+    provider_created_at: Mapped[datetime | None]
+    # Set when this subscription went live while the account had another (the earlier one): it
+    # grants nothing, and ops see it until it is canceled.
+    duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("subscriptions.id", ondelete="SET NULL"))
+    # The upgrade-credit budget of the current period (shared/billing/upgrades.py): the period it
+    # is for, the included credits of the plan the period began on and of the highest plan reached,
+    # and the upgrade credits granted so far in it.
+    credits_period_start: Mapped[datetime | None]
+    period_base_credits: Mapped[int | None]
+    period_peak_credits: Mapped[int | None]
+    period_upgrade_credits: Mapped[int] = mapped_column(default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

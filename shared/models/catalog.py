@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, String
+from sqlalchemy import CheckConstraint, ForeignKey, String, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from shared.models.base import Base, utcnow
@@ -19,6 +19,7 @@ class Plan(Base):
         CheckConstraint("price_cents >= 0", name="price_not_negative"),
         CheckConstraint("trial_days >= 0", name="trial_days_not_negative"),
         CheckConstraint("past_due_grace_days >= 0", name="grace_days_not_negative"),
+        CheckConstraint("upgrade_credits IN ('none', 'difference')", name="upgrade_credits_policy"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -35,6 +36,10 @@ class Plan(Base):
     features: Mapped[dict] = mapped_column(default=dict)
     trial_days: Mapped[int] = mapped_column(default=0)
     past_due_grace_days: Mapped[int] = mapped_column(default=7)
+    # Credits on an upgrade to this plan mid-period: "none", or "difference" (this plan's included
+    # credits less the old plan's), prorated by the time left in the period when `prorate_upgrades`.
+    upgrade_credits: Mapped[str] = mapped_column(String(16), default="none", server_default="none")
+    prorate_upgrades: Mapped[bool] = mapped_column(default=False, server_default=false())
     earlier_stripe_prices: Mapped[list[PlanStripePrice]] = relationship(
         back_populates="plan", cascade="all, delete-orphan"
     )
