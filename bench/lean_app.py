@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import queue
+import sys
 import threading
 from datetime import UTC, datetime
 
@@ -27,6 +28,9 @@ from flask import Flask, jsonify, request
 from sqlalchemy.engine import make_url
 
 log = logging.getLogger("bench.lean")
+# The line is written, as billhook's request line is (gunicorn configures only its own loggers:
+# without a handler at INFO the reference's "one log line" would cost nothing).
+logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 app = Flask(__name__)
 
 _DSN = make_url(os.environ["DATABASE_URL"]).set(drivername="postgresql").render_as_string(hide_password=False)

@@ -31,6 +31,9 @@ def _dev_secret(var_dir: Path, name: str) -> str:
     return value
 
 
+WEB_THREADS_ENV = "BILLHOOK_WEB_THREADS"
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -49,6 +52,9 @@ class Settings:
     webhook_future_tolerance_seconds: int = 300
     max_webhook_bytes: int = 1024 * 1024
     provider_cache_seconds: float = 30.0
+    # Request threads of a web process (gunicorn's `threads`, web/gunicorn_conf.py): the intake's
+    # connection pool holds as many, so no webhook opens a database connection of its own.
+    web_threads: int = 16
     # worker
     task_max_retries: int = 8
     # An event whose dependency billhook has not seen yet (a refund before its payment) keeps
@@ -121,6 +127,7 @@ class Settings:
             outgoing_retry_max_seconds=float(env.get("BILLHOOK_OUTGOING_RETRY_MAX_SECONDS", str(6 * 3600))),
             outgoing_retry_window_seconds=int(env.get("BILLHOOK_OUTGOING_RETRY_WINDOW_SECONDS", str(3 * 24 * 3600))),
             outgoing_secret_overlap_seconds=int(env.get("BILLHOOK_OUTGOING_SECRET_OVERLAP_SECONDS", str(24 * 3600))),
+            web_threads=int(env.get(WEB_THREADS_ENV, "16")),
             webhook_tolerance_seconds=int(env.get("BILLHOOK_WEBHOOK_TOLERANCE_SECONDS", "300")),
             webhook_future_tolerance_seconds=int(env.get("BILLHOOK_WEBHOOK_FUTURE_TOLERANCE_SECONDS", "300")),
             stripe_api_base=env.get("STRIPE_API_BASE") or None,

@@ -13,6 +13,8 @@ import time
 
 from werkzeug.exceptions import RequestTimeout
 
+from shared.config import WEB_THREADS_ENV
+
 # Seconds a client has to send its whole body once its headers arrived: a trickling client holds
 # its thread at most this long, then gets a JSON 408.
 BODY_READ_SECONDS = float(os.environ.get("BILLHOOK_BODY_READ_SECONDS", "10"))
@@ -21,7 +23,8 @@ worker_class = "gthread"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # Threads per process: enough for a burst of slow calls (each checkout waits on a provider at most
 # its client's total bound, 10 s) with most threads still free for intake.
-threads = int(os.environ.get("BILLHOOK_WEB_THREADS", "16"))
+# The intake's connection pool is sized from the same variable (Settings.web_threads).
+threads = int(os.environ.get(WEB_THREADS_ENV, "16"))
 # With gthread this bounds the main loop's heartbeat, not a request: requests are bounded by the
 # provider clients' totals and BODY_READ_SECONDS, both well under it.
 timeout = 30
