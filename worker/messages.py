@@ -1,5 +1,6 @@
 """Billhook's messages: the task names (stable across deploys: queued messages name them) and
-publishing one id to billhook's queue."""
+publishing ids to billhook's queue: one id a message, or a batch of event or email ids in one
+message (`PROCESS_EVENTS`, `SEND_EMAILS`: what the publisher sends when ids gather under load)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,17 @@ from kombu import Producer, serialization
 from kombu.utils import json as kombu_json
 
 PROCESS_EVENT = "billhook.process_event"
+# Several events (or emails) in one message, each still in a transaction of its own: a message's
+# fixed cost (broker round trips, the prefork pool's hand-off, the ack) is shared by the batch.
+PROCESS_EVENTS = "billhook.process_events"
 SWEEP_INBOX = "billhook.sweep_inbox"
 RECONCILE_STRIPE = "billhook.reconcile_stripe"
 SEND_EMAIL = "billhook.send_email"
+SEND_EMAILS = "billhook.send_emails"
+# The batch task for a single-id task, and how many ids one of its messages carries at most: few
+# enough that a batch never holds one pool process long while another idles.
+BATCHED = {PROCESS_EVENT: PROCESS_EVENTS, SEND_EMAIL: SEND_EMAILS}
+MAX_IDS_PER_MESSAGE = 8
 SWEEP_OUTBOX = "billhook.sweep_outbox"
 PAYPAL_CAPTURE_ORDER = "billhook.paypal_capture_order"
 SWEEP_PAYPAL_CAPTURES = "billhook.sweep_paypal_captures"
@@ -30,14 +39,27 @@ def queue_for(app: Celery, task: str) -> str:
     return route["queue"] if route else app.conf.task_default_queue
 
 
-def publish_task(app: Celery, producer: Producer, task: str, pk: int) -> None:
+def batches(task: str, pks: list[int]) -> list[tuple[str, int | list[int]]]:
+    """(task, argument) messages for `pks` of `task`: a batch task's messages of up to
+    MAX_IDS_PER_MESSAGE ids where the task has one, the single-id task for a lone id."""
+    batch_task = BATCHED.get(task)
+    if batch_task is None:
+        return [(task, pk) for pk in pks]
+    out: list[tuple[str, int | list[int]]] = []
+    for start in range(0, len(pks), MAX_IDS_PER_MESSAGE):
+        chunk = pks[start : start + MAX_IDS_PER_MESSAGE]
+        out.append((task, chunk[0]) if len(chunk) == 1 else (batch_task, chunk))
+    return out
+
+
+def publish_task(app: Celery, producer: Producer, task: str, pk: int | list[int]) -> None:
     """Publish `task(pk)` to its queue on `producer`, failing fast (no retry loop): the
     message `send_task` would send (Celery builds it, as `as_task_v2`), put straight on the queue by
     the broker's default exchange. `send_task` adds routing, publish signals, an AsyncResult and a
     repr of the arguments around it, none of which billhook uses (one queue, no results, no signal
     receivers), at a cost paid on every webhook."""
     message = app.amqp.as_task_v2(
-        uuid(), task, args=[pk], argsrepr=f"[{pk}]", kwargsrepr="{}", ignore_result=False, reply_to=""
+        uuid(), task, args=[pk], argsrepr=f"[{_text(pk)}]", kwargsrepr="{}", ignore_result=False, reply_to=""
     )
     producer.publish(
         message.body,
@@ -50,7 +72,12 @@ def publish_task(app: Celery, producer: Producer, task: str, pk: int) -> None:
     )
 
 
-def publish(app: Celery, task: str, pk: int) -> None:
+def _text(arg: int | list[int]) -> str:
+    """The argument as it stands in the message's JSON body and in its argsrepr."""
+    return str(arg) if isinstance(arg, int) else "[" + ", ".join(str(int(pk)) for pk in arg) + "]"
+
+
+def publish(app: Celery, task: str, pk: int | list[int]) -> None:
     """`publish_task` on a producer of the app's pool."""
     with app.producer_or_acquire() as producer:
         publish_task(app, producer, task, pk)
@@ -93,11 +120,12 @@ class RedisMessageEncoder:
     def queue_of(self, task: str) -> str:
         return (self._templates.get(task) or self._template(task))[3]
 
-    def encode(self, task: str, pk: int) -> str:
+    def encode(self, task: str, pk: int | list[int]) -> str:
+        """The message for `task(pk)`; `pk` a list of ids for a batch task."""
         template, body_head, body_tail, _queue = self._templates.get(task) or self._template(task)
-        task_id = uuid()
-        body = base64.b64encode(body_head + str(pk).encode() + body_tail).decode()
-        return template.format(id=task_id, tag=uuid(), pk=pk, body=body)
+        text = _text(pk)
+        body = base64.b64encode(body_head + text.encode() + body_tail).decode()
+        return template.format(id=uuid(), tag=uuid(), pk=text, body=body)
 
     def _template(self, task: str) -> tuple[str, bytes, bytes, str]:
         app = self._app

@@ -8,7 +8,8 @@ rather than make anybody wait on the broker:
   in-process queue and return at once;
 - one daemon thread per process (started on first use, so after gunicorn's or billiard's fork)
   takes what is queued and pushes it onto the broker's queue in one LPUSH per batch, each message
-  the one Celery's producer would send (`messages.RedisMessageEncoder`); it lets a batch gather
+  the one Celery's producer would send (`messages.RedisMessageEncoder`), the events and the emails
+  that gathered grouped into batch messages of a few ids (`messages.batches`); it lets a batch gather
   for a few milliseconds first, since a push's fixed cost (a round trip, a thread wake-up) is
   several times a message's;
 - a failed publish opens a circuit breaker: the pending ids are dropped (the sweeper has them) and
@@ -32,7 +33,7 @@ from celery import Celery
 from shared.config import Settings
 from shared.logs import log_line
 from worker.config import new_celery
-from worker.messages import DELIVER_OUTGOING, PROCESS_EVENT, SEND_EMAIL, RedisMessageEncoder
+from worker.messages import DELIVER_OUTGOING, PROCESS_EVENT, SEND_EMAIL, RedisMessageEncoder, batches
 
 log = logging.getLogger("billhook.publisher")
 
@@ -165,9 +166,14 @@ class Publisher:
     def _publish(self, batch: list[tuple[str, int]]) -> None:
         try:
             encoder, client = self._broker()
-            by_queue: dict[str, list[str]] = {}
+            by_task: dict[str, list[int]] = {}
             for task, pk in batch:
-                by_queue.setdefault(encoder.queue_of(task), []).append(encoder.encode(task, pk))
+                by_task.setdefault(task, []).append(pk)
+            by_queue: dict[str, list[str]] = {}
+            for task, pks in by_task.items():
+                # Events and emails that gathered go in batch messages (messages.batches).
+                for message_task, arg in batches(task, pks):
+                    by_queue.setdefault(encoder.queue_of(message_task), []).append(encoder.encode(message_task, arg))
             # One LPUSH per queue, oldest first (workers take from the other end): one round trip
             # for a batch on billhook's queue alone, a pipeline of two when deliveries are in it.
             if len(by_queue) == 1:

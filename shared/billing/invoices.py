@@ -1,19 +1,21 @@
 """billhook's numbered invoices and credit notes.
 
 Numbers run without gaps per year and series (`2026-000123`, `CN-2026-000007`): a counter row per
-(series, year) is bumped by an UPDATE ... RETURNING inside the transaction that issues the
+(series, year) is bumped by an upsert ... RETURNING inside the transaction that issues the
 document, so concurrent issuers queue on the row lock and a rollback gives the number back.
 Invoices numbered before the counter existed (`BH-2026-000042`, from the row id) keep their number.
 """
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from shared.db import held_in_transaction, insert_ignore, insert_ignore_row
+from shared.db import held_in_transaction, insert_ignore_row
 from shared.models import CreditNote, Invoice, InvoiceCounter, Payment
 
 INVOICE_SERIES = "invoice"
@@ -23,18 +25,25 @@ DISPUTE_LOST = "dispute_lost"
 REJECTED = "rejected"
 _PREFIX = {INVOICE_SERIES: "", CREDIT_NOTE_SERIES: "CN-"}
 
-_TAKE = (
-    update(InvoiceCounter)
-    .where(InvoiceCounter.series == bindparam("s"), InvoiceCounter.year == bindparam("y"))
-    .values(last_number=InvoiceCounter.last_number + 1)
-    .returning(InvoiceCounter.last_number)
-)
+
+@functools.cache
+def _take_stmt(dialect_name: str):
+    """One statement: the year's first number starts the counter at 1, any later one bumps it
+    (INSERT ... ON CONFLICT DO UPDATE ... RETURNING, PostgreSQL and SQLite alike)."""
+    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect_name]
+    stmt = insert(InvoiceCounter).values(series=bindparam("s"), year=bindparam("y"), last_number=1)
+    return stmt.on_conflict_do_update(
+        index_elements=[InvoiceCounter.series, InvoiceCounter.year],
+        set_={"last_number": InvoiceCounter.last_number + 1},
+    ).returning(InvoiceCounter.last_number)
 
 
 def take_number(session: Session, series: str, year: int) -> str:
     """The next number of the series for the year, held by this transaction until it ends."""
-    insert_ignore(session, InvoiceCounter, {"series": series, "year": year, "last_number": 0}, ["series", "year"])
-    taken = session.execute(_TAKE, {"s": series, "y": year}).scalar_one()
+    if session.autoflush:
+        session.flush()
+    stmt = _take_stmt(session.get_bind().dialect.name)
+    taken = session.connection().execute(stmt, {"s": series, "y": year}).scalar_one()
     return f"{_PREFIX[series]}{year}-{taken:06d}"
 
 

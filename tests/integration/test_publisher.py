@@ -18,7 +18,14 @@ from tests.conftest import TEST_WEBHOOK_SECRET
 from tests.factories import stripe_events as se
 from tests.factories.inbox import store_event
 from worker.config import new_celery
-from worker.messages import PROCESS_EVENT, SEND_EMAIL, RedisMessageEncoder, publish
+from worker.messages import (
+    MAX_IDS_PER_MESSAGE,
+    PROCESS_EVENT,
+    PROCESS_EVENTS,
+    SEND_EMAIL,
+    RedisMessageEncoder,
+    publish,
+)
 from worker.publisher import Publisher, publishing_celery
 
 # Before the publisher, one webhook waited ~2 s on a dead broker; this bound is far above what a
@@ -47,6 +54,10 @@ def _queued(client: redis.Redis, queue: str) -> list[tuple[str, int]]:
     return out
 
 
+def _ids(arg: int | list[int]) -> list[int]:
+    return [arg] if isinstance(arg, int) else arg
+
+
 def test_published_ids_arrive_in_the_real_redis_queue_in_batches(settings, redis_url):
     queue = f"test_publisher_{uuid.uuid4().hex[:8]}"
     publisher = Publisher(lambda: publishing_celery(settings.with_overrides(redis_url=redis_url, queue_name=queue)))
@@ -58,7 +69,11 @@ def test_published_ids_arrive_in_the_real_redis_queue_in_batches(settings, redis
 
         assert publisher.flush(20)
         queued = _queued(client, queue)
-        assert sorted(pk for task, pk in queued if task == PROCESS_EVENT) == list(range(1, 301))
+        # What gathered goes in batch messages of a few ids, each id in exactly one message.
+        events = [pk for task, arg in queued if task in (PROCESS_EVENT, PROCESS_EVENTS) for pk in _ids(arg)]
+        assert sorted(events) == list(range(1, 301))
+        assert any(task == PROCESS_EVENTS for task, _ in queued)
+        assert all(len(_ids(arg)) <= MAX_IDS_PER_MESSAGE for _, arg in queued)
         assert [pk for task, pk in queued if task == SEND_EMAIL] == [7]
         assert (publisher.published, publisher.dropped) == (301, 0)
     finally:

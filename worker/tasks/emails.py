@@ -14,7 +14,7 @@ from shared.logs import log_line
 from shared.processing import describe
 from worker import retry
 from worker.celery_app import runtime
-from worker.messages import SEND_EMAIL, SWEEP_OUTBOX, enqueue_email
+from worker.messages import SEND_EMAIL, SEND_EMAILS, SWEEP_OUTBOX, enqueue_email
 
 log = logging.getLogger("billhook.worker")
 
@@ -32,10 +32,25 @@ def send_email(self, outbox_id: int) -> str:
         return _send_email(self, rt, outbox_id)
 
 
-def _send_email(task, rt, outbox_id: int) -> str:
+@shared_task(bind=True, name=SEND_EMAILS, acks_late=True, ignore_result=True)
+def send_emails(self, outbox_ids: list[int]) -> list[str]:
+    """Several outbox rows, each sent as `send_email` sends it (a row is sent once: the send locks
+    it and finds it sent on a second run); a row to retry gets a `send_email` message of its own. A
+    batch whose runs kept dying is split into one message per row."""
+    rt = runtime(self.app)
+    with rt.starts.run(self.request, limit=rt.settings.task_max_interrupted_runs) as given_up:
+        if given_up:
+            for outbox_id in outbox_ids:
+                enqueue_email(self.app, outbox_id)
+            return []
+        return [_send_email(self, rt, int(outbox_id), batched=True) for outbox_id in outbox_ids]
+
+
+def _send_email(task, rt, outbox_id: int, *, batched: bool = False) -> str:
     settings = rt.settings
     started = time.perf_counter()
-    attempt = task.request.retries + 1
+    retries = 0 if batched else task.request.retries
+    attempt = retries + 1
     try:
         result = delivery.send_outbox_email(rt.session_factory, outbox_id, settings=settings, clock=rt.clock)
     except Exception as exc:  # the store is down or a bug: retry like a provider's 5xx
@@ -43,11 +58,11 @@ def _send_email(task, rt, outbox_id: int) -> str:
     outcome = result.outcome
     countdown = None
     if outcome == delivery.RETRY:
-        if task.request.retries >= settings.task_max_retries:
+        if retries >= settings.task_max_retries:
             outcome = delivery.FAILED
             _quietly(delivery.mark_failed, rt.session_factory, outbox_id, f"retries exhausted: {result.error}")
         else:
-            countdown = retry.countdown(task.request.retries, settings)
+            countdown = retry.countdown(retries, settings)
             retry_at = rt.clock() + timedelta(seconds=countdown)
             _quietly(delivery.schedule_retry, rt.session_factory, outbox_id, at=retry_at)
     log_line(
@@ -65,7 +80,15 @@ def _send_email(task, rt, outbox_id: int) -> str:
         error=result.error,
         duration_ms=round((time.perf_counter() - started) * 1000, 2),
     )
-    if countdown is not None:
+    if countdown is not None and batched:
+        # The row's retry is a message of its own; should the publish fail, the outbox sweep has it.
+        try:
+            task.app.send_task(SEND_EMAIL, args=[outbox_id], countdown=countdown, retries=retries + 1)
+        except Exception as exc:  # noqa: BLE001 - the broker is down
+            log_line(
+                log, "email retry not published", level=logging.WARNING, outbox=outbox_id, error=type(exc).__name__
+            )
+    elif countdown is not None:
         raise task.retry(countdown=countdown)
     return outcome
 

@@ -18,7 +18,15 @@ from shared.models import WebhookEvent
 from shared.stripe import reconcile
 from worker import retry
 from worker.celery_app import runtime
-from worker.messages import PROCESS_EVENT, RECONCILE_STRIPE, SWEEP_INBOX, enqueue_event
+from worker.messages import (
+    PROCESS_EVENT,
+    PROCESS_EVENTS,
+    RECONCILE_STRIPE,
+    SEND_EMAIL,
+    SEND_EMAILS,
+    SWEEP_INBOX,
+    enqueue_event,
+)
 
 log = logging.getLogger("billhook.worker")
 
@@ -32,12 +40,29 @@ def process_event(self, event_pk: int) -> str:
         return _process_event(self, rt, event_pk)
 
 
-def _process_event(task, rt, event_pk: int) -> str:
+@shared_task(bind=True, name=PROCESS_EVENTS, acks_late=True, ignore_result=True)
+def process_events(self, event_pks: list[int]) -> list[str]:
+    """Several events, one after the other, each exactly as `process_event` runs it: a transaction
+    of its own (one failing rolls back no other), its failure recorded and, when it may succeed
+    later, retried as a `process_event` message of its own with its own backoff. A batch redelivered
+    after its runs died `task_max_interrupted_runs` times is split into one message per event: the
+    event that kills its process is then dead-lettered alone, the others run."""
+    rt = runtime(self.app)
+    with rt.starts.run(self.request, limit=rt.settings.task_max_interrupted_runs) as given_up:
+        if given_up:
+            for event_pk in event_pks:
+                enqueue_event(self.app, event_pk)
+            log_line(log, "batch split", level=logging.WARNING, task=PROCESS_EVENTS, events=len(event_pks))
+            return []
+        return [_process_event(self, rt, int(event_pk), batched=True) for event_pk in event_pks]
+
+
+def _process_event(task, rt, event_pk: int, *, batched: bool = False) -> str:
     started = time.perf_counter()
     try:
         result = processing.process_event(rt.session_factory, event_pk, clock=rt.clock)
     except Exception as exc:
-        return _handle_failure(task, rt, event_pk, exc, started)
+        return _handle_failure(task, rt, event_pk, exc, started, batched=batched)
     # The event's transaction has committed: publish what it queued.
     handoff.after_commit(result, email=rt.publisher.publish_email, delivery=rt.publisher.publish_delivery)
     metrics.record_event_run(result.event_type, result.outcome, time.perf_counter() - started)
@@ -55,9 +80,9 @@ def _process_event(task, rt, event_pk: int) -> str:
     return result.outcome
 
 
-def _handle_failure(task, rt, event_pk: int, exc: Exception, started: float) -> str:
+def _handle_failure(task, rt, event_pk: int, exc: Exception, started: float, *, batched: bool = False) -> str:
     settings = rt.settings
-    retries = task.request.retries
+    retries = 0 if batched else task.request.retries  # a batch is a first run for each of its events
     now = rt.clock()
     exhausted = retries >= settings.task_max_retries and not processing.still_waiting(
         rt.session_factory, event_pk, exc, now=now, wait_seconds=settings.dependency_wait_seconds
@@ -94,6 +119,21 @@ def _handle_failure(task, rt, event_pk: int, exc: Exception, started: float) -> 
     if final:
         return "failed"
     metrics.record_retry(exc)
+    if batched:
+        # The event's retry is a message of its own: the rest of its batch is done or goes on.
+        # Should the publish fail, the event stays received with its retry time, for the sweeper.
+        try:
+            task.app.send_task(PROCESS_EVENT, args=[event_pk], countdown=countdown, retries=retries + 1)
+        except Exception as unpublished:  # noqa: BLE001 - the broker is down: the sweeper has the event
+            log_line(
+                log,
+                "retry not published; the sweeper will queue it",
+                level=logging.WARNING,
+                task=PROCESS_EVENT,
+                event=event_pk,
+                error=type(unpublished).__name__,
+            )
+        return "retry"
     # Celery logs the retry's exception: its description, never the error's text (which may
     # quote values from the database, see processing.describe).
     raise task.retry(exc=TransientError(processing.describe(exc)), countdown=countdown)
@@ -148,6 +188,11 @@ def reconcile_stripe(self) -> int:
 
 @task_postrun.connect
 def _count_email_outcome(sender=None, retval=None, **_kwargs) -> None:
-    """Emails by outcome, from the send task's return value (a Retry exception when it retries)."""
-    if getattr(sender, "name", None) == "billhook.send_email":
+    """Emails by outcome, from the send task's return value (a Retry exception when it retries;
+    the batch task returns one outcome a row)."""
+    name = getattr(sender, "name", None)
+    if name == SEND_EMAIL:
         metrics.record_email(retval if isinstance(retval, str) else "retry" if isinstance(retval, Retry) else "error")
+    elif name == SEND_EMAILS and isinstance(retval, list):
+        for outcome in retval:
+            metrics.record_email(outcome)
