@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test install install-dev lint format bench chaos clean
+.PHONY: run test install install-dev lint format bench bench-backlog chaos clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ test: install-dev
 bench: install-dev
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.cpu
+
+# 100,000 queued events drained with the worker's memory sampled every second (BENCH_BACKLOG_EVENTS).
+bench-backlog: install-dev
+	$(BIN)/python -m bench.backlog
 
 chaos: install-dev
 	$(BIN)/python -m bench.chaos
