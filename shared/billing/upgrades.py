@@ -42,8 +42,9 @@ class PlanChange:
 
     def began_new_period(self, subscription: Subscription) -> bool:
         """The event also moved the period: its invoice pays the new period on the new plan, so
-        the change was no mid-period upgrade."""
-        return self.old_period_start != subscription.current_period_start
+        the change was no mid-period upgrade. A period not known before (a checkout tells none)
+        did not move."""
+        return self.old_period_start not in (None, subscription.current_period_start)
 
 
 def before(subscription: Subscription) -> PlanChange:
