@@ -87,8 +87,8 @@ def grant_upgrade_credits(
         _new_budget(subscription, period_start, base=old_plan.included_credits)
     credits = _earned(old_plan, new_plan, period_start, period_end, changed_at)
     peak = max(subscription.period_peak_credits, new_plan.included_credits)
-    left = peak - subscription.period_base_credits - subscription.period_upgrade_credits
-    credits = min(credits, left)
+    budget_left = peak - subscription.period_base_credits - subscription.period_upgrade_credits
+    credits = min(credits, budget_left)
     if credits <= 0:
         return 0
     granted = ledger.grant_credits(
