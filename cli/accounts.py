@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import click
 
@@ -37,7 +38,7 @@ def show(ctx: CliContext, account_id: str, as_json: bool) -> None:
         account = session.get(Account, account_id)
         if account is None:
             raise click.ClickException(f"no account {account_id!r}")
-        summary = account_summary(session, account)
+        summary = account_summary(session, account, now=datetime.now(UTC))
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=str))
         return
@@ -53,6 +54,7 @@ def show(ctx: CliContext, account_id: str, as_json: bool) -> None:
             click.echo(f"period    {sub['current_period_start']} .. {sub['current_period_end']}")
     else:
         click.echo("plan      none")
+    click.echo(f"entitled  {_entitled(summary)}")
     for dispute in summary["disputes"]:
         click.echo(
             f"dispute   {dispute['id']} via {dispute['provider']}: {dispute['state']}"
@@ -65,6 +67,15 @@ def show(ctx: CliContext, account_id: str, as_json: bool) -> None:
         click.echo(
             f"  {entry['at']:%Y-%m-%d %H:%M:%S}  {entry['amount']:>+8}  {entry['kind']:<18} {entry['description']}"
         )
+
+
+def _entitled(summary: dict) -> str:
+    """yes or no, and for a past_due subscription when its grace ends (or ended)."""
+    answer = "yes" if summary["entitled"] else "no"
+    grace_end = (summary["subscription"] or {}).get("grace_ends_at")
+    if grace_end is None:
+        return answer
+    return f"{answer} (past due: grace {'ends' if summary['entitled'] else 'ended'} {grace_end:%Y-%m-%d %H:%M} UTC)"
 
 
 commands = [accounts_group]

@@ -6,7 +6,7 @@ import click
 from sqlalchemy.orm import Session
 
 from cli.context import CliContext, pass_ctx
-from shared.billing import catalog
+from shared.billing import catalog, upgrades
 from shared.credentials import active_provider
 from shared.errors import NotConfigured, ProviderError
 from shared.models import CreditPackage, Plan
@@ -66,6 +66,16 @@ def show(ctx: CliContext, kind: str, item_id: str) -> None:
 @click.option("--features", "features_json", help="Plans only: a JSON object, e.g. '{\"seats\": 5}'.")
 @click.option("--trial-days", type=click.IntRange(min=0), help="Plans only.")
 @click.option("--grace-days", type=click.IntRange(min=0), help="Plans only: days a past_due plan stays usable.")
+@click.option(
+    "--upgrade-credits",
+    type=click.Choice(upgrades.POLICIES),
+    help="Plans only: what an upgrade to it mid-period grants ('difference': its credits less the old plan's).",
+)
+@click.option(
+    "--prorate-upgrades/--no-prorate-upgrades",
+    default=None,
+    help="Plans only: prorate upgrade credits by the time left in the period.",
+)
 @click.option("--sort-order", type=int)
 @click.option("--local-only", is_flag=True, help="Change the price in billhook only, not at Stripe.")
 @click.option("--live", is_flag=True, help="Allow creating a Price with a live Stripe key.")
@@ -137,7 +147,15 @@ def _report(lines: list[stripe_catalog.Line], dry_run: bool) -> None:
 
 
 _ACTIONS = (stripe_catalog.FOUND, stripe_catalog.CHANGED, stripe_catalog.CREATED, stripe_catalog.UNMAPPED)
-_PLAN_ONLY = ("interval", "paypal_plan_id", "features", "trial_days", "past_due_grace_days")
+_PLAN_ONLY = (
+    "interval",
+    "paypal_plan_id",
+    "features",
+    "trial_days",
+    "past_due_grace_days",
+    "upgrade_credits",
+    "prorate_upgrades",
+)
 
 
 def _changes(kind: str, fields: dict) -> dict:
@@ -154,6 +172,8 @@ def _changes(kind: str, fields: dict) -> dict:
         "features": _features(fields["features_json"]),
         "trial_days": fields["trial_days"],
         "past_due_grace_days": fields["grace_days"],
+        "upgrade_credits": fields["upgrade_credits"],
+        "prorate_upgrades": fields["prorate_upgrades"],
         "included_credits" if kind == catalog.PLAN else "credits": fields["credits"],
     }
     changes = {name: value for name, value in given.items() if value is not None}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from datetime import UTC, datetime
 
 from flask import Blueprint, g, jsonify, request
 
@@ -101,7 +102,7 @@ def _providers(**available) -> list[str]:
 def get_account():
     account_id = current_caller().account_id
     with billhook().session_factory() as session:
-        summary = account_summary(session, session.get(Account, account_id))
+        summary = account_summary(session, session.get(Account, account_id), now=datetime.now(UTC))
     # The frontend sees whether a Stripe customer exists, not its id, nor the ledger's internal keys.
     customer_id = summary.pop("stripe_customer_id")
     body = {

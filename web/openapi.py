@@ -324,6 +324,11 @@ SCHEMAS = {
             "name": {"type": "string", "nullable": True},
             "has_stripe_customer": {"type": "boolean"},
             "balance": {"type": "integer"},
+            "entitled": {
+                "type": "boolean",
+                "description": "Whether the account has its plan's service now: a live subscription, past_due"
+                " only until its grace ends (what the internal API's entitlement says).",
+            },
             "subscription": {
                 "type": "object",
                 "nullable": True,
@@ -335,6 +340,13 @@ SCHEMAS = {
                     "current_period_start": {"type": "string", "format": "date-time", "nullable": True},
                     "current_period_end": {"type": "string", "format": "date-time", "nullable": True},
                     "cancel_at_period_end": {"type": "boolean"},
+                    "grace_ends_at": {
+                        "type": "string",
+                        "format": "date-time",
+                        "nullable": True,
+                        "description": "When a past_due subscription's grace ends (the plan's"
+                        " past_due_grace_days from when it fell past due); null unless past_due.",
+                    },
                 },
             },
             "disputes": {

@@ -180,6 +180,8 @@ def describe(item: Plan | CreditPackage) -> dict:
             features=item.features or {},
             trial_days=item.trial_days,
             past_due_grace_days=item.past_due_grace_days,
+            upgrade_credits=item.upgrade_credits,
+            prorate_upgrades=item.prorate_upgrades,
             earlier_stripe_price_ids=sorted(p.price_id for p in item.earlier_stripe_prices),
         )
     else:

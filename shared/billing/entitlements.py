@@ -25,11 +25,22 @@ PAST_DUE = "past_due"
 CURRENT_STATUSES = ("active", "trialing", "past_due")
 DEFAULT_GRACE_DAYS = 7
 
+
+def current_first(subscription: Any) -> tuple:
+    """The order an account's current subscription is picked in, the one definition of "current"
+    (this query and `subscriptions.current_subscription`): live first, then the latest changed."""
+    return (
+        case((subscription.status.in_(CURRENT_STATUSES), 0), else_=1),
+        subscription.updated_at.desc(),
+        subscription.id.desc(),
+    )
+
+
 _other = aliased(Subscription)
 _CURRENT_SUBSCRIPTION = (
     select(_other.id)
     .where(_other.account_id == Account.id)
-    .order_by(case((_other.status.in_(CURRENT_STATUSES), 0), else_=1), _other.updated_at.desc(), _other.id.desc())
+    .order_by(*current_first(_other))
     .limit(1)
     .correlate(Account)
     .scalar_subquery()

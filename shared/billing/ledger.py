@@ -18,6 +18,8 @@ from shared.outgoing import events as outgoing
 
 GRANT_SUBSCRIPTION = "subscription_grant"
 GRANT_PURCHASE = "purchase_grant"
+# A mid-period upgrade's credits (shared/billing/upgrades.py).
+GRANT_UPGRADE = "upgrade_grant"
 REFUND_REVERSAL = "refund_reversal"
 DEBIT = "debit"
 ADJUSTMENT = "adjustment"

@@ -346,13 +346,14 @@ def describe(item: Plan | CreditPackage) -> str:
     return f"{item.name} credit package ({item.credits:,} credits)"
 
 
-def add_interval(start: datetime, interval: str) -> datetime:
-    """One billing interval later; a month from the 31st ends on the month's last day."""
+def add_interval(start: datetime, interval: str, times: int = 1) -> datetime:
+    """`times` billing intervals later (earlier when negative); a month from the 31st ends on the
+    month's last day."""
     if interval == "day":
-        return start + timedelta(days=1)
+        return start + timedelta(days=times)
     if interval == "week":
-        return start + timedelta(weeks=1)
-    months = 12 if interval == "year" else 1
+        return start + timedelta(weeks=times)
+    months = (12 if interval == "year" else 1) * times
     month_index = start.month - 1 + months
     year, month = start.year + month_index // 12, month_index % 12 + 1
     day = min(start.day, calendar.monthrange(year, month)[1])

@@ -10,6 +10,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from shared.billing import ledger
+from shared.billing.entitlements import current_first
 from shared.db import for_update, held_in_transaction, lock_or_insert
 from shared.models import Account, Plan, Subscription
 from shared.outcome import Outcome
@@ -218,12 +219,10 @@ def _fill_missing(subscription: Subscription, change: SubscriptionChange) -> Non
 
 
 def current_subscription(session: Session, account_id: str) -> Subscription | None:
-    """The account's live subscription if any, else its most recent one."""
-    rows = list(
-        session.scalars(select(Subscription).filter_by(account_id=account_id).order_by(Subscription.updated_at.desc()))
-    )
-    live = [s for s in rows if s.status in LIVE_STATUSES]
-    return (live or rows or [None])[0]
+    """The account's live subscription if any, else its most recent one: the one its entitlement
+    is read from (`entitlements.current_first`)."""
+    stmt = select(Subscription).filter_by(account_id=account_id).order_by(*current_first(Subscription)).limit(1)
+    return session.scalars(stmt).first()
 
 
 def grant_period_credits(

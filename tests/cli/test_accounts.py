@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+from sqlalchemy import select
+
 from shared import inbox, processing
+from shared.models import Subscription
 from tests.factories import stripe_events as se
 
 
@@ -77,3 +80,19 @@ def test_accounts_show_of_an_unknown_account_fails_saying_so(billhook):
 
     assert result.exit_code == 1
     assert "no account 'acct_nobody'" in result.output
+
+
+def test_accounts_show_says_whether_a_past_due_account_is_still_entitled(billhook):
+    billhook("seed")
+    subscribe(billhook, "acct_due", plan_id="growth")
+    assert "entitled  yes\n" in billhook("accounts", "show", "acct_due").output
+    since = datetime(2026, 1, 10, 9, 30, tzinfo=UTC)  # long past its 7-day grace
+    with billhook.session_factory.begin() as session:
+        sub = session.scalars(select(Subscription).filter_by(account_id="acct_due")).one()
+        sub.status, sub.past_due_since = "past_due", since
+
+    output = billhook("accounts", "show", "acct_due").output
+    shown = json.loads(billhook("accounts", "show", "acct_due", "--json").output)
+
+    assert "entitled  no (past due: grace ended 2026-01-17 09:30 UTC)" in output
+    assert (shown["entitled"], shown["subscription"]["grace_ends_at"]) == (False, "2026-01-17 09:30:00+00:00")

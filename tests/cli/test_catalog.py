@@ -57,6 +57,24 @@ def test_catalog_set_changes_a_plan_without_stripe_when_no_price_changes(cli):
     assert (plan["trial_days"], plan["past_due_grace_days"]) == (14, 3)
 
 
+def policy(cli, plan_id: str) -> tuple[str, bool]:
+    plan = shown(cli, "plan", plan_id)
+    return plan["upgrade_credits"], plan["prorate_upgrades"]
+
+
+def test_catalog_set_gives_a_plan_its_upgrade_credit_policy(cli):
+    assert policy(cli, "scale") == ("none", False)
+
+    cli("catalog", "set", "plan", "scale", "--upgrade-credits", "difference", "--prorate-upgrades")
+    assert policy(cli, "scale") == ("difference", True)
+
+    cli("catalog", "set", "plan", "scale", "--no-prorate-upgrades")
+    assert policy(cli, "scale") == ("difference", False)
+    assert "Invalid value" in cli("catalog", "set", "plan", "scale", "--upgrade-credits", "all", ok=False).output
+    refused = cli("catalog", "set", "package", "pro", "--upgrade-credits", "difference", ok=False)
+    assert "a package has no upgrade-credits" in refused.output
+
+
 def test_catalog_set_creates_a_package_given_its_name_price_and_credits(cli):
     refused = cli("catalog", "set", "package", "huge", "--name", "Huge", ok=False)
     assert refused.exit_code == 1 and "--price-cents" in refused.output and "--credits" in refused.output

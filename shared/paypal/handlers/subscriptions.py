@@ -7,8 +7,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from shared.billing import notifications, payments, subscriptions
+from shared.billing import notifications, payments, subscriptions, upgrades
 from shared.billing.accounts import lock_account
+from shared.billing.manual_payments import add_interval
 from shared.billing.subscriptions import SubscriptionChange
 from shared.errors import PermanentError, RetryLater
 from shared.inbox.registry import handles
@@ -198,12 +199,14 @@ def subscription_status_changed(session: Session, event: WebhookEvent, now: date
 def subscription_updated(session: Session, event: WebhookEvent, now: datetime, outcome: Outcome) -> None:
     """The subscription as PayPal holds it now (a plan revision, a new billing date, a status):
     applied as the newest state unless a newer event was. Statuses before activation
-    (APPROVAL_PENDING, APPROVED) say nothing billhook acts on."""
+    (APPROVAL_PENDING, APPROVED) say nothing billhook acts on. A revised plan grants its upgrade
+    credits for the billing cycle running (shared/billing/upgrades.py)."""
     resource = resource_of(event)
     subscription, plan = lock_from_resource(session, outcome, resource)
     status = _resource_status(resource)
     billing = resource.get("billing_info") or {}
-    subscriptions.apply_subscription_state(
+    change = upgrades.before(subscription)
+    applied = subscriptions.apply_subscription_state(
         session,
         outcome,
         subscription,
@@ -218,6 +221,36 @@ def subscription_updated(session: Session, event: WebhookEvent, now: datetime, o
         event_at=event_at(event),
         event_id=event.event_id,
         now=now,
+    )
+    if applied:
+        _grant_upgrade_credits(session, outcome, subscription, change, event, now)
+
+
+def _grant_upgrade_credits(
+    session: Session,
+    outcome: Outcome,
+    subscription: Subscription,
+    change: upgrades.PlanChange,
+    event: WebhookEvent,
+    now: datetime,
+) -> None:
+    """billhook's period start for a PayPal subscription is its start (the anchor of its sales), so
+    the running cycle is the interval of the plan being left that ends at the next billing time."""
+    old_plan = plan_by_id(session, change.old_plan_id)
+    period_end = subscription.current_period_end
+    if old_plan is None or period_end is None:
+        return
+    upgrades.grant_upgrade_credits(
+        session,
+        outcome,
+        subscription,
+        change,
+        period_start=add_interval(period_end, old_plan.interval, -1),
+        period_end=period_end,
+        changed_at=event_at(event),
+        idempotency_key=upgrades.upgrade_key(PROVIDER, subscription.provider_subscription_id, event.event_id),
+        at=now,
+        source_event_id=event.id,
     )
 
 

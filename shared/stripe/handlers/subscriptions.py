@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from shared.billing import catalog, subscriptions
+from shared.billing import catalog, subscriptions, upgrades
 from shared.billing.subscriptions import SubscriptionChange, SubscriptionStatus
 from shared.inbox.registry import handles
 from shared.models import WebhookEvent
@@ -25,12 +25,15 @@ from shared.stripe.handlers.common import (
 
 @handles(PROVIDER, "customer.subscription.created", "customer.subscription.updated")
 def subscription_updated(session: Session, event: WebhookEvent, now: datetime, outcome: Outcome) -> None:
+    """The subscription's newest state; a plan change within the running period grants its
+    upgrade credits (shared/billing/upgrades.py), a stale event nothing."""
     stripe_subscription = data_object(event)
     status = _status(event, stripe_subscription)
     item = _item(event, stripe_subscription)
     subscription = lock_subscription_for(session, outcome, stripe_subscription["id"], stripe_subscription)
     plan = catalog.plan_by_stripe_price(session, expandable_id((item.get("price") or {}).get("id")))
-    subscriptions.apply_subscription_state(
+    change = upgrades.before(subscription)
+    applied = subscriptions.apply_subscription_state(
         session,
         outcome,
         subscription,
@@ -46,6 +49,19 @@ def subscription_updated(session: Session, event: WebhookEvent, now: datetime, o
         event_id=event.event_id,
         now=now,
     )
+    if applied and not change.began_new_period(subscription):
+        upgrades.grant_upgrade_credits(
+            session,
+            outcome,
+            subscription,
+            change,
+            period_start=subscription.current_period_start,
+            period_end=subscription.current_period_end,
+            changed_at=event_at(event),
+            idempotency_key=upgrades.upgrade_key(PROVIDER, subscription.provider_subscription_id, event.event_id),
+            at=now,
+            source_event_id=event.id,
+        )
 
 
 @handles(PROVIDER, "customer.subscription.deleted")

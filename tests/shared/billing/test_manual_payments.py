@@ -170,3 +170,11 @@ def test_unknown_payment_cannot_be_decided(store, now):
 
 def test_month_from_the_31st_ends_on_the_months_last_day(now):
     assert manual_payments.add_interval(now.replace(month=1, day=31), "month").day == 28
+
+
+def test_an_interval_back_crosses_the_year_and_keeps_the_months_last_day(now):
+    assert manual_payments.add_interval(now.replace(month=3, day=31), "month", -1) == now.replace(month=2, day=28)
+    assert manual_payments.add_interval(now.replace(month=1, day=15), "month", -1) == now.replace(
+        year=now.year - 1, month=12, day=15
+    )
+    assert manual_payments.add_interval(now, "week", -1) == now - timedelta(weeks=1)

@@ -129,7 +129,7 @@ def test_dispute_shows_in_the_account_summary(seeded, now, t0):
     run(seeded, created, now)
 
     with seeded() as session:
-        summary = account_summary(session, session.get(Account, ACCOUNT))
+        summary = account_summary(session, session.get(Account, ACCOUNT), now=now)
     assert [(d["state"], d["credits_reversed"]) for d in summary["disputes"]] == [("open", 2_000)]
 
 
