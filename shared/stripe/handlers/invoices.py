@@ -54,7 +54,9 @@ def invoice_paid(session: Session, event: WebhookEvent, now: datetime, outcome: 
         subscription,
         SubscriptionChange(
             status=SubscriptionStatus.TRIALING if trial else subscriptions.ACTIVE,
-            plan_id=plan.id if plan else None,
+            # Only a whole period's line says the plan: a proration invoice's metadata is the
+            # checkout's, the plan the subscription began on, not the one it was changed to.
+            plan_id=plan.id if plan and full_line is not None else None,
             current_period_start=ts(period.get("start")),
             current_period_end=ts(period.get("end")),
         ),

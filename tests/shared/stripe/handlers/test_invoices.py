@@ -217,3 +217,27 @@ def test_a_coupons_discount_is_recorded_on_the_subscription_payments_invoice(see
         invoice = session.scalars(select(Invoice)).one()
     assert invoice.line_items[-1] == {"description": "Discount", "amount_cents": -4000, "quantity": 1}
     assert sum(line["amount_cents"] for line in invoice.line_items) == invoice.amount_cents == 15900
+
+
+def test_a_proration_invoice_newer_than_the_upgrade_leaves_the_new_plan(seeded, now, t0):
+    """A proration invoice names no whole period's price; the checkout's metadata on it still
+    says the plan the subscription began on, which must not undo the upgrade."""
+    sub = StripeSubscription(t0)
+    run(seeded, sub.checkout_completed(), now)
+    run(seeded, sub.invoice(reason="subscription_create"), now)
+    run(seeded, sub.updated(at=t0 + DAY, price_id="price_billhook_scale_monthly"), now)
+    proration = se.invoice(
+        subscription_id=sub.id,
+        customer=sub.customer,
+        price_id="price_billhook_scale_monthly",
+        amount=5000,
+        period_start=t0 + DAY,
+        period_end=t0 + 30 * DAY,
+        billing_reason="subscription_update",
+        metadata=sub.metadata,  # plan_id: growth, from the checkout
+        proration=True,
+    )
+
+    run(seeded, se.event("invoice.paid", proration, created=t0 + DAY + 60), now)
+
+    assert only(seeded, Subscription).plan_id == "scale"
