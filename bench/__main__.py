@@ -21,20 +21,22 @@ import os
 import platform
 import statistics
 import sys
+import time
 import uuid
 from datetime import UTC, datetime
 
 from sqlalchemy import func, insert, select
 
-from bench import adversity, intake, loadgen, scenario, services, wrk
+from bench import adversity, chaos_outgoing, intake, loadgen, scenario, services, wrk
 from bench.intake import Server
 from bench.measure import CpuClock, PeakRss, drain_window
 from bench.worker_app import NOOP
 from shared import inbox
 from shared.config import Settings
 from shared.dispatch import is_handled
-from shared.models import WebhookEvent
+from shared.models import EmailOutbox, OutgoingDelivery, WebhookEvent
 from shared.models.events import EventStatus
+from shared.models.outgoing import DeliveryStatus
 from tests.factories.stripe_events import signed
 from worker.celery_app import make_celery
 from worker.messages import MAX_IDS_PER_MESSAGE, PROCESS_EVENT, batches
@@ -205,6 +207,10 @@ def bench_processing(store, broker, tmp, rss, seed, events, q_proc, q_noop, proc
     noop_app = make_celery(base.with_overrides(queue_name=q_noop))
     app = make_celery(base.with_overrides(queue_name=q_proc))
     per_round, totals = [], {"messages": 0, "distinct": 0}
+    # The main app's endpoint, so that the mix includes the outgoing deliveries events cause: the
+    # worker consumes the outgoing queue too (the Procfile gives it a worker of its own).
+    receiver = chaos_outgoing.Receiver(failure_share=0.0, seed=seed)
+    receiver.register(store.session_factory)
     for index in range(rounds):
         backlog = scenario.generate(
             seed + index, round(events / rounds * 0.8), duplicate_share=0.2, refunds=False, prefix=f"p{index}"
@@ -221,11 +227,16 @@ def bench_processing(store, broker, tmp, rss, seed, events, q_proc, q_noop, proc
         queued = batches(PROCESS_EVENT, [pks[evt["id"]] for evt in messages])
         for task, arg in queued:
             app.send_task(task, args=[arg], queue=q_proc)
-        proc_seconds, proc_cpu = drain(store, broker, tmp, rss, q_proc, len(queued), procs)
+        before = side_effects(store)
+        proc_seconds, proc_cpu = drain(
+            store, broker, tmp, rss, q_proc, len(queued), procs, then=lambda: deliveries_done(store, 600)
+        )
+        effects = {name: value - before[name] for name, value in side_effects(store).items()}
         per_round.append(
             {
                 "noop_per_s": len(messages) / noop_seconds,
                 "billhook_per_s": len(messages) / proc_seconds,
+                "effects": effects,
                 "cpu_ms": {
                     "billhook": cpu_per_message(proc_cpu, messages),
                     "noop": cpu_per_message(noop_cpu, messages),
@@ -259,7 +270,30 @@ def bench_processing(store, broker, tmp, rss, seed, events, q_proc, q_noop, proc
             for name in ("billhook", "noop")
         },
         "per_round": per_round,
+        "emails": sum(r["effects"]["emails"] for r in per_round),
+        "deliveries": sum(r["effects"]["deliveries"] for r in per_round),
+        "deliveries_tail_s": max(r["effects"]["tail_s"] for r in per_round),
+        "received": sum(receiver.accepted.values()),
     }
+
+
+def side_effects(store) -> dict[str, float]:
+    """Emails sent and outgoing deliveries delivered so far, and the drain's delivery tail (set by
+    `deliveries_done`)."""
+    with store.session_factory() as session:
+        emails = session.scalar(select(func.count()).where(EmailOutbox.status == "sent"))
+        delivered = session.scalar(select(func.count()).where(OutgoingDelivery.status == DeliveryStatus.DELIVERED))
+    return {"emails": emails, "deliveries": delivered, "tail_s": _TAIL.pop("seconds", 0.0)}
+
+
+_TAIL: dict[str, float] = {}
+
+
+def deliveries_done(store, timeout: float) -> None:
+    """After the event queue drained: wait for the deliveries still pending, noting how long."""
+    started = time.monotonic()
+    chaos_outgoing.wait_delivered(store, timeout, say)
+    _TAIL["seconds"] = time.monotonic() - started
 
 
 def cpu_per_message(cpu: tuple[float, float], messages: list) -> dict[str, float]:
@@ -288,15 +322,18 @@ def store_backlog(store, events: list[dict]) -> dict[str, int]:
         return {event_id: pk for event_id, pk in session.execute(select(WebhookEvent.event_id, WebhookEvent.id))}
 
 
-def drain(store, broker, tmp, rss, queue: str, count: int, procs) -> tuple[float, tuple[float, float]]:
+def drain(store, broker, tmp, rss, queue: str, count: int, procs, then=None) -> tuple[float, tuple[float, float]]:
     """Seconds from the first message taken to the queue's end, and the worker's (main, pool) CPU
-    seconds from when it was ready (its start-up not counted)."""
+    seconds from when it was ready (its start-up not counted) to the end of `then` (what is left
+    for the worker after the queue's end: the outgoing deliveries)."""
     env = services.service_env(store.url, broker.url, queue, tmp)
     worker = services.start_worker(f"worker-{queue}", env, tmp, concurrency=worker_concurrency())
     procs.append(worker)
     rss.watch("worker", worker.pid)
     clock = CpuClock(worker.pid)
     first, end = drain_window(broker.client, queue, count, timeout=1800)
+    if then is not None:
+        then()
     cpu = clock.split()
     rss.sample()
     worker.stop()
@@ -377,6 +414,9 @@ def print_table(r: dict) -> None:
         f"| {p['ratio']['median']:.2f} ({p['ratio']['min']:.2f}–{p['ratio']['max']:.2f}); "
         f"{p['billhook_per_s']:.0f} vs {p['noop_per_s']:.0f}/s | ≥ {PROCESSING_TARGET} "
         f"| {met(p['ratio']['median'] >= PROCESSING_TARGET)} |",
+        f"| what the events caused, in the same drain (the worker consumes both queues): emails sent, "
+        f"outgoing deliveries delivered (the receiver got {p['received']}) | {p['emails']}, {p['deliveries']}; "
+        f"the last delivery {p['deliveries_tail_s']:.1f} s after the events' queue emptied | | |",
         f"| CPU an event (billhook) or a task (no-op), ms (pool / main) | {p['cpu_ms']['billhook']['pool']:.2f} / "
         f"{p['cpu_ms']['billhook']['main']:.2f} vs {p['cpu_ms']['noop']['pool']:.2f} / "
         f"{p['cpu_ms']['noop']['main']:.2f} | | |",
