@@ -29,7 +29,12 @@ _other = aliased(Subscription)
 _CURRENT_SUBSCRIPTION = (
     select(_other.id)
     .where(_other.account_id == Account.id)
-    .order_by(case((_other.status.in_(CURRENT_STATUSES), 0), else_=1), _other.updated_at.desc(), _other.id.desc())
+    .order_by(
+        case((_other.status.in_(CURRENT_STATUSES), 0), else_=1),
+        case((_other.duplicate_of_id.is_(None), 0), else_=1),  # the account's own before a duplicate
+        _other.updated_at.desc(),
+        _other.id.desc(),
+    )
     .limit(1)
     .correlate(Account)
     .scalar_subquery()

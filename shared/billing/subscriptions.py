@@ -218,11 +218,13 @@ def _fill_missing(subscription: Subscription, change: SubscriptionChange) -> Non
 
 
 def current_subscription(session: Session, account_id: str) -> Subscription | None:
-    """The account's live subscription if any, else its most recent one."""
+    """The account's live subscription if any (one that is not a duplicate before one that is),
+    else its most recent one."""
     rows = list(
         session.scalars(select(Subscription).filter_by(account_id=account_id).order_by(Subscription.updated_at.desc()))
     )
     live = [s for s in rows if s.status in LIVE_STATUSES]
+    live.sort(key=lambda s: s.duplicate_of_id is not None)  # stable: most recent first within each
     return (live or rows or [None])[0]
 
 
@@ -240,8 +242,10 @@ def grant_period_credits(
     """Grant a billing period's plan credits once per key. Two events may name the same period
     (a checkout completion and its first invoice): whichever comes first grants; when the other
     carries the payment, the existing entry is linked to it so a refund of that payment finds it.
+    A duplicate subscription (shared/billing/duplicates.py) grants nothing; a grant of it made
+    before it was known is linked the same way, with its reversal.
     Returns True when this call granted."""
-    granted = ledger.grant_credits(
+    granted = subscription.duplicate_of_id is None and ledger.grant_credits(
         session,
         outcome,
         account_id=subscription.account_id,
@@ -254,7 +258,8 @@ def grant_period_credits(
         source_event_id=source_event_id,
     )
     if not granted and payment_id is not None:
-        entry = ledger.entry_by_key(session, idempotency_key)
-        if entry is not None and entry.payment_id is None:
-            entry.payment_id = payment_id
+        for key in (idempotency_key, ledger.duplicate_reversal_key(idempotency_key)):
+            entry = ledger.entry_by_key(session, key)
+            if entry is not None and entry.payment_id is None:
+                entry.payment_id = payment_id
     return granted
