@@ -120,11 +120,23 @@ def open_duplicates(session: Session, account_id: str | None = None) -> list[tup
     return [(row, session.get(Subscription, row.duplicate_of_id)) for row in rows]
 
 
-def duplicates_of_account(session: Session, account_id: str) -> list[Subscription]:
-    """Every flagged duplicate of the account, ended or not, newest first."""
+def duplicates_of_account(session: Session, account_id: str) -> list[dict]:
+    """Every flagged duplicate of the account, ended or not, newest first, as plain data."""
     stmt = (
         select(Subscription)
         .where(Subscription.account_id == account_id, Subscription.duplicate_of_id.is_not(None))
         .order_by(Subscription.id.desc())
     )
-    return list(session.scalars(stmt))
+    return [_data(row, session.get(Subscription, row.duplicate_of_id)) for row in session.scalars(stmt)]
+
+
+def _data(duplicate: Subscription, earlier: Subscription | None) -> dict:
+    return {
+        "provider": duplicate.provider,
+        "id": duplicate.provider_subscription_id,
+        "plan_id": duplicate.plan_id,
+        "status": duplicate.status,
+        "open": duplicate.status not in TERMINAL_STATUSES,
+        "created_at": duplicate.provider_created_at,
+        "duplicate_of": earlier.provider_subscription_id if earlier is not None else None,
+    }

@@ -191,7 +191,7 @@ def test_a_canceled_duplicate_is_no_longer_open_but_stays_flagged(seeded, now, p
 
     with seeded() as session:
         assert duplicates.open_duplicates(session) == []
-        assert [d.provider_subscription_id for d in duplicates.duplicates_of_account(session, ACCOUNT)] == [later.id]
+        assert [(d["id"], d["open"]) for d in duplicates.duplicates_of_account(session, ACCOUNT)] == [(later.id, False)]
     assert subscription(seeded, earlier).status == "active"
     assert balance(seeded) == GROWTH_CREDITS
 
