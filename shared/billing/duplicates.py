@@ -108,16 +108,16 @@ def _take_back_grants(
         )
 
 
-def open_duplicates(session: Session, account_id: str | None = None) -> list[tuple[Subscription, Subscription]]:
-    """Flagged duplicates not ended yet (the ones an operator has to cancel), with the subscription
-    each duplicates, oldest flag first; of one account, or of all."""
-    stmt = select(Subscription).where(
-        Subscription.duplicate_of_id.is_not(None), Subscription.status.not_in(TERMINAL_STATUSES)
+def open_duplicates(session: Session, *, limit: int = 100) -> list[tuple[Subscription, Subscription | None]]:
+    """Flagged duplicates not ended yet (the ones an operator has to cancel), oldest first, each
+    with the subscription it duplicates."""
+    stmt = (
+        select(Subscription)
+        .where(Subscription.duplicate_of_id.is_not(None), Subscription.status.not_in(TERMINAL_STATUSES))
+        .order_by(Subscription.provider_created_at, Subscription.id)
+        .limit(limit)
     )
-    if account_id is not None:
-        stmt = stmt.where(Subscription.account_id == account_id)
-    rows = list(session.scalars(stmt.order_by(Subscription.provider_created_at, Subscription.id)))
-    return [(row, session.get(Subscription, row.duplicate_of_id)) for row in rows]
+    return [(row, session.get(Subscription, row.duplicate_of_id)) for row in session.scalars(stmt)]
 
 
 def duplicates_of_account(session: Session, account_id: str) -> list[dict]:
