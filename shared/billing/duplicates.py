@@ -19,10 +19,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared.billing import ledger
-from shared.billing.subscriptions import LIVE_STATUSES, TERMINAL_STATUSES
+from shared.billing.subscriptions import LIVE_STATUSES, TERMINAL_STATUSES, subscription_data
 from shared.db import for_update
 from shared.models import CreditLedgerEntry, Subscription
 from shared.outcome import Outcome
+from shared.outgoing import events as outgoing
 
 
 def settle(
@@ -46,6 +47,7 @@ def settle(
             if later.duplicate_of_id is None:
                 later.duplicate_of_id = earliest.id
                 _take_back_grants(session, outcome, later, at=at, source_event_id=source_event_id)
+                _tell_main_app(session, outcome, later, earliest, at=at)
     return subscription.duplicate_of_id is not None
 
 
@@ -106,6 +108,26 @@ def _take_back_grants(
             payment_id=grant.payment_id,
             source_event_id=source_event_id,
         )
+
+
+def _tell_main_app(
+    session: Session, outcome: Outcome, duplicate: Subscription, earlier: Subscription, *, at: datetime
+) -> None:
+    """Once per duplicate: its own events may have told the main app of it as the account's
+    subscription; this event's snapshot (written after the flag) names the earlier one."""
+    outgoing.emit(
+        session,
+        outcome,
+        account_id=duplicate.account_id,
+        type="subscription.updated",
+        key=f"subscription.updated:{duplicate.provider}:{duplicate.provider_subscription_id}:duplicate",
+        data={
+            "subscription": subscription_data(duplicate),
+            "previous": {"duplicate_of": None},
+            "duplicate_of": earlier.provider_subscription_id,
+        },
+        at=at,
+    )
 
 
 def open_duplicates(session: Session, *, limit: int = 100) -> list[tuple[Subscription, Subscription | None]]:

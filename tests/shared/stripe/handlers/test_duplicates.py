@@ -10,8 +10,9 @@ from sqlalchemy import select
 
 from shared.billing import duplicates, entitlements, ledger
 from shared.billing.account_summary import account_summary
-from shared.models import Account, Payment, Subscription
+from shared.models import Account, OutgoingEvent, Payment, Subscription
 from tests.factories import stripe_events as se
+from tests.shared.outgoing.test_schema import SCHEMA, violations
 from tests.shared.stripe.handlers.support import (
     ACCOUNT,
     DAY,
@@ -223,3 +224,26 @@ def test_an_expanded_subscription_on_the_checkout_tells_when_stripe_created_it(s
 
     assert subscription(seeded, later).duplicate_of_id == subscription(seeded, earlier).id
     assert balance(seeded) == GROWTH_CREDITS
+
+
+def test_the_main_app_is_told_the_flag_with_the_earlier_subscription_as_the_accounts(seeded, now, t0):
+    earlier = Subscriber(t0, created=t0)
+    later = Subscriber(t0, created=t0 + 300, plan_id="starter", price_id="price_billhook_starter_monthly")
+    for evt in earlier.first_period():
+        run(seeded, evt, now)
+
+    run(seeded, later.state(at=later.created + 1), now)  # live, and known to be the later: flagged at once
+    run(seeded, later.state(at=later.created + 1), now)
+
+    with seeded() as session:
+        told = list(session.scalars(select(OutgoingEvent).order_by(OutgoingEvent.sequence)))
+    flag = [e for e in told if e.body["data"].get("previous") == {"duplicate_of": None}]
+    assert [e.type for e in flag] == ["subscription.updated"]
+    assert flag[0].body["data"]["subscription"]["id"] == later.id
+    assert flag[0].body["data"]["duplicate_of"] == earlier.id
+    assert violations(flag[0].body, SCHEMA) == []
+    assert told[-1] is flag[0]
+    assert (told[-1].body["data"]["billing"]["plan_id"], told[-1].body["data"]["billing"]["balance"]) == (
+        "growth",
+        GROWTH_CREDITS,
+    )
