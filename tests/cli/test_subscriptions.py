@@ -12,29 +12,10 @@ from shared.billing import subscriptions
 from shared.billing.accounts import ensure_account
 from tests.factories import stripe_events as se
 from tests.fakes.black_hole import BlackHole
-from tests.shared.stripe.handlers.support import ACCOUNT, StripeSubscription, run
+from tests.shared.stripe.handlers.support import ACCOUNT, CreatedSubscription, run
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 T0 = int(NOW.timestamp())
-
-
-class Subscribed(StripeSubscription):
-    def __init__(self, created: int):
-        super().__init__(T0)
-        self.created = created
-        self.intent = se.unique("pi")
-
-    def state(self, *, at: int, status: str = "active", event_type: str = "customer.subscription.created") -> dict:
-        evt = self.updated(at=at, event_type=event_type, status=status)
-        evt["data"]["object"]["created"] = self.created
-        return evt
-
-    def first_period(self) -> list[dict]:
-        return [
-            self.checkout_completed(at=self.created + 5),
-            self.state(at=self.created + 1),
-            self.invoice(at=self.created + 6, payment_intent=self.intent),
-        ]
 
 
 @pytest.fixture
@@ -46,9 +27,9 @@ def cli(billhook, fake_stripe):
 
 
 @pytest.fixture
-def two_live(cli, fake_stripe) -> tuple[Subscribed, Subscribed]:
+def two_live(cli, fake_stripe) -> tuple[CreatedSubscription, CreatedSubscription]:
     """An account with two live subscriptions at Stripe; the later, paid, is the duplicate."""
-    earlier, later = Subscribed(created=T0), Subscribed(created=T0 + 300)
+    earlier, later = CreatedSubscription(T0, created=T0), CreatedSubscription(T0, created=T0 + 300)
     for sub in (earlier, later):
         for evt in sub.first_period():
             run(cli.session_factory, evt, NOW)
@@ -132,7 +113,7 @@ def test_a_paypal_subscription_is_refused_naming_its_provider(cli, fake_stripe):
 
 
 def test_refund_without_a_paid_payment_is_refused_before_anything_is_canceled(cli, fake_stripe):
-    sub = Subscribed(created=T0)
+    sub = CreatedSubscription(T0, created=T0)
     run(cli.session_factory, sub.state(at=T0 + 1, status="incomplete"), NOW)
     fake_stripe.add_subscription(subscription_id=sub.id, customer=sub.customer, price_id=sub.price_id)
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.factories import stripe_events as se
-from tests.shared.stripe.handlers.support import StripeSubscription, run
+from tests.shared.stripe.handlers.support import CreatedSubscription, run
 from tests.web.test_ops import OPS, OPS_AUTH
 from tests.web.test_ops_manual_browser import browser, emails, live_ops  # noqa: F401 - fixtures
 from web import create_app
@@ -17,24 +16,15 @@ def ops(settings, seeded, enqueued):
     return create_app(settings.with_overrides(flower_basic_auth=OPS_AUTH), enqueue=enqueued).test_client()
 
 
-def subscribed(seeded, now, created: int) -> StripeSubscription:
-    sub = StripeSubscription(created)
-    obj = se.subscription(
-        subscription_id=sub.id,
-        customer=sub.customer,
-        price_id=sub.price_id,
-        period_start=created,
-        period_end=created + 30 * 86_400,
-        metadata=sub.metadata,
-    )
-    obj["created"] = created
-    run(seeded, se.event("customer.subscription.created", obj, created=created + 1), now)
-    run(seeded, sub.invoice(at=created + 2), now)
+def subscribed(seeded, now, created: int) -> CreatedSubscription:
+    sub = CreatedSubscription(created, created=created)
+    for evt in sub.first_period():
+        run(seeded, evt, now)
     return sub
 
 
 @pytest.fixture
-def duplicate(seeded, now) -> tuple[StripeSubscription, StripeSubscription]:
+def duplicate(seeded, now) -> tuple[CreatedSubscription, CreatedSubscription]:
     t0 = int(now.timestamp())
     return subscribed(seeded, now, t0), subscribed(seeded, now, t0 + 300)
 
@@ -50,17 +40,7 @@ def test_the_ops_page_lists_an_open_duplicate_with_its_cancel_command(ops, dupli
     assert f"billhook subscriptions cancel {later.id} --refund" in row
     assert f'id="duplicate-{earlier.id}"' not in page
 
-    obj = se.subscription(
-        subscription_id=later.id,
-        customer=later.customer,
-        price_id=later.price_id,
-        status="canceled",
-        period_start=later.t0,
-        period_end=later.t0 + 30 * 86_400,
-        metadata=later.metadata,
-        canceled_at=later.t0 + 900,
-    )
-    run(seeded, se.event("customer.subscription.deleted", obj, created=later.t0 + 900), now)
+    run(seeded, later.state(at=later.created + 900, status="canceled", event_type="customer.subscription.deleted"), now)
 
     assert "Attention" not in ops.get("/ops", headers=OPS).get_data(as_text=True)
 

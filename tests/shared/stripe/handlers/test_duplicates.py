@@ -16,6 +16,7 @@ from tests.shared.outgoing.test_schema import SCHEMA, violations
 from tests.shared.stripe.handlers.support import (
     ACCOUNT,
     DAY,
+    CreatedSubscription,
     StripeSubscription,
     balance,
     ledger_entries,
@@ -23,28 +24,6 @@ from tests.shared.stripe.handlers.support import (
 )
 
 GROWTH_CREDITS = 12_000
-
-
-class Subscriber(StripeSubscription):
-    """A subscription whose events say when Stripe created it, and its first period's events."""
-
-    def __init__(self, t0: int, created: int, **kwargs):
-        super().__init__(t0, **kwargs)
-        self.created = created
-        self.intent = se.unique("pi")
-
-    def state(self, *, at: int, status: str = "active", event_type: str = "customer.subscription.created") -> dict:
-        evt = self.updated(at=at, event_type=event_type, status=status)
-        evt["data"]["object"]["created"] = self.created
-        return evt
-
-    def first_period(self) -> list[dict]:
-        """Its checkout, `customer.subscription.created` and first invoice, as Stripe sends them."""
-        return [
-            self.checkout_completed(at=self.created + 5),
-            self.state(at=self.created + 1),
-            self.invoice(at=self.created + 6, payment_intent=self.intent),
-        ]
 
 
 def subscription(session_factory, sub: StripeSubscription) -> Subscription:
@@ -57,9 +36,9 @@ def kinds(session_factory) -> list[str]:
 
 
 @pytest.fixture
-def pair(t0) -> tuple[Subscriber, Subscriber]:
+def pair(t0) -> tuple[CreatedSubscription, CreatedSubscription]:
     """The earlier subscription and the later one (a second checkout that went through)."""
-    return Subscriber(t0, created=t0), Subscriber(t0, created=t0 + 300)
+    return CreatedSubscription(t0, created=t0), CreatedSubscription(t0, created=t0 + 300)
 
 
 def _orders() -> list[tuple[str, list[int]]]:
@@ -144,7 +123,7 @@ def test_a_refund_after_the_reversal_does_not_take_the_credits_twice(seeded, now
 
 
 def test_of_two_created_the_same_second_the_larger_id_is_the_duplicate(seeded, now, t0):
-    one, two = Subscriber(t0, created=t0), Subscriber(t0, created=t0)
+    one, two = CreatedSubscription(t0, created=t0), CreatedSubscription(t0, created=t0)
     smaller, larger = sorted((one, two), key=lambda s: s.id)
     for evt in larger.first_period() + smaller.first_period():
         run(seeded, evt, now)
@@ -198,8 +177,8 @@ def test_a_canceled_duplicate_is_no_longer_open_but_stays_flagged(seeded, now, p
 
 
 def test_the_main_app_is_told_the_earlier_subscription_even_when_the_duplicate_changed_last(seeded, now, t0):
-    earlier = Subscriber(t0, created=t0)
-    later = Subscriber(t0, created=t0 + 300, plan_id="starter", price_id="price_billhook_starter_monthly")
+    earlier = CreatedSubscription(t0, created=t0)
+    later = CreatedSubscription(t0, created=t0 + 300, plan_id="starter", price_id="price_billhook_starter_monthly")
     for evt in earlier.first_period() + later.first_period():
         run(seeded, evt, now)
     # The duplicate's newer event makes it the most recently updated row.
@@ -227,8 +206,8 @@ def test_an_expanded_subscription_on_the_checkout_tells_when_stripe_created_it(s
 
 
 def test_the_main_app_is_told_the_flag_with_the_earlier_subscription_as_the_accounts(seeded, now, t0):
-    earlier = Subscriber(t0, created=t0)
-    later = Subscriber(t0, created=t0 + 300, plan_id="starter", price_id="price_billhook_starter_monthly")
+    earlier = CreatedSubscription(t0, created=t0)
+    later = CreatedSubscription(t0, created=t0 + 300, plan_id="starter", price_id="price_billhook_starter_monthly")
     for evt in earlier.first_period():
         run(seeded, evt, now)
 
