@@ -18,10 +18,10 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.billing import ledger
+from shared.billing import ledger, notifications
 from shared.billing.subscriptions import LIVE_STATUSES, TERMINAL_STATUSES, subscription_data
 from shared.db import for_update
-from shared.models import CreditLedgerEntry, Subscription
+from shared.models import Account, CreditLedgerEntry, Subscription
 from shared.outcome import Outcome
 from shared.outgoing import events as outgoing
 
@@ -89,25 +89,33 @@ def _take_back_grants(
     session: Session, outcome: Outcome, duplicate: Subscription, *, at: datetime, source_event_id: int | None
 ) -> None:
     """One reversal per grant, keyed on the grant; what a refund or dispute of the grant's payment
-    already took back is not taken twice (and a later refund finds this reversal)."""
+    already took back is not taken twice (and a later refund finds this reversal). Like a refund's,
+    a reversal that takes the balance below the account's threshold sends low_credits once."""
     for grant in _grants_of(session, duplicate):
         owed = grant.amount
         if grant.payment_id is not None:
             owed -= ledger.reversed_for_payment(session, grant.payment_id)
         if owed <= 0:
             continue
-        ledger.add_entry(
+        key = ledger.duplicate_reversal_key(grant.idempotency_key)
+        before = ledger.balance(session, grant.account_id)
+        added = ledger.add_entry(
             session,
             outcome,
             account_id=grant.account_id,
             amount=-owed,
             kind=ledger.DUPLICATE_REVERSAL,
             description=f"Duplicate subscription {duplicate.provider_subscription_id}: credits taken back",
-            idempotency_key=ledger.duplicate_reversal_key(grant.idempotency_key),
+            idempotency_key=key,
             at=at,
             payment_id=grant.payment_id,
             source_event_id=source_event_id,
         )
+        if added:
+            account = session.get(Account, grant.account_id)  # locked by the caller
+            notifications.low_credits_if_crossed(
+                session, outcome, account, before=before, after=before - owed, cause_key=key, at=at
+            )
 
 
 def _tell_main_app(

@@ -10,7 +10,8 @@ from sqlalchemy import select
 
 from shared.billing import duplicates, entitlements, ledger
 from shared.billing.account_summary import account_summary
-from shared.models import Account, OutgoingEvent, Payment, Subscription
+from shared.models import Account, EmailOutbox, OutgoingEvent, Payment, Subscription
+from shared.outcome import Outcome
 from tests.factories import stripe_events as se
 from tests.shared.outgoing.test_schema import SCHEMA, violations
 from tests.shared.stripe.handlers.support import (
@@ -226,3 +227,27 @@ def test_the_main_app_is_told_the_flag_with_the_earlier_subscription_as_the_acco
         "growth",
         GROWTH_CREDITS,
     )
+
+
+def test_a_reversal_that_spends_what_was_left_sends_low_credits_once(seeded, now, pair):
+    earlier, later = pair
+    for evt in later.first_period():
+        run(seeded, evt, now)
+    with seeded.begin() as session:  # the customer spent the duplicate's credits meanwhile
+        ledger.debit_credits(
+            session,
+            Outcome(),
+            account_id=ACCOUNT,
+            amount=GROWTH_CREDITS - 50,
+            description="usage",
+            idempotency_key="usage-1",
+            at=now,
+        )
+
+    for evt in earlier.first_period() + earlier.first_period():
+        run(seeded, se.event(evt["type"], evt["data"]["object"], created=evt["created"]), now)
+
+    assert balance(seeded) == 50  # the earlier's period, less what the duplicate's paid for
+    with seeded() as session:
+        low = session.scalars(select(EmailOutbox).filter_by(template="low_credits")).all()
+    assert [e.context["balance"] for e in low] == [50]
