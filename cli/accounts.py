@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 import click
 
 from cli.context import CliContext, pass_ctx
+from shared.billing import duplicates
 from shared.billing.account_summary import account_summary
 from shared.billing.accounts import ensure_account
 from shared.models import Account
@@ -33,12 +34,13 @@ def create(ctx: CliContext, account_id: str, email: str, name: str | None) -> No
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
 def show(ctx: CliContext, account_id: str, as_json: bool) -> None:
-    """Balance, subscription and recent ledger entries of an account."""
+    """Balance, subscription, flagged duplicate subscriptions and recent ledger entries of an account."""
     with ctx.session_factory() as session:
         account = session.get(Account, account_id)
         if account is None:
             raise click.ClickException(f"no account {account_id!r}")
         summary = account_summary(session, account, now=datetime.now(UTC))
+        summary["duplicates"] = duplicates.duplicates_of_account(session, account_id)
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=str))
         return
@@ -55,6 +57,12 @@ def show(ctx: CliContext, account_id: str, as_json: bool) -> None:
     else:
         click.echo("plan      none")
     click.echo(f"entitled  {_entitled(summary)}")
+    for dup in summary["duplicates"]:
+        todo = f"; cancel it: billhook subscriptions cancel {dup['id']} --refund" if dup["open"] else ""
+        click.echo(
+            f"duplicate {dup['id']} via {dup['provider']} ({dup['status']}), a second subscription beside"
+            f" {dup['duplicate_of']}: grants nothing{todo}"
+        )
     for dispute in summary["disputes"]:
         click.echo(
             f"dispute   {dispute['id']} via {dispute['provider']}: {dispute['state']}"

@@ -15,6 +15,7 @@ from cli import (
     payments,
     providers,
     reconcile,
+    subscriptions,
     tokens,
 )
 from cli.context import CliContext
@@ -35,6 +36,7 @@ for module in (
     catalog,
     credits,
     payments,
+    subscriptions,
     events,
     dev,
     tokens,

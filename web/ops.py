@@ -1,5 +1,6 @@
-"""The ops page: recent inbox events with status, attempts and error, and a replay button; the
-outgoing webhook deliveries with a retry button (/ops/deliveries).
+"""The ops page: what needs attention (duplicate subscriptions, manual payments waiting), recent
+inbox events with status, attempts and error, and a replay button; the outgoing webhook
+deliveries with a retry button (/ops/deliveries).
 
 Server-rendered HTML behind the same basic auth as Flower (`FLOWER_BASIC_AUTH`, user:password,
 several comma-separated). Unset, the page is off (503): it never runs unauthenticated.
@@ -21,7 +22,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Response, g, redirect, render_template, request, url_for
 
 from shared import event_ops, handoff, inbox
-from shared.billing import manual_payments
+from shared.billing import duplicates, manual_payments
 from shared.billing.checkout import NotFound
 from shared.logs import log_line
 from shared.models.events import EventStatus
@@ -110,6 +111,7 @@ def index():
         rows = event_ops.find_events(session, event_ops.EventFilter(status=status, before=before, limit=PAGE_SIZE + 1))
         counts = inbox.counts_by_status(session)
         pending_payments = manual_payments.pending(session)
+        open_duplicates = duplicates.open_duplicates(session, limit=PAGE_SIZE)
     events = rows[:PAGE_SIZE]
     older = events[-1].id if len(rows) > PAGE_SIZE else None
     response = Response(
@@ -125,6 +127,7 @@ def index():
             replayed=request.args.get("replayed"),
             notice=request.args.get("notice"),
             pending_payments=pending_payments,
+            open_duplicates=open_duplicates,
             decided=request.args.get("decided"),
             now=datetime.now(UTC),
         )

@@ -28,9 +28,11 @@ DEFAULT_GRACE_DAYS = 7
 
 def current_first(subscription: Any) -> tuple:
     """The order an account's current subscription is picked in, the one definition of "current"
-    (this query and `subscriptions.current_subscription`): live first, then the latest changed."""
+    (this query and `subscriptions.current_subscription`): live first, the account's own before a
+    flagged duplicate, then the latest changed."""
     return (
         case((subscription.status.in_(CURRENT_STATUSES), 0), else_=1),
+        case((subscription.duplicate_of_id.is_(None), 0), else_=1),
         subscription.updated_at.desc(),
         subscription.id.desc(),
     )

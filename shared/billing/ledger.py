@@ -25,8 +25,11 @@ DEBIT = "debit"
 ADJUSTMENT = "adjustment"
 DISPUTE_REVERSAL = "dispute_reversal"
 DISPUTE_RESTORE = "dispute_restore"
-# What takes back (or gives back) a payment's credits: a refund and a dispute draw on the same credits.
-_TAKEN_BACK_KINDS = (REFUND_REVERSAL, DISPUTE_REVERSAL, DISPUTE_RESTORE)
+# A duplicate subscription's grant taken back (shared/billing/duplicates.py).
+DUPLICATE_REVERSAL = "duplicate_reversal"
+# What takes back (or gives back) a payment's credits: a refund, a dispute and a duplicate's
+# reversal draw on the same credits.
+_TAKEN_BACK_KINDS = (REFUND_REVERSAL, DISPUTE_REVERSAL, DISPUTE_RESTORE, DUPLICATE_REVERSAL)
 MAX_ADJUSTMENT = 1_000_000_000
 
 # How many of an account's newest entries its summary shows (the API, the CLI, ops).
@@ -71,7 +74,7 @@ def add_entry(
             "credits.granted"
             if amount > 0
             else "credits.reversed"
-            if kind in (REFUND_REVERSAL, DISPUTE_REVERSAL)
+            if kind in (REFUND_REVERSAL, DISPUTE_REVERSAL, DUPLICATE_REVERSAL)
             else "credits.debited"
         )
         outgoing.emit(
@@ -115,6 +118,11 @@ def grant_credits(
         source_event_id=source_event_id,
         actor=actor,
     )
+
+
+def duplicate_reversal_key(grant_key: str) -> str:
+    """The key of the reversal of a duplicate subscription's grant: one per grant."""
+    return f"{grant_key}:duplicate"
 
 
 def entry_by_key(session: Session, idempotency_key: str) -> CreditLedgerEntry | None:

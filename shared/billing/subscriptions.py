@@ -239,8 +239,10 @@ def grant_period_credits(
     """Grant a billing period's plan credits once per key. Two events may name the same period
     (a checkout completion and its first invoice): whichever comes first grants; when the other
     carries the payment, the existing entry is linked to it so a refund of that payment finds it.
+    A duplicate subscription (shared/billing/duplicates.py) grants nothing; a grant of it made
+    before it was known is linked the same way, with its reversal.
     Returns True when this call granted."""
-    granted = ledger.grant_credits(
+    granted = subscription.duplicate_of_id is None and ledger.grant_credits(
         session,
         outcome,
         account_id=subscription.account_id,
@@ -253,7 +255,8 @@ def grant_period_credits(
         source_event_id=source_event_id,
     )
     if not granted and payment_id is not None:
-        entry = ledger.entry_by_key(session, idempotency_key)
-        if entry is not None and entry.payment_id is None:
-            entry.payment_id = payment_id
+        for key in (idempotency_key, ledger.duplicate_reversal_key(idempotency_key)):
+            entry = ledger.entry_by_key(session, key)
+            if entry is not None and entry.payment_id is None:
+                entry.payment_id = payment_id
     return granted

@@ -202,6 +202,17 @@ class StripeGateway:
         with self._bounded():
             return self._client.v1.subscriptions.retrieve(subscription_id).to_dict()
 
+    def cancel_subscription_now(self, subscription_id: str) -> dict[str, Any]:
+        """End it at once; Stripe sends customer.subscription.deleted. (A DELETE takes no
+        idempotency key: the caller checks the subscription is not canceled already.)"""
+        with self._bounded():
+            return self._client.v1.subscriptions.cancel(subscription_id).to_dict()
+
+    def refund(self, charge_ref: str, *, idempotency_key: str) -> dict[str, Any]:
+        """Refund a PaymentIntent (`pi_...`) or a Charge (`ch_...`) in full; Stripe sends charge.refunded."""
+        params = {"charge" if charge_ref.startswith("ch_") else "payment_intent": charge_ref}
+        return self._call(self._client.v1.refunds.create, params, idempotency_key)
+
     def list_events(
         self, *, types: list[str], created_gte: int, starting_after: str | None = None, limit: int = 100
     ) -> tuple[list[dict[str, Any]], bool]:

@@ -57,6 +57,10 @@ class FakeStripe(FakeServer):
         self.route("POST", "/v1/billing_portal/sessions")(self._idempotent(self._create_portal_session))
         self.route("GET", r"/v1/subscriptions/(?P<id>[^/]+)")(self._retrieve_subscription)
         self.route("POST", r"/v1/subscriptions/(?P<id>[^/]+)")(self._idempotent(self._update_subscription))
+        self.route("DELETE", r"/v1/subscriptions/(?P<id>[^/]+)")(self._cancel_subscription)
+        self.charges: dict[str, int] = {}  # PaymentIntent or Charge id -> amount, refundable
+        self.refunds: list[dict] = []
+        self.route("POST", "/v1/refunds")(self._idempotent(self._create_refund))
         self.products: dict[str, dict] = {}
         self.prices: dict[str, dict] = {}
         self.route("GET", r"/v1/products/(?P<id>[^/]+)")(self._retrieve_product)
@@ -187,6 +191,38 @@ class FakeStripe(FakeServer):
                 }
             obj["cancel_at_period_end"] = form["cancel_at_period_end"] == "true"
         return 200, obj
+
+    def _cancel_subscription(self, _request: Recorded, match):
+        obj = self.subscriptions.get(match["id"])
+        if obj is None:
+            return 404, resource_missing("subscription", match["id"])
+        if obj["status"] == "canceled":
+            return 400, {"error": {"type": "invalid_request_error", "message": "The subscription is canceled."}}
+        obj.update(status="canceled", canceled_at=1_790_000_100, ended_at=1_790_000_100, cancel_at_period_end=False)
+        return 200, obj
+
+    def add_charge(self, ref: str, amount: int) -> None:
+        """A paid PaymentIntent (`pi_...`) or Charge (`ch_...`) the account holds."""
+        self.charges[ref] = amount
+
+    def _create_refund(self, request: Recorded, _match):
+        form = request.form
+        ref = form.get("payment_intent") or form.get("charge") or ""
+        if ref not in self.charges:
+            return 404, resource_missing("payment_intent" if "payment_intent" in form else "charge", ref)
+        refund = {
+            "id": se.unique("re"),
+            "object": "refund",
+            "amount": self.charges[ref],
+            "currency": "usd",
+            "payment_intent": form.get("payment_intent"),
+            "charge": form.get("charge") or se.unique("ch"),
+            "status": "succeeded",
+            "reason": None,
+            "metadata": {},
+        }
+        self.refunds.append(refund)
+        return 200, refund
 
     # -- Products and Prices ----------------------------------------------------------------------
 

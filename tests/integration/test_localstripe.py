@@ -161,3 +161,24 @@ def test_localstripe_events_in_2017_08_15_fail_naming_their_version_and_change_n
     assert ready.status_code == 200, ready.text
     assert any(LOCALSTRIPE_VERSION in w and "they fail" in w for w in ready.json()["warnings"])
     assert ready.json()["stripe_api_versions"][LOCALSTRIPE_VERSION] == len(rows)
+
+
+def test_billhooks_client_cancels_now_and_refunds_in_full_against_localstripe(localstripe):
+    gateway = StripeGateway("sk_test_localstripe", api_base=localstripe, timeout=10)
+    sdk = stripe.StripeClient("sk_test_localstripe", base_addresses={"api": localstripe})
+    sdk.v1.plans.create(
+        params={"id": PLAN_PRICE, "amount": 19900, "currency": "usd", "interval": "month", "product": {"name": "G"}}
+    )
+    customer = _customer_with_card(sdk, gateway, "acct_ls_duplicate", "4242424242424242")
+    subscription_id = _subscribe(sdk, customer, "acct_ls_duplicate")
+    (invoice,) = sdk.v1.invoices.list(params={"subscription": subscription_id}).data
+    charge = invoice.to_dict()["charge"]  # 2017-08-15 shapes: the invoice names its Charge (expanded here)
+    charge_id = charge["id"] if isinstance(charge, dict) else charge
+
+    canceled = gateway.cancel_subscription_now(subscription_id)
+    refund = gateway.refund(charge_id, idempotency_key=f"billhook:refund:stripe:{invoice.id}")
+
+    assert canceled["status"] == "canceled"
+    assert gateway.retrieve_subscription(subscription_id)["status"] == "canceled"
+    assert (refund["object"], refund["charge"], refund["amount"]) == ("refund", charge_id, 19900)
+    assert sdk.v1.charges.retrieve(charge_id).refunded is True

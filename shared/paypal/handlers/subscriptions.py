@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from shared.billing import notifications, payments, subscriptions, upgrades
+from shared.billing import duplicates, notifications, payments, subscriptions, upgrades
 from shared.billing.accounts import lock_account
 from shared.billing.manual_payments import add_interval
 from shared.billing.subscriptions import SubscriptionChange
@@ -59,6 +59,7 @@ def subscription_activated(session: Session, event: WebhookEvent, now: datetime,
         event_id=event.event_id,
         now=now,
     )
+    duplicate = _settle_duplicates(session, outcome, event, subscription, resource, now)
     plan = plan or plan_by_id(session, subscription.plan_id)
     if plan is None:
         raise PermanentError(f"PayPal subscription {resource['id']} is on no known plan")
@@ -71,8 +72,23 @@ def subscription_activated(session: Session, event: WebhookEvent, now: datetime,
         at=now,
         source_event_id=event.id,
     )
-    if subscription.status == subscriptions.ACTIVE:  # not when a newer cancellation was applied first
+    # Not when a newer cancellation was applied first, nor for a duplicate (it grants nothing).
+    if subscription.status == subscriptions.ACTIVE and not duplicate:
         notifications.subscription_activated(session, outcome, subscription, plan)
+
+
+def _settle_duplicates(
+    session: Session, outcome: Outcome, event: WebhookEvent, subscription: Subscription, resource: dict, now: datetime
+) -> bool:
+    """PayPal's `create_time` orders two live subscriptions of one account: the later is the duplicate."""
+    return duplicates.settle(
+        session,
+        outcome,
+        subscription,
+        created_at=parse_time(resource.get("create_time")),
+        at=now,
+        source_event_id=event.id,
+    )
 
 
 @handles(PROVIDER, "PAYMENT.SALE.COMPLETED")
@@ -94,6 +110,7 @@ def sale_completed(session: Session, event: WebhookEvent, now: datetime, outcome
     plan = plan_by_id(session, subscription.plan_id)
     if plan is None:
         raise RetryLater(f"plan of PayPal subscription {subscription_id} not known yet")
+    duplicate = duplicates.settle(session, outcome, subscription, created_at=None, at=now, source_event_id=event.id)
     amount = sale.get("amount") or {}
     currency = amount.get("currency") or plan.currency
     payment, _ = payments.record_payment(
@@ -111,7 +128,7 @@ def sale_completed(session: Session, event: WebhookEvent, now: datetime, outcome
             subscription_id=subscription.id,
             provider_invoice_id=sale["id"],
             line_items=[{"description": f"{plan.name} plan", "amount_cents": plan.price_cents, "quantity": 1}],
-            credits_granted=plan.included_credits,
+            credits_granted=0 if duplicate else plan.included_credits,
         ),
         at=now,
     )
@@ -139,7 +156,11 @@ def sale_completed(session: Session, event: WebhookEvent, now: datetime, outcome
     if key == initial_key(subscription_id):
         # The first period's receipt (its activation email came with BILLING.SUBSCRIPTION.ACTIVATED).
         notifications.payment_confirmation(
-            session, outcome, payment, description=f"{plan.name} plan", credits=plan.included_credits
+            session,
+            outcome,
+            payment,
+            description=f"{plan.name} plan",
+            credits=None if duplicate else plan.included_credits,
         )
     else:
         # A sale names no period end; the email leaves the next renewal date out.
@@ -193,6 +214,7 @@ def subscription_status_changed(session: Session, event: WebhookEvent, now: date
         event_id=event.event_id,
         now=now,
     )
+    _settle_duplicates(session, outcome, event, subscription, resource, now)
 
 
 @handles(PROVIDER, "BILLING.SUBSCRIPTION.UPDATED")
@@ -222,6 +244,7 @@ def subscription_updated(session: Session, event: WebhookEvent, now: datetime, o
         event_id=event.event_id,
         now=now,
     )
+    _settle_duplicates(session, outcome, event, subscription, resource, now)
     if applied:
         _grant_upgrade_credits(session, outcome, subscription, change, event, now)
 
@@ -269,6 +292,7 @@ def subscription_payment_failed(session: Session, event: WebhookEvent, now: date
         event_id=event.event_id,
         now=now,
     )
+    _settle_duplicates(session, outcome, event, subscription, resource, now)
     billing = resource.get("billing_info") or {}
     failed = billing.get("last_failed_payment") or {}
     amount = failed.get("amount") or billing.get("outstanding_balance") or {}

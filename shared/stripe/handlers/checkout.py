@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from shared import metrics
-from shared.billing import ledger, notifications, payments, subscriptions
+from shared.billing import duplicates, ledger, notifications, payments, subscriptions
 from shared.billing.accounts import ensure_account, link_stripe_customer
 from shared.billing.subscriptions import SubscriptionChange, SubscriptionStatus
 from shared.errors import PermanentError, RetryLater
@@ -22,6 +22,7 @@ from shared.stripe.handlers.common import (
     initial_period_key,
     metadata,
     plan_by_id,
+    ts,
 )
 from shared.stripe.handlers.trials import trial_days
 
@@ -105,11 +106,15 @@ def _activate_subscription(
     subscription = subscriptions.lock_or_create_subscription(
         session, provider=PROVIDER, provider_subscription_id=subscription_id, account_id=account_id
     )
+    # Stripe's `created`, when the session's subscription is expanded: it orders duplicates.
+    expanded = checkout.get("subscription")
+    created_at = ts(expanded.get("created")) if isinstance(expanded, dict) else None
     if checkout.get("payment_status") not in ("paid", "no_payment_required"):
         # A first payment still on its way (a bank debit): Stripe keeps the subscription
         # incomplete until it is paid, and its invoice.paid activates it and grants the period.
         if subscription.plan_id is None and plan is not None:
             subscription.plan_id = plan.id
+        duplicates.settle(session, outcome, subscription, created_at=created_at, at=now, source_event_id=event.id)
         return
     trial = trial_days(metadata(checkout)) > 0 and checkout.get("payment_status") == "no_payment_required"
     subscriptions.apply_subscription_state(
@@ -123,8 +128,13 @@ def _activate_subscription(
         event_id=event.event_id,
         now=now,
     )
-    if trial:
-        return  # nothing was paid: the first paid invoice after the trial grants the first period
+    duplicate = duplicates.settle(
+        session, outcome, subscription, created_at=created_at, at=now, source_event_id=event.id
+    )
+    if trial or duplicate:
+        # A trial paid nothing: the first paid invoice after it grants the first period. A
+        # duplicate grants nothing and is not announced as the account's plan.
+        return
     plan = plan or plan_by_id(session, subscription.plan_id)
     if plan is None:
         raise RetryLater(f"plan of subscription {subscription_id} not known yet")

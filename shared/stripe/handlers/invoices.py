@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.billing import catalog, notifications, payments, subscriptions
+from shared.billing import catalog, duplicates, notifications, payments, subscriptions
 from shared.billing.accounts import ensure_account
 from shared.billing.subscriptions import SubscriptionChange, SubscriptionStatus
 from shared.errors import RetryLater
@@ -64,9 +64,11 @@ def invoice_paid(session: Session, event: WebhookEvent, now: datetime, outcome: 
         event_id=event.event_id,
         now=now,
     )
+    duplicate = duplicates.settle(session, outcome, subscription, created_at=None, at=now, source_event_id=event.id)
     key = _period_key(invoice, subscription_id, line)
-    # No key: a mid-period change (proration), paid, no new period; a trial's start grants nothing.
-    grants = key is not None and plan is not None and not trial
+    # No key: a mid-period change (proration), paid, no new period; a trial's start grants nothing;
+    # nor does a duplicate subscription (its payment says so: a refund of it takes nothing back).
+    grants = key is not None and plan is not None and not trial and not duplicate
     payment, _ = payments.record_payment(
         session,
         outcome,
@@ -93,8 +95,8 @@ def invoice_paid(session: Session, event: WebhookEvent, now: datetime, outcome: 
     )
     if trial:
         return  # the trial's free first invoice: no credits, no receipt; the first paid one grants
-    _paid_emails(session, outcome, invoice, subscription, plan, payment, period)
-    if not grants:
+    _paid_emails(session, outcome, invoice, subscription, None if duplicate else plan, payment, period)
+    if key is None or plan is None:
         return
     subscriptions.grant_period_credits(
         session,
@@ -127,6 +129,7 @@ def invoice_payment_failed(session: Session, event: WebhookEvent, now: datetime,
         event_id=event.event_id,
         now=now,
     )
+    duplicates.settle(session, outcome, subscription, created_at=None, at=now, source_event_id=event.id)
     paid = payments.find_payment(session, PROVIDER, invoice["id"])
     if paid is None or paid.status == payments.FAILED:  # a late failure of a paid invoice says nothing new
         _remember_customer(session, subscription.account_id, invoice)

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from shared.billing import catalog, subscriptions, upgrades
+from shared.billing import catalog, duplicates, subscriptions, upgrades
 from shared.billing.subscriptions import SubscriptionChange, SubscriptionStatus
 from shared.inbox.registry import handles
 from shared.models import WebhookEvent
@@ -49,6 +49,7 @@ def subscription_updated(session: Session, event: WebhookEvent, now: datetime, o
         event_id=event.event_id,
         now=now,
     )
+    _settle_duplicates(session, outcome, event, subscription, stripe_subscription, now)
     if applied and not change.began_new_period(subscription):
         upgrades.grant_upgrade_credits(
             session,
@@ -81,6 +82,21 @@ def subscription_deleted(session: Session, event: WebhookEvent, now: datetime, o
         event_at=event_at(event),
         event_id=event.event_id,
         now=now,
+    )
+    _settle_duplicates(session, outcome, event, subscription, stripe_subscription, now)
+
+
+def _settle_duplicates(
+    session: Session, outcome: Outcome, event: WebhookEvent, subscription, stripe_subscription: dict, now: datetime
+) -> None:
+    """Stripe's `created` orders two live subscriptions of one account: the later is the duplicate."""
+    duplicates.settle(
+        session,
+        outcome,
+        subscription,
+        created_at=ts(stripe_subscription.get("created")),
+        at=now,
+        source_event_id=event.id,
     )
 
 

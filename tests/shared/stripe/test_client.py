@@ -131,3 +131,25 @@ def test_the_key_and_base_url_come_from_the_providers_table_and_settings_overrid
 def test_no_api_key_is_not_configured(settings, provider):
     with pytest.raises(NotConfigured):
         StripeGateway.from_provider(provider, settings)
+
+
+def test_cancel_now_deletes_the_subscription_and_refund_names_the_payment_intent_or_charge(gateway, fake_stripe):
+    fake_stripe.add_subscription(subscription_id="sub_9", customer="cus_9", price_id="price_x")
+    fake_stripe.add_charge("pi_9", 19900)
+    fake_stripe.add_charge("ch_9", 999)
+
+    canceled = gateway.cancel_subscription_now("sub_9")
+    by_intent = gateway.refund("pi_9", idempotency_key="k-r1")
+    by_charge = gateway.refund("ch_9", idempotency_key="k-r2")
+
+    assert canceled["status"] == "canceled" and fake_stripe.calls("DELETE")[0].path == "/v1/subscriptions/sub_9"
+    first, second = fake_stripe.calls("POST", "/v1/refunds")
+    assert (first.form, first.header("Idempotency-Key")) == ({"payment_intent": "pi_9"}, "k-r1")
+    assert second.form == {"charge": "ch_9"}
+    assert (by_intent["amount"], by_charge["amount"]) == (19900, 999)
+
+
+def test_refunding_an_unknown_payment_is_a_provider_error_naming_the_code(gateway):
+    with pytest.raises(ProviderError) as raised:
+        gateway.refund("pi_unknown", idempotency_key="k-r3")
+    assert raised.value.status == 404 and "resource_missing" in raised.value.message

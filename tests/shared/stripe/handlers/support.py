@@ -123,6 +123,29 @@ class StripeSubscription:
         return se.event(event_type, obj, created=at)
 
 
+class CreatedSubscription(StripeSubscription):
+    """A subscription whose objects say when Stripe created it (`created`: what orders two live
+    subscriptions of one account), paid by its own PaymentIntent."""
+
+    def __init__(self, t0: int, created: int, **kwargs):
+        super().__init__(t0, **kwargs)
+        self.created = created
+        self.intent = se.unique("pi")
+
+    def state(self, *, at: int, status: str = "active", event_type: str = "customer.subscription.created") -> dict:
+        evt = self.updated(at=at, event_type=event_type, status=status)
+        evt["data"]["object"]["created"] = self.created
+        return evt
+
+    def first_period(self) -> list[dict]:
+        """Its checkout, `customer.subscription.created` and first invoice, as Stripe sends them."""
+        return [
+            self.checkout_completed(at=self.created + 5),
+            self.state(at=self.created + 1),
+            self.invoice(at=self.created + 6, payment_intent=self.intent),
+        ]
+
+
 def package_checkout(
     *, package_id: str = "value", payment_status: str = "paid", amount: int = 2999, at: int, session_id=None
 ) -> tuple[str, dict]:
