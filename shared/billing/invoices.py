@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from shared.db import held_in_transaction, insert_ignore, insert_ignore_row
@@ -21,6 +21,7 @@ CREDIT_NOTE_SERIES = "credit_note"
 REFUND = "refund"
 DISPUTE_LOST = "dispute_lost"
 REJECTED = "rejected"
+REVERSAL = "reversal"  # the provider took the money back without a dispute (PayPal's reversals)
 _PREFIX = {INVOICE_SERIES: "", CREDIT_NOTE_SERIES: "CN-"}
 
 _TAKE = (
@@ -79,7 +80,10 @@ def issue_credit_note(
     session: Session, invoice: Invoice, *, reason: str, amount_cents: int, idempotency_key: str, at: datetime
 ) -> CreditNote | None:
     """A credit note against the invoice, once per key; numbered only when it is new (a duplicate
-    takes no number, so none is skipped). Returns the new note, or None when the key was used."""
+    takes no number, so none is skipped). The notes of an invoice never add up to more than it (a
+    reversal and a lost dispute of one payment credit it once). Returns the new note, or None when
+    the key was used or nothing is left to credit. The caller holds the invoice's account lock."""
+    amount_cents = min(amount_cents, invoice.amount_cents - credited(session, invoice.id))
     if amount_cents <= 0:
         return None
     note = insert_ignore_row(
@@ -89,7 +93,7 @@ def issue_credit_note(
             "invoice_id": invoice.id,
             "account_id": invoice.account_id,
             "reason": reason,
-            "amount_cents": min(amount_cents, invoice.amount_cents),
+            "amount_cents": amount_cents,
             "currency": invoice.currency,
             "idempotency_key": idempotency_key[:200],
             "issued_at": at,
@@ -99,6 +103,16 @@ def issue_credit_note(
     if note is not None:
         note.number = take_number(session, CREDIT_NOTE_SERIES, at.year)
     return note
+
+
+_CREDITED = select(func.coalesce(func.sum(CreditNote.amount_cents), 0)).where(
+    CreditNote.invoice_id == bindparam("invoice_id")
+)
+
+
+def credited(session: Session, invoice_id: int) -> int:
+    """What the invoice's credit notes add up to."""
+    return session.scalar(_CREDITED, {"invoice_id": invoice_id})
 
 
 def invoices_of_account(session: Session, account_id: str, limit: int = 100) -> list[Invoice]:
