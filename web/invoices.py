@@ -64,7 +64,7 @@ INVOICE_SCHEMA = {
                 "properties": {
                     "number": {"type": "string", "description": "CN-2026-000007"},
                     "issued_at": {"type": "string", "format": "date-time"},
-                    "reason": {"type": "string", "enum": ["refund", "dispute_lost", "rejected"]},
+                    "reason": {"type": "string", "enum": ["refund", "dispute_lost", "rejected", "reversal"]},
                     "amount_cents": {"type": "integer"},
                     "currency": {"type": "string"},
                 },
