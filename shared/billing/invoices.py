@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from shared.db import held_in_transaction, insert_ignore, insert_ignore_row
@@ -115,8 +115,19 @@ def credited(session: Session, invoice_id: int) -> int:
     return session.scalar(_CREDITED, {"invoice_id": invoice_id})
 
 
-def invoices_of_account(session: Session, account_id: str, limit: int = 100) -> list[Invoice]:
-    stmt = select(Invoice).filter_by(account_id=account_id).order_by(Invoice.issued_at.desc(), Invoice.id.desc())
+def invoices_of_account(
+    session: Session, account_id: str, limit: int = 100, *, before: tuple[datetime, int] | None = None
+) -> list[Invoice]:
+    """The account's invoices, newest first; with `before` = (issued_at, id) of the previous
+    page's last invoice, those after it in that order (keyset paging: an invoice issued while a
+    client pages through shifts nothing)."""
+    stmt = select(Invoice).filter_by(account_id=account_id)
+    if before is not None:
+        issued_at, invoice_id = before
+        stmt = stmt.where(
+            or_(Invoice.issued_at < issued_at, and_(Invoice.issued_at == issued_at, Invoice.id < invoice_id))
+        )
+    stmt = stmt.order_by(Invoice.issued_at.desc(), Invoice.id.desc())
     return list(session.scalars(stmt.limit(limit)))
 
 
