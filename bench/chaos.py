@@ -1,5 +1,5 @@
-"""`make chaos`: a seeded, bounded run of realistic Stripe traffic against real PostgreSQL and Redis
-while things break, then a check that every promise held (python -m bench.chaos).
+"""`make chaos`: a seeded, bounded run of realistic Stripe and PayPal traffic against real PostgreSQL
+and Redis while things break, then a check that every promise held (python -m bench.chaos).
 
 What runs: the store on PostgreSQL (DATABASE_URL, default postgresql+psycopg://postgres@127.0.0.1:5432/test,
 in a database of its own, dropped after), a redis-server of its own on a free port (so it can be
@@ -8,11 +8,14 @@ What breaks: deliveries come shuffled, concurrently, 30% of them duplicates; mid
 instance is SIGKILLed (its main process and its pool, tasks in flight) and started again, and Redis
 is stopped and started again. The harness keeps the worker instances running as a supervisor would
 (one that exits unasked is started again, and the report lists it).
-Some package purchases are disputed (opened, then won or lost), and meanwhile operators race an
-approval against a rejection of each of a set of manual payments (bench/chaos_manual.py).
-What is checked: no accepted event lost; exactly one credit grant per subscription period and per
-package purchase; each account's ledger sums to what the scenario says (a lost dispute's credits
-taken back once, a won one's not); each subscription's status is the one of its newest event (by
+Some package purchases are disputed (opened, then won or lost); a share of the accounts subscribe
+through PayPal, their deliveries verified through a local stand-in of PayPal's verify-webhook-
+signature API (bench/chaos_paypal.py); and meanwhile operators race an approval against a rejection
+of each of a set of manual payments (bench/chaos_manual.py).
+What is checked: no accepted event lost; exactly one credit grant per subscription period (a PayPal
+activation and its first sale share one) and per package purchase; each account's ledger sums to
+what the scenario says (a lost dispute's credits and a refunded or reversed payment's taken back
+once, a won dispute's not); each subscription's status is the one of its newest event (by
 `created`); one email per idempotency key; one winning decision per manual payment, its credits
 iff approved; every outgoing webhook delivered to a receiver that verifies it (bench/chaos_outgoing.py,
 answering 500 to a share of deliveries), none missing, each account's sequence without gaps. Exit
@@ -35,18 +38,16 @@ from datetime import UTC, datetime
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.exc import OperationalError
 
-from bench import chaos_outgoing, scenario, services
+from bench import chaos_outgoing, chaos_paypal, scenario, services
 from bench.chaos_manual import ManualRace
 from shared import processing
 from shared.config import Settings
 from shared.models import CreditLedgerEntry, Subscription, WebhookEvent
 from shared.models.events import DONE_STATUSES, EventStatus
-from tests.factories.stripe_events import signed
 from worker.celery_app import make_celery
 from worker.messages import enqueue_delivery, enqueue_event
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-PATH = "/webhooks/stripe"
 
 
 @dataclass
@@ -70,6 +71,7 @@ class Config:
     timeout: float = 900.0
     receiver_failure_share: float = 0.2  # outgoing deliveries the main app's stand-in answers with a 500
     manual_payments: int = 20  # raced approve/reject pairs (bench/chaos_manual.py)
+    paypal_share: float = 0.2  # accounts subscribing through PayPal (bench/chaos_paypal.py)
 
 
 @dataclass
@@ -216,7 +218,7 @@ def run(config: Config, base_url: str, say: Callable[[str], None] = print) -> Re
     report = Report(config)
     started = time.monotonic()
     tmp = services.make_tmp("billhook-chaos-")
-    store = broker = receiver = None
+    store = broker = receiver = paypal = None
     procs: list[services.Proc] = []
     stop = threading.Event()
     try:
@@ -226,6 +228,8 @@ def run(config: Config, base_url: str, say: Callable[[str], None] = print) -> Re
         broker = services.Broker(None, tmp)
         receiver = chaos_outgoing.Receiver(failure_share=config.receiver_failure_share, seed=config.seed)
         receiver.register(store.session_factory)
+        paypal = chaos_paypal.start_verifier()
+        chaos_paypal.configure(store.session_factory)
         queue = f"chaos_{os.getpid()}"
         env = services.service_env(
             store.url,
@@ -237,12 +241,14 @@ def run(config: Config, base_url: str, say: Callable[[str], None] = print) -> Re
             # Delivery retries within the run: below the Celery countdown cap (backoff_max).
             BILLHOOK_OUTGOING_RETRY_BASE_SECONDS="0.5",
             BILLHOOK_OUTGOING_RETRY_MAX_SECONDS=str(config.backoff_max - 1),
+            PAYPAL_API_BASE=paypal.url,
         )
         stream = scenario.generate(
             config.seed,
             round(config.deliveries * (1 - config.duplicate_share)),
             duplicate_share=config.duplicate_share,
             disputes=True,
+            paypal_share=config.paypal_share,
         )
         deliveries = stream.deliveries  # whole accounts: a few more than asked for, never fewer
         report.distinct, report.accounts = len(stream.events), len(stream.expected)
@@ -284,6 +290,8 @@ def run(config: Config, base_url: str, say: Callable[[str], None] = print) -> Re
         stop.set()
         if receiver is not None:
             receiver.stop()
+        if paypal is not None:
+            paypal.stop()
         services.shut_down(procs, broker, store, tmp)
         report.seconds = time.monotonic() - started
     return report
@@ -316,8 +324,8 @@ def _chaos(config, broker, workers: Supervisor, report, say):
 
 
 def _post_all(port, deliveries, config, report, say, chaos) -> set[str]:
-    """Post every delivery, concurrently, retrying until a 2xx as Stripe does; returns the ids of
-    the events answered with a 2xx."""
+    """Post every delivery, concurrently, retrying until a 2xx as Stripe and PayPal do; returns
+    the ids of the events answered with a 2xx."""
     accepted: set[str] = set()
     lock = threading.Lock()
     cursor = iter(range(len(deliveries)))
@@ -333,10 +341,12 @@ def _post_all(port, deliveries, config, report, say, chaos) -> set[str]:
                 return
             chaos(i / len(deliveries))
             evt = deliveries[i]
+            provider = scenario.provider_of(evt)
             while time.monotonic() < deadline:
-                body, headers = signed(evt, services.WEBHOOK_SECRET)  # signed when sent, as Stripe does
+                # signed when sent, as the providers do
+                path, body, headers = chaos_paypal.delivery(provider, evt, services.WEBHOOK_SECRET)
                 try:
-                    conn.request("POST", PATH, body=body, headers=headers)
+                    conn.request("POST", path, body=body, headers=headers)
                     response = conn.getresponse()
                     response.read()
                     status = response.status
@@ -467,7 +477,7 @@ def _check(store, stream: scenario.Scenario, accepted: set[str], report: Report)
 
 def _emails(session) -> tuple[int | None, list[str]]:
     """One email per idempotency key, once the email outbox is in use."""
-    if "email_outbox" not in inspect(session.get_bind()).get_table_names():
+    if "email_outbox" not in inspect(session.connection()).get_table_names():
         return None, []
     total = session.execute(text("SELECT count(*) FROM email_outbox")).scalar_one()
     if not total:

@@ -1,20 +1,26 @@
-"""Seeded, realistic Stripe event streams and what they must add up to.
+"""Seeded, realistic Stripe and PayPal event streams and what they must add up to.
 
-Each account subscribes through Checkout (checkout.session.completed + the first invoice.paid,
+A Stripe account subscribes through Checkout (checkout.session.completed + the first invoice.paid,
 which share one credit grant), gets a subscription update, renews for a few periods (sometimes a
 failed payment first), may end with a cancellation, and buys credit packages (some refunded, and
 with `disputes`, some disputed: a dispute opened, then won or lost).
-Every object comes from `tests/factories/stripe_events.py` (Stripe's published fixtures), so the
-payloads have Stripe's real shape and size. The same seed gives the same events, the same
-delivery order and the same expectations.
+With `paypal_share`, that share of the accounts subscribe through PayPal instead: activated
+(BILLING.SUBSCRIPTION.ACTIVATED and the first PAYMENT.SALE.COMPLETED share one grant), renewed by
+sales (sometimes after a BILLING.SUBSCRIPTION.PAYMENT.FAILED, a few reversed), maybe suspended or
+cancelled at the end.
+Every object comes from `tests/factories/` (Stripe's published fixtures, PayPal's documented
+shapes), so the payloads have the providers' real shape and size. The same seed gives the same
+events, the same delivery order and the same expectations.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from shared.billing.catalog import SEED_PACKAGES, SEED_PLANS
+from tests.factories import paypal_events as pe
 from tests.factories import stripe_events as se
 
 PERIOD = 30 * 24 * 3600
@@ -60,15 +66,21 @@ def generate(
     refunds: bool = True,
     prefix: str = "c",
     disputes: bool = False,
+    paypal_share: float = 0.0,
 ) -> Scenario:
     """About `distinct_events` distinct events (whole accounts only), plus duplicate deliveries
-    making up `duplicate_share` of all deliveries, in a shuffled order."""
+    making up `duplicate_share` of all deliveries, in a shuffled order; `paypal_share` of the
+    accounts subscribe through PayPal."""
     rng = random.Random(seed)
     events: list[dict] = []
     expected: dict[str, Expected] = {}
     n = 0
     while len(events) < distinct_events:
-        exp, account_events = _account(rng, f"{prefix}{seed}x{n:05d}", refunds, disputes)
+        tag = f"{prefix}{seed}x{n:05d}"
+        if paypal_share and rng.random() < paypal_share:
+            exp, account_events = _paypal_account(rng, tag)
+        else:
+            exp, account_events = _account(rng, tag, refunds, disputes)
         expected[exp.account_id] = exp
         events.extend(account_events)
         n += 1
@@ -176,6 +188,69 @@ def _account(rng: random.Random, tag: str, refunds: bool, disputes: bool) -> tup
             if outcome == "lost":
                 exp.balance -= package["credits"]
                 exp.disputes_lost += 1
+    return exp, events
+
+
+def provider_of(evt: dict) -> str:
+    """Which provider an event of the stream is from: PayPal's envelope names `event_type`."""
+    return "paypal" if "event_type" in evt else "stripe"
+
+
+def _paypal_account(rng: random.Random, tag: str) -> tuple[Expected, list[dict]]:
+    """A PayPal subscription's life, in the shapes of tests/factories/paypal_events.py."""
+    account_id, sub_id = f"acct_{tag}", f"I-{tag.upper()}"
+    plan = rng.choice(SEED_PLANS)
+    exp = Expected(account_id, sub_id)
+    events: list[dict] = []
+    t0 = BASE_TIME + rng.randrange(0, 20 * 24 * 3600)
+    common = {"account_id": account_id, "plan_id": plan["id"], "paypal_plan_id": plan["paypal_plan_id"]}
+
+    def at(seconds: int) -> datetime:
+        return datetime.fromtimestamp(seconds, UTC)
+
+    def add(event_type: str, resource: dict, created: int, name: str) -> None:
+        events.append(pe.event(event_type, resource, created=at(created), event_id=f"WH-{tag}-{name}"))
+
+    def sale(r: int, created: int) -> str:
+        sale_id = f"{tag.upper()}S{r}"
+        resource = pe.sale(
+            subscription_id=sub_id, amount_cents=plan["price_cents"], created=at(created), sale_id=sale_id
+        )
+        add("PAYMENT.SALE.COMPLETED", resource, created, f"sale{r}")
+        exp.saw_status("active", created)
+        return sale_id
+
+    start = {"subscription_id": sub_id, "start_time": at(t0), "amount_cents": plan["price_cents"]}
+    activated = pe.subscription(**common, **start, next_billing_time=at(t0 + PERIOD))
+    add("BILLING.SUBSCRIPTION.ACTIVATED", activated, t0, "activated")
+    exp.saw_status("active", t0)
+    sale(0, t0 + 20)  # the first period's payment: the activation's grant, not another
+    exp.balance += plan["included_credits"]
+    exp.subscription_grants += 1
+
+    renewals = rng.randint(2, 8)
+    for r in range(1, renewals + 1):
+        due = t0 + r * PERIOD
+        if rng.random() < 0.15:
+            failed = pe.failed_subscription(**common, **start, cycles_completed=r, failed_at=at(due + 1))
+            add("BILLING.SUBSCRIPTION.PAYMENT.FAILED", failed, due + 1, f"fail{r}")
+            exp.saw_status("past_due", due + 1)
+        sale_id = sale(r, due + 5)
+        exp.balance += plan["included_credits"]
+        exp.subscription_grants += 1
+        if rng.random() < 0.05:  # PayPal took it back (a chargeback): its credits go, once
+            reversal = pe.sale_reversal(sale_id=sale_id, amount_cents=plan["price_cents"], created=at(due + 3600))
+            add("PAYMENT.SALE.REVERSED", reversal, due + 3600, f"reversed{r}")
+            exp.balance -= plan["included_credits"]
+            exp.reversals += 1
+    end = t0 + renewals * PERIOD + 7200
+    ending = rng.random()
+    for event_type, status, share in (("CANCELLED", "canceled", 0.25), ("SUSPENDED", "paused", 0.45)):
+        if ending < share:
+            ended = pe.subscription(**common, **start, status=event_type, status_update_time=at(end))
+            add(f"BILLING.SUBSCRIPTION.{event_type}", ended, end, event_type.lower())
+            exp.saw_status(status, end)
+            break
     return exp, events
 
 

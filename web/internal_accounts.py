@@ -10,9 +10,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from datetime import UTC, datetime
 
 from flask import Blueprint, jsonify, request
@@ -23,6 +20,7 @@ from web.auth import require_static_token
 from web.context import billhook
 from web.errors import ApiError
 from web.metrics import note_request
+from web.paging import cursor_param, encode_cursor, limit_param
 
 bp = Blueprint("internal_accounts", __name__, url_prefix="/api/v1/internal")
 
@@ -65,14 +63,14 @@ def account_entitlement(account_id: str):
 @bp.get("/accounts")
 def accounts_changed():
     since = _iso_param("changed_since")
-    limit = _int_param("limit", DEFAULT_PAGE, 1, MAX_PAGE)
-    after = _cursor(request.args.get("cursor"))
+    limit = limit_param(DEFAULT_PAGE, MAX_PAGE)
+    after = cursor_param(datetime, str)
     with billhook().session_factory() as session:
         page = entitlements.changed_since(session, since, after=after, limit=limit, now=_now())
     next_cursor = None
     if len(page) == limit:
         last = page[-1]
-        next_cursor = _encode_cursor(last["billing_changed_at"], last["account_id"])
+        next_cursor = encode_cursor(last["billing_changed_at"], last["account_id"])
     return jsonify({"accounts": page, "next_cursor": next_cursor})
 
 
@@ -85,29 +83,6 @@ def _iso_param(name: str) -> datetime:
     except ValueError as exc:
         raise ApiError(400, "invalid_parameter", f"{name} must be an ISO 8601 timestamp") from exc
     return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _int_param(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise ApiError(400, "invalid_parameter", f"{name} must be an integer from {low} to {high}")
-    return int(raw)
-
-
-def _encode_cursor(changed_at: str, account_id: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps([changed_at, account_id]).encode()).decode()
-
-
-def _cursor(raw: str | None) -> tuple[datetime, str] | None:
-    if raw is None:
-        return None
-    try:
-        changed_at, account_id = json.loads(base64.urlsafe_b64decode(raw.encode()))
-        return datetime.fromisoformat(changed_at), str(account_id)
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid_cursor", "cursor must be a next_cursor this API returned") from exc
 
 
 # -- endpoints --------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The caller's invoices and credit notes, and a printable page behind a signed, short-lived link.
 
-- `GET /api/v1/billing/invoices`: the signed-in account's invoices, newest first.
+- `GET /api/v1/billing/invoices?limit=&cursor=`: the signed-in account's invoices, newest first,
+  a page at a time (`limit` 1 to 100, default 20; `next_cursor` names the next page, null on the last).
 - `GET /api/v1/billing/invoices/<number>`: one of them (another account's number is 404).
 - `GET /invoices/<number>/print?account=&expires=&sig=`: the printable HTML invoice. A browser
   opening a link cannot send the bearer token, and a token in a query string ends up in logs and
@@ -28,11 +29,14 @@ from shared.models import CreditNote, Invoice
 from web.auth import current_caller, require_account
 from web.context import billhook
 from web.errors import ApiError
+from web.paging import cursor_param, encode_cursor, limit_param
 
 bp = Blueprint("invoices", __name__)
 
 NUMBER = re.compile(r"[A-Z0-9-]{1,32}")
 LINK_SECONDS = 15 * 60
+DEFAULT_PAGE = 20
+MAX_PAGE = 100
 _SIGNATURE = re.compile(r"[0-9a-f]{64}")
 # The OpenAPI schema of an invoice as `_answer` writes it (web/openapi.py lists it).
 INVOICE_SCHEMA = {
@@ -64,7 +68,7 @@ INVOICE_SCHEMA = {
                 "properties": {
                     "number": {"type": "string", "description": "CN-2026-000007"},
                     "issued_at": {"type": "string", "format": "date-time"},
-                    "reason": {"type": "string", "enum": ["refund", "dispute_lost", "rejected"]},
+                    "reason": {"type": "string", "enum": ["refund", "dispute_lost", "rejected", "reversal"]},
                     "amount_cents": {"type": "integer"},
                     "currency": {"type": "string"},
                 },
@@ -88,11 +92,15 @@ _HEADERS = {
 @bp.get("/api/v1/billing/invoices")
 @require_account
 def list_invoices():
+    limit = limit_param(DEFAULT_PAGE, MAX_PAGE)
+    before = cursor_param(datetime, int)
     account_id = current_caller().account_id
     with billhook().session_factory() as session:
-        found = invoices.invoices_of_account(session, account_id)
-        notes = invoices.credit_notes_of(session, [i.id for i in found])
-        return jsonify({"invoices": [_answer(i, notes[i.id]) for i in found]})
+        found = invoices.invoices_of_account(session, account_id, limit + 1, before=before)
+        page, more = found[:limit], len(found) > limit
+        notes = invoices.credit_notes_of(session, [i.id for i in page])
+        next_cursor = encode_cursor(page[-1].issued_at, page[-1].id) if more else None
+        return jsonify({"invoices": [_answer(i, notes[i.id]) for i in page], "next_cursor": next_cursor})
 
 
 @bp.get("/api/v1/billing/invoices/<number>")

@@ -12,8 +12,11 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from web.billing_api import ITEM_ID, REQUEST_KEY
+from web.invoices import DEFAULT_PAGE as INVOICE_PAGE
 from web.invoices import INVOICE_SCHEMA
+from web.invoices import MAX_PAGE as INVOICE_PAGE_MAX
 from web.invoices import NUMBER as INVOICE_NUMBER
+from web.paging import CURSOR
 
 bp = Blueprint("openapi", __name__)
 
@@ -31,8 +34,9 @@ def _ref(name: str) -> dict:
 
 def _errors(*statuses: int) -> dict:
     text = {
-        400: "Bad input (a body that is not a standard JSON object, a field or header outside its schema, "
-        "an item not purchasable through this provider, no customer yet)",
+        400: "Bad input (a body that is not a standard JSON object, a field, header or query parameter outside "
+        "its schema, a cursor this API did not return, an item not purchasable through this provider, "
+        "no customer yet)",
         401: "Missing, invalid or expired bearer token, or one whose claims are not printable text of bounded length",
         404: "Unknown or inactive plan or credit package, or a PayPal order that is not the caller's",
         409: "Conflicts with the account's subscription, or the PayPal order is not approved yet",
@@ -241,13 +245,39 @@ PATHS = {
     },
     "/api/v1/billing/invoices": {
         "get": {
-            "summary": "The caller's invoices, newest first, each with its credit notes and a printable link",
+            "summary": "The caller's invoices, newest first, each with its credit notes and a printable link, "
+            "a page at a time",
             "security": _BEARER,
+            "parameters": [
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "description": "Invoices per page",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": INVOICE_PAGE_MAX, "default": INVOICE_PAGE},
+                },
+                {
+                    "name": "cursor",
+                    "in": "query",
+                    "description": "The previous page's next_cursor; absent for the first page",
+                    "schema": {"type": "string", "pattern": _pattern(CURSOR)},
+                },
+            ],
             "responses": {
                 "200": _json(
-                    {"type": "object", "properties": {"invoices": {"type": "array", "items": _ref("Invoice")}}}
+                    {
+                        "type": "object",
+                        "required": ["invoices", "next_cursor"],
+                        "properties": {
+                            "invoices": {"type": "array", "items": _ref("Invoice")},
+                            "next_cursor": {
+                                "type": "string",
+                                "nullable": True,
+                                "description": "The next page's cursor; null on the last page",
+                            },
+                        },
+                    }
                 ),
-                **_errors(401, 503),
+                **_errors(400, 401, 503),
             },
         }
     },

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from datetime import datetime
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import and_, bindparam, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -23,6 +23,7 @@ CREDIT_NOTE_SERIES = "credit_note"
 REFUND = "refund"
 DISPUTE_LOST = "dispute_lost"
 REJECTED = "rejected"
+REVERSAL = "reversal"  # the provider took the money back without a dispute (PayPal's reversals)
 _PREFIX = {INVOICE_SERIES: "", CREDIT_NOTE_SERIES: "CN-"}
 
 
@@ -88,7 +89,10 @@ def issue_credit_note(
     session: Session, invoice: Invoice, *, reason: str, amount_cents: int, idempotency_key: str, at: datetime
 ) -> CreditNote | None:
     """A credit note against the invoice, once per key; numbered only when it is new (a duplicate
-    takes no number, so none is skipped). Returns the new note, or None when the key was used."""
+    takes no number, so none is skipped). The notes of an invoice never add up to more than it (a
+    reversal and a lost dispute of one payment credit it once). Returns the new note, or None when
+    the key was used or nothing is left to credit. The caller holds the invoice's account lock."""
+    amount_cents = min(amount_cents, invoice.amount_cents - credited(session, invoice.id))
     if amount_cents <= 0:
         return None
     note = insert_ignore_row(
@@ -98,7 +102,7 @@ def issue_credit_note(
             "invoice_id": invoice.id,
             "account_id": invoice.account_id,
             "reason": reason,
-            "amount_cents": min(amount_cents, invoice.amount_cents),
+            "amount_cents": amount_cents,
             "currency": invoice.currency,
             "idempotency_key": idempotency_key[:200],
             "issued_at": at,
@@ -110,8 +114,29 @@ def issue_credit_note(
     return note
 
 
-def invoices_of_account(session: Session, account_id: str, limit: int = 100) -> list[Invoice]:
-    stmt = select(Invoice).filter_by(account_id=account_id).order_by(Invoice.issued_at.desc(), Invoice.id.desc())
+_CREDITED = select(func.coalesce(func.sum(CreditNote.amount_cents), 0)).where(
+    CreditNote.invoice_id == bindparam("invoice_id")
+)
+
+
+def credited(session: Session, invoice_id: int) -> int:
+    """What the invoice's credit notes add up to."""
+    return session.scalar(_CREDITED, {"invoice_id": invoice_id})
+
+
+def invoices_of_account(
+    session: Session, account_id: str, limit: int = 100, *, before: tuple[datetime, int] | None = None
+) -> list[Invoice]:
+    """The account's invoices, newest first; with `before` = (issued_at, id) of the previous
+    page's last invoice, those after it in that order (keyset paging: an invoice issued while a
+    client pages through shifts nothing)."""
+    stmt = select(Invoice).filter_by(account_id=account_id)
+    if before is not None:
+        issued_at, invoice_id = before
+        stmt = stmt.where(
+            or_(Invoice.issued_at < issued_at, and_(Invoice.issued_at == issued_at, Invoice.id < invoice_id))
+        )
+    stmt = stmt.order_by(Invoice.issued_at.desc(), Invoice.id.desc())
     return list(session.scalars(stmt.limit(limit)))
 
 

@@ -1,4 +1,5 @@
-"""A refund, whichever provider reports it: the credits taken back once, and the customer told."""
+"""A refund or a reversal, whichever provider reports it: the credits taken back once, a credit
+note against the payment's invoice once, and the customer told of a refund."""
 
 from __future__ import annotations
 
@@ -21,10 +22,14 @@ def reverse_refunded_credits(
     idempotency_key: str,
     at: datetime,
     source_event_id: int | None = None,
+    reason: str = invoices.REFUND,
 ) -> int:
-    """Reverse the credits of the cumulative refunded amount once (see `payments.apply_refund`);
-    queue one email per refunded level, and low_credits when the reversal crossed the account's
-    threshold. The caller holds the account lock, then the payment lock. Returns credits reversed."""
+    """Reverse the credits of the cumulative refunded amount once (see `payments.apply_refund`),
+    credit the invoice with what this call newly refunded, queue low_credits when the reversal
+    crossed the account's threshold, and for a refund (`reason` REFUND) one email per refunded
+    level: a reversal (the provider took the money back, e.g. a chargeback) is no refund of ours,
+    so the refund email would tell the customer something untrue. The caller holds the account
+    lock, then the payment lock. Returns credits reversed."""
     balance_before = ledger.balance(session, payment.account_id)
     refunded_before = payment.amount_refunded_cents
     reversed_credits = payments.apply_refund(
@@ -41,19 +46,20 @@ def reverse_refunded_credits(
         invoices.issue_credit_note(
             session,
             invoice,
-            reason=invoices.REFUND,
+            reason=reason,
             amount_cents=payment.amount_refunded_cents - refunded_before,
             idempotency_key=f"credit_note:{idempotency_key}",
             at=at,
         )
-    notifications.refund_notification(
-        session,
-        outcome,
-        payment,
-        refunded_before_cents=refunded_before,
-        credits_reversed=reversed_credits,
-        description=f"Invoice {invoice.number}" if invoice and invoice.number else "Your payment",
-    )
+    if reason == invoices.REFUND:
+        notifications.refund_notification(
+            session,
+            outcome,
+            payment,
+            refunded_before_cents=refunded_before,
+            credits_reversed=reversed_credits,
+            description=f"Invoice {invoice.number}" if invoice and invoice.number else "Your payment",
+        )
     notifications.low_credits_if_crossed(
         session,
         outcome,

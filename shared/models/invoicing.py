@@ -22,8 +22,8 @@ class InvoiceCounter(Base):
 
 
 class CreditNote(Base):
-    """A numbered credit against an invoice: a refund, a lost dispute or a rejected manual payment.
-    One per cause: `idempotency_key` is unique."""
+    """A numbered credit against an invoice: a refund, a reversal, a lost dispute or a rejected
+    manual payment. One per cause: `idempotency_key` is unique."""
 
     __tablename__ = "credit_notes"
 
@@ -31,7 +31,7 @@ class CreditNote(Base):
     number: Mapped[str | None] = mapped_column(String(32), unique=True)
     invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), index=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
-    reason: Mapped[str] = mapped_column(String(32))  # refund | dispute_lost | rejected
+    reason: Mapped[str] = mapped_column(String(32))  # refund | dispute_lost | rejected | reversal
     amount_cents: Mapped[int]
     currency: Mapped[str] = mapped_column(String(3))
     idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)

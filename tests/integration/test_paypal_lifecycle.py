@@ -1,6 +1,6 @@
 """PayPal's lifecycle end to end: payment failures, disputes and reversals signed offline over
 real HTTP, a real Celery worker on PostgreSQL and Redis; duplicated, concurrent and reordered
-deliveries land their effects once."""
+deliveries land their effects once, the reversed sale's credit note included."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from shared import credentials
 from shared.billing import ledger
-from shared.models import CreditLedgerEntry, Dispute, EmailOutbox, Subscription, WebhookEvent
+from shared.models import CreditLedgerEntry, CreditNote, Dispute, EmailOutbox, Subscription, WebhookEvent
 from shared.paypal.webhooks import CertificateCache
 from tests.factories import paypal_events as pe
 from tests.fakes.paypal_api import CLIENT_ID, CLIENT_SECRET
@@ -138,4 +138,7 @@ def test_failures_disputes_and_reversals_land_once(paypal_settings, pg_session_f
         taken = session.scalars(
             select(CreditLedgerEntry.amount).where(CreditLedgerEntry.kind != ledger.GRANT_SUBSCRIPTION)
         ).all()
+        credited = session.scalars(select(CreditNote.amount_cents)).all()
+        assert not session.scalars(select(EmailOutbox).filter_by(template="refund_notification")).all()
     assert sum(taken) == -12_000 and len(taken) == 1
+    assert credited == [19900]  # the sale's invoice credited once, by the reversal or the lost dispute

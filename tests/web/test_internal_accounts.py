@@ -87,6 +87,9 @@ def test_past_due_is_entitled_through_the_grace_only(api, seeded):
         ("/api/v1/internal/accounts?changed_since=yesterday", 400, "invalid_parameter"),
         ("/api/v1/internal/accounts?limit=0", 400, "invalid_parameter"),
         ("/api/v1/internal/accounts?cursor=not-a-cursor", 400, "invalid_cursor"),
+        # a timestamp without its offset, which the store's UTC columns refuse
+        ("/api/v1/internal/accounts?cursor=WyIyMDI2LTAxLTAxVDAwOjAwOjAwIiwgIngiXQ==", 400, "invalid_cursor"),
+        ("/api/v1/internal/accounts?limit=%C2%B2", 400, "invalid_parameter"),
     ],
 )
 def test_bad_requests_get_a_specific_4xx(api, path, status, code):

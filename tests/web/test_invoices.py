@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import re
+from datetime import timedelta
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
@@ -128,3 +131,66 @@ def test_a_tampered_or_expired_link_is_403(client, user, two_accounts, app):
         assert "invalid or has expired" in page.get_data(as_text=True)
     answer = client.get(expired, headers={"Accept": "application/json"})
     assert answer.status_code == 403 and answer.json["error"]["code"] == "invalid_link"
+
+
+def pages(client, headers, query: str = "") -> list[list[str]]:
+    """Every page's invoice numbers, following next_cursor to the end."""
+    numbers, cursor = [], None
+    while True:
+        url = "/api/v1/billing/invoices?" + query + (f"&cursor={cursor}" if cursor else "")
+        answer = client.get(url, headers=headers)
+        assert answer.status_code == 200
+        numbers.append([i["number"] for i in answer.json["invoices"]])
+        cursor = answer.json["next_cursor"]
+        if cursor is None:
+            return numbers
+
+
+def test_the_list_pages_newest_first_and_ties_on_the_issue_time_are_neither_lost_nor_repeated(
+    client, user, seeded, now
+):
+    times = [now - timedelta(days=3), now - timedelta(days=2), now - timedelta(days=2), now - timedelta(days=2), now]
+    numbers = [issue(seeded, "acct_1", f"cs_{n}", at) for n, at in enumerate(times)]
+    issue(seeded, "acct_2", "cs_theirs", now)
+
+    newest_first = [numbers[4], numbers[3], numbers[2], numbers[1], numbers[0]]
+    assert pages(client, user(), "limit=2") == [newest_first[:2], newest_first[2:4], newest_first[4:]]
+    assert pages(client, user(), "limit=5") == [newest_first]  # a full last page names no next one
+
+
+def test_the_list_answers_twenty_by_default_and_an_invoice_issued_meanwhile_shifts_nothing(client, user, seeded, now):
+    numbers = [issue(seeded, "acct_1", f"cs_{n}", now - timedelta(hours=30 - n)) for n in range(22)]
+    first = client.get("/api/v1/billing/invoices", headers=user()).json
+    issue(seeded, "acct_1", "cs_new", now)
+
+    second = client.get(f"/api/v1/billing/invoices?cursor={first['next_cursor']}", headers=user()).json
+
+    assert [i["number"] for i in first["invoices"]] == numbers[:1:-1]
+    assert [i["number"] for i in second["invoices"]] == numbers[1::-1] and second["next_cursor"] is None
+
+
+def _cursor(values) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode()
+
+
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [
+        ("limit=0", "invalid_parameter"),
+        ("limit=101", "invalid_parameter"),
+        ("limit=ten", "invalid_parameter"),
+        ("limit=%C2%B2", "invalid_parameter"),  # "²": a digit to str.isdigit, not to int()
+        ("cursor=", "invalid_cursor"),
+        ("cursor=not!a*cursor", "invalid_cursor"),
+        ("cursor=" + "A" * 301, "invalid_cursor"),
+        ("cursor=" + _cursor(["2026-01-01T00:00:00", 1]), "invalid_cursor"),  # no offset
+        ("cursor=" + _cursor(["2026-01-01T00:00:00+00:00", "1"]), "invalid_cursor"),
+        ("cursor=" + _cursor(["2026-01-01T00:00:00+00:00", 2**40]), "invalid_cursor"),
+        ("cursor=" + _cursor(["2026-01-01T00:00:00+00:00"]), "invalid_cursor"),
+        ("cursor=" + _cursor({"a": 1}), "invalid_cursor"),
+    ],
+)
+def test_a_bad_limit_or_cursor_is_a_400_naming_it(client, user, two_accounts, query, code):
+    answer = client.get(f"/api/v1/billing/invoices?{query}", headers=user())
+
+    assert answer.status_code == 400 and answer.json["error"]["code"] == code

@@ -2,7 +2,8 @@
 the disputed share of the payment's credits while open and gives it back when the seller wins,
 as Stripe's do (shared.billing.disputes); a reversal of a subscription sale or an order capture
 (PAYMENT.SALE.REVERSED, PAYMENT.CAPTURE.REVERSED: PayPal took the money back, a chargeback
-without a dispute or its end) takes back all of the payment's credits not already taken back."""
+without a dispute or its end) takes back all of the payment's credits not already taken back and
+credits the payment's invoice, through the same path as a refund (shared.billing.refunds)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from shared.billing import disputes, ledger, notifications, payments
+from shared.billing import disputes, invoices, payments, refunds
 from shared.errors import PermanentError, RetryLater
 from shared.inbox.registry import handles
 from shared.models import WebhookEvent
@@ -96,25 +97,16 @@ def payment_reversed(session: Session, event: WebhookEvent, now: datetime, outco
     if found is None:
         raise RetryLater(f"no payment known yet for reversed {ref}")
     account, payment = lock_for_payment(session, outcome, found)
-    before = ledger.balance(session, account.id)
-    key = f"paypal:reversal:{ref}"
-    reversed_credits = payments.apply_refund(
-        session,
-        outcome,
-        payment,
-        amount_refunded_cents=payment.amount_cents,
-        idempotency_key=key,
-        at=now,
-        source_event_id=event.id,
-    )
-    notifications.low_credits_if_crossed(
+    refunds.reverse_refunded_credits(
         session,
         outcome,
         account,
-        before=before,
-        after=before - reversed_credits,
-        cause_key=key,
+        payment,
+        amount_refunded_cents=payment.amount_cents,
+        idempotency_key=f"paypal:reversal:{ref}",
         at=now,
+        source_event_id=event.id,
+        reason=invoices.REVERSAL,
     )
 
 

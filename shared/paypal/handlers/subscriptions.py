@@ -132,7 +132,10 @@ def sale_completed(session: Session, event: WebhookEvent, now: datetime, outcome
         ),
         at=now,
     )
-    if subscription.status == subscriptions.PAST_DUE:  # the failed cycle was paid after all
+    if subscription.status not in subscriptions.TERMINAL_STATUSES:
+        # A paid sale says the subscription stood paid at the sale's time: applied as that
+        # time's state, so a past_due cycle paid after all is active again, and a failure of an
+        # earlier cycle delivered after the sale changes nothing. A canceled one stays canceled.
         subscriptions.apply_subscription_state(
             session,
             outcome,

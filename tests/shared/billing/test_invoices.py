@@ -1,5 +1,6 @@
 """Invoice and credit-note numbers: gapless per year and series, a rollback gives the number back,
-a duplicate takes none; refunds, lost disputes and rejections credit their invoice once each."""
+a duplicate takes none; refunds, lost disputes and rejections credit their invoice once each, and
+never for more than it."""
 
 from __future__ import annotations
 
@@ -70,8 +71,12 @@ def test_a_credit_note_is_issued_once_per_key_and_a_duplicate_takes_no_number(se
         second = invoices.issue_credit_note(
             session, invoice, reason=invoices.REFUND, amount_cents=99_999, idempotency_key="k2", at=now
         )
+        nothing_left = invoices.issue_credit_note(
+            session, invoice, reason=invoices.DISPUTE_LOST, amount_cents=2999, idempotency_key="k3", at=now
+        )
     assert (first.number, again, second.number) == (f"CN-{now.year}-000001", None, f"CN-{now.year}-000002")
-    assert second.amount_cents == 2999  # never more than the invoice
+    assert second.amount_cents == 2499  # the notes never add up to more than the invoice (2999)
+    assert nothing_left is None  # and a fully credited invoice takes no further note, nor number
 
 
 def test_a_partial_then_full_refund_credits_each_share_once(seeded, now):

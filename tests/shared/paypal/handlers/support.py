@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from shared import processing
 from shared.billing import ledger
 from shared.errors import PermanentError
-from shared.models import EmailOutbox, Payment, Subscription, WebhookEvent
+from shared.models import CreditNote, EmailOutbox, Invoice, Payment, Subscription, WebhookEvent
 from tests.factories import paypal_events as pe
 from tests.factories.inbox import store_event
 
@@ -38,6 +38,15 @@ def balance(session_factory, account_id: str = ACCOUNT) -> int:
 def count(session_factory, model) -> int:
     with session_factory() as session:
         return session.scalar(select(func.count()).select_from(model))
+
+
+def credit_notes(session_factory) -> list[tuple[str, str, int]]:
+    """(invoice number, reason, amount) of every credit note, in the order issued."""
+    with session_factory() as session:
+        stmt = select(Invoice.number, CreditNote.reason, CreditNote.amount_cents).join(
+            Invoice, Invoice.id == CreditNote.invoice_id
+        )
+        return [tuple(row) for row in session.execute(stmt.order_by(CreditNote.id))]
 
 
 def only(session_factory, model):

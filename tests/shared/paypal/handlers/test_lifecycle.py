@@ -77,6 +77,16 @@ def test_a_late_failure_does_not_undo_the_newer_paid_sale(seeded, now):
     assert balance(seeded) == 2 * GROWTH_CREDITS
 
 
+def test_a_failure_delivered_after_the_newer_sale_that_paid_its_cycle_changes_nothing(seeded, now):
+    run(seeded, activated(now), now)
+    run(seeded, sale_event(now + timedelta(days=31)), now)  # the retry was paid: delivered first
+
+    run(seeded, failed(now, now + timedelta(days=30)), now)  # the older failure, late
+
+    assert only(seeded, Subscription).status == "active"
+    assert balance(seeded) == 2 * GROWTH_CREDITS
+
+
 def test_reactivation_after_suspension_is_active_again(seeded, now):
     run(seeded, activated(now), now)
     suspended = pe.subscription(

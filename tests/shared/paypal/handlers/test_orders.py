@@ -21,6 +21,7 @@ from tests.shared.paypal.handlers.support import (
     balance,
     capture_event,
     count,
+    credit_notes,
     email,
     emails,
     only,
@@ -156,11 +157,13 @@ def test_partial_refunds_reverse_their_share_in_any_order(seeded, now):
     rest = pe.refund(capture_id=capture_id, amount_cents=499, total_refunded_cents=999)
     half = pe.refund(capture_id=capture_id, amount_cents=500, total_refunded_cents=500)
 
-    run(seeded, pe.event("PAYMENT.CAPTURE.REFUNDED", rest), now)  # the second refund arrives first
-    run(seeded, pe.event("PAYMENT.CAPTURE.REFUNDED", half), now)
+    for refund in (rest, half, rest, half):  # the second refund arrives first, each twice
+        run(seeded, pe.event("PAYMENT.CAPTURE.REFUNDED", refund, event_id=f"WH-{refund['id']}"), now)
 
     assert balance(seeded) == 0
     assert only(seeded, Payment).amount_refunded_cents == 999
+    # the cumulative total reached 999 at once: one credit note for it, none for the late half
+    assert credit_notes(seeded) == [(only(seeded, Invoice).number, "refund", 999)]
 
 
 def test_refund_before_its_capture_waits_then_reverses(seeded, now):

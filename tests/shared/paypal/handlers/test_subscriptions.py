@@ -19,6 +19,7 @@ from tests.shared.paypal.handlers.support import (
     activated,
     balance,
     count,
+    credit_notes,
     email,
     emails,
     only,
@@ -175,6 +176,7 @@ def test_a_sale_refund_reverses_the_periods_credits_once_with_one_email(seeded, 
     assert (payment.status, payment.amount_refunded_cents) == ("refunded", 19900)
     assert emails(seeded)["refund_notification"] == 1 and emails(seeded)["low_credits"] == 1
     assert email(seeded, "refund_notification").context["credits_reversed"] == GROWTH_CREDITS
+    assert credit_notes(seeded) == [(only(seeded, Invoice).number, "refund", 19900)]
 
 
 def test_a_partial_sale_refund_reverses_its_share_of_a_renewal(seeded, now):
