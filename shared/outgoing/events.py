@@ -39,6 +39,9 @@ TYPES = (
     "credits.low",
     "manual_payment.approved",
     "manual_payment.rejected",
+    "dispute.created",
+    "dispute.won",
+    "dispute.lost",
 )
 # Stable ids: the same key always names the same event id (a uuid5 of it).
 _NAMESPACE = uuid.UUID("6f1d2c4e-9a51-4c8e-8d0b-0b1e2f0c7a11")
