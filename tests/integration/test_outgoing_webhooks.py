@@ -146,6 +146,8 @@ def test_every_state_change_of_a_scenario_arrives_signed_once_per_id_with_no_seq
     assert by_sequence[-1]["data"]["billing"]["balance"] == sum(
         e["data"]["credits"]["amount"] for e in by_sequence if e["type"].startswith("credits.")
     )
+    pulled = requests.get(web.url + "/api/v1/internal/accounts/acct_out", headers=SERVICE_AUTH, timeout=10)
+    assert pulled.json() == by_sequence[-1]["data"]["billing"]  # pull and push say the same
     retried = [r for r in deliveries(pg_session_factory) if r.attempts > 1]
     assert retried, "the receiver's 500s were retried"
 
