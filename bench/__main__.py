@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import func, insert, select
 
-from bench import adversity, chaos_outgoing, intake, loadgen, scenario, services, wrk
+from bench import adversity, chaos_outgoing, entitlements, intake, loadgen, scenario, services, wrk
 from bench.intake import Server
 from bench.measure import CpuClock, PeakRss, drain_window
 from bench.worker_app import NOOP
@@ -83,6 +83,7 @@ def main() -> int:
         # 2. processing --------------------------------------------------------------------
         processing = bench_processing(store, broker, tmp, rss, seed, events, q_proc, q_noop, procs)
         results = {"intake": intake_results, "processing": processing}
+        results["entitlements"] = entitlements.bench_entitlements(store, env, tmp, procs)  # the run's accounts
         results["memory"] = {
             "web_mb": intake_results["web_mb"],
             "worker_mb": rss.mb("worker child"),
@@ -420,6 +421,7 @@ def print_table(r: dict) -> None:
         f"| CPU an event (billhook) or a task (no-op), ms (pool / main) | {p['cpu_ms']['billhook']['pool']:.2f} / "
         f"{p['cpu_ms']['billhook']['main']:.2f} vs {p['cpu_ms']['noop']['pool']:.2f} / "
         f"{p['cpu_ms']['noop']['main']:.2f} | | |",
+        entitlements.table_row(r["entitlements"], pg),
         f"| peak RSS, MB: worker (largest of main and pool) | {max(m['worker_mb'], m['worker_main_mb']):.0f} "
         f"| ≤ {WORKER_RSS_TARGET_MB:.0f} | {met(max(m['worker_mb'], m['worker_main_mb']) <= WORKER_RSS_TARGET_MB)} |",
         f"| peak RSS, MB: web worker process | {m['web_mb']:.0f} | | |",

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import click
 
 from cli.context import CliContext, pass_ctx
-from cli.payments import login_name, publish_emails
+from cli.payments import login_name
 from shared.billing import ledger, notifications
 from shared.models import Account
 from shared.outcome import Outcome
@@ -61,7 +61,7 @@ def adjust(ctx: CliContext, account_id: str, amount: int, reason: str, key: str 
         raise click.ClickException(str(exc)) from exc
     verb = "already adjusted" if adjusted.replayed else "adjusted"
     click.echo(f"{account_id} {verb} by {amount:+}; balance {adjusted.balance_after}")
-    publish_emails(ctx, outcome.emails)
+    ctx.hand_over(outcome)
 
 
 commands = [credits_group]

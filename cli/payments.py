@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import getpass
 import json
-from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import click
@@ -91,24 +90,7 @@ def _decide(ctx: CliContext, payment_id: str, *, approve: bool, reason: str | No
     if not decision.decided_now:
         raise click.ClickException(f"manual payment {payment_id} was already decided: {status} by {decided_by}")
     click.echo(f"manual payment {payment_id} {'approved' if approve else 'rejected'}")
-    publish_emails(ctx, outcome.emails)
-
-
-def publish_emails(ctx: CliContext, outbox_ids: Iterable[int]) -> None:
-    """Publish the send tasks of committed outbox rows; with the broker down the outbox sweep
-    sends them."""
-    ids = list(outbox_ids)
-    if not ids:
-        return
-    try:
-        from worker.celery_app import make_celery
-        from worker.messages import enqueue_email
-
-        celery = make_celery(ctx.settings)
-        for outbox_id in ids:
-            enqueue_email(celery, outbox_id)
-    except Exception as exc:  # noqa: BLE001 - the rows are committed: the sweep publishes them
-        click.echo(f"the broker is unavailable ({type(exc).__name__}); the outbox sweep will send the email")
+    ctx.hand_over(outcome)
 
 
 def login_name() -> str:

@@ -5,7 +5,8 @@ The dispute row's state follows its newest event (the high-water mark `last_even
 decided dispute (won or lost) never goes back to open, so any order of delivery ends in the
 same state. The ledger then follows the state, each move under a key of its own:
 `dispute:<provider>:<id>:reversal` and `...:restore`. Taking back happens even when the balance
-goes below zero: the credits are owed.
+goes below zero: the credits are owed. The main app is told `dispute.created` once per dispute
+and `dispute.won` / `dispute.lost` once per decision, after the ledger moves they caused.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from shared.billing import invoices, ledger, notifications, payments
 from shared.db import for_update, lock_or_insert
 from shared.models import Account, Dispute, Payment
 from shared.outcome import Outcome
+from shared.outgoing import events as outgoing
 
 OPEN = "open"
 WON = "won"
@@ -92,7 +94,45 @@ def apply_dispute(
     )
     _apply_report(dispute, report, event_at)
     _follow_state(session, outcome, account, payment, dispute, at=at, source_event_id=source_event_id)
+    tell_main_app(session, outcome, payment, dispute, at=at)
     return dispute
+
+
+def tell_main_app(session: Session, outcome: Outcome, payment: Payment, dispute: Dispute, *, at: datetime) -> None:
+    """`dispute.created` once per dispute, then `dispute.won` or `dispute.lost` once per decision.
+    Whichever event arrives first, the creation is told first; its data is the dispute as it
+    stands now (a closure delivered before the creation tells both, each with the decided state)."""
+    key = f"{dispute.provider}:{dispute.provider_dispute_id}"
+    data = {"dispute": dispute_data(dispute, payment)}
+    outgoing.emit(
+        session,
+        outcome,
+        account_id=dispute.account_id,
+        type="dispute.created",
+        key=f"dispute.created:{key}",
+        data=data,
+        at=at,
+    )
+    if dispute.state in DECIDED:
+        type_ = f"dispute.{dispute.state}"
+        outgoing.emit(
+            session, outcome, account_id=dispute.account_id, type=type_, key=f"{type_}:{key}", data=data, at=at
+        )
+
+
+def dispute_data(dispute: Dispute, payment: Payment) -> dict:
+    return {
+        "provider": dispute.provider,
+        "id": dispute.provider_dispute_id,
+        "state": dispute.state,
+        "provider_status": dispute.provider_status,
+        "reason": dispute.reason,
+        "amount_cents": dispute.amount_cents,
+        "currency": dispute.currency,
+        "payment_id": payment.provider_payment_id,
+        "credits_reversed": dispute.credits_reversed,
+        "credits_restored": dispute.credits_restored,
+    }
 
 
 def _apply_report(dispute: Dispute, report: DisputeReport, event_at: datetime) -> None:

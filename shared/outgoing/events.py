@@ -1,25 +1,35 @@
 """Outgoing events: a billing state change written for the main app in the change's transaction.
 
 `emit` is called by the domain function that makes the change (subscriptions, ledger, payments,
-notifications' low-credits rule), under a key derived from the change's own idempotency key, so a
-replayed or duplicated provider event writes none twice. The account row is locked (the handlers
+disputes, notifications' low-credits rule), under a key derived from the change's own
+idempotency key, so a replayed or duplicated provider event writes none twice: the event's
+INSERT ... ON CONFLICT DO NOTHING on that key decides. The account row is locked (the handlers
 hold it already) while its `outgoing_sequence` is taken, so an account's sequence has no gaps: a
-rolled-back transaction takes its number back with it. A delivery row per subscribed endpoint is
+rolled-back transaction takes its numbers back with it. A delivery row per subscribed endpoint is
 written with the event; its id goes on the `Outcome` for the committer to enqueue.
+
+The account's billing state after the change (`data["billing"]`) is filled in once per account
+and transaction, just before the commit (`_fill_snapshots`, a `before_commit` listener on every
+Session): after the transaction's last change, so it is the state the commit makes, and one
+query however many events one provider event tells (an invoice.paid: subscription.activated,
+credits.granted, payment.succeeded). The account's `outgoing_sequence` and `billing_changed_at`
+are written then too, one UPDATE instead of one an event. Until the commit the rows hold the
+body without `billing`; nothing reads them before (deliveries are sent after the commit).
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
 from shared.billing.accounts import lock_account
 from shared.billing.entitlements import entitlement
-from shared.db import insert_ignore
-from shared.models import OutgoingDelivery, OutgoingEndpoint, OutgoingEvent
+from shared.db import held_in_transaction, insert_ignore
+from shared.models import Account, OutgoingDelivery, OutgoingEndpoint, OutgoingEvent
 from shared.models.outgoing import DeliveryStatus
 from shared.outcome import Outcome
 
@@ -39,12 +49,27 @@ TYPES = (
     "credits.low",
     "manual_payment.approved",
     "manual_payment.rejected",
+    "dispute.created",
+    "dispute.won",
+    "dispute.lost",
 )
 # Stable ids: the same key always names the same event id (a uuid5 of it).
 _NAMESPACE = uuid.UUID("6f1d2c4e-9a51-4c8e-8d0b-0b1e2f0c7a11")
 
-_KEY_TAKEN = select(OutgoingEvent.id).where(OutgoingEvent.idempotency_key == bindparam("key"))
 _ENABLED_ENDPOINTS = select(OutgoingEndpoint.id, OutgoingEndpoint.event_types).where(OutgoingEndpoint.enabled)
+# Keys of this transaction's record (`held_in_transaction`): what it wrote, awaiting the commit.
+_AWAITING = (OutgoingEvent, "awaiting_snapshot")
+_ENDPOINTS = (OutgoingEndpoint, "enabled")
+
+
+@dataclass
+class _Awaiting:
+    """One account's events this transaction wrote: the snapshot and the sequence still to write."""
+
+    account: Account
+    sequence: int
+    at: datetime
+    bodies: dict[str, dict] = field(default_factory=dict)
 
 
 def event_id_for(key: str) -> str:
@@ -54,18 +79,16 @@ def event_id_for(key: str) -> str:
 def emit(session: Session, outcome: Outcome, *, account_id: str, type: str, key: str, data: dict, at: datetime) -> bool:
     """Write one outgoing event (and its deliveries) once per `key`; False when the key was taken.
 
-    `data` is the change; the account's billing state after it is added as `data["billing"]`."""
+    `data` is the change; the account's billing state after the transaction is added as
+    `data["billing"]` before the commit."""
     if type not in TYPES:
         raise ValueError(f"unknown outgoing event type {type!r}")
     account = lock_account(session, account_id)
     if account is None:
         raise ValueError(f"no account {account_id!r} for an outgoing event")
-    # Under the account lock every writer of this account's keys waits for the one before it, so
-    # this read sees a committed duplicate; the unique key still decides if it ever did not.
-    if session.scalar(_KEY_TAKEN, {"key": key}) is not None:
-        return False
-    account.outgoing_sequence = (account.outgoing_sequence or 0) + 1
-    account.billing_changed_at = at
+    awaiting = held_in_transaction(session).setdefault(_AWAITING, {})
+    mine = awaiting.get(account_id)
+    sequence = (mine.sequence if mine else account.outgoing_sequence or 0) + 1
     event_id = event_id_for(key)
     body = {
         "id": event_id,
@@ -73,28 +96,52 @@ def emit(session: Session, outcome: Outcome, *, account_id: str, type: str, key:
         "version": VERSION,
         "created": at.isoformat(),
         "account_id": account_id,
-        "sequence": account.outgoing_sequence,
-        "data": {**data, "billing": entitlement(session, account_id, now=at)},
+        "sequence": sequence,
+        "data": data,
     }
-    session.add(
-        OutgoingEvent(
-            id=event_id,
-            idempotency_key=key,
-            account_id=account_id,
-            type=type,
-            sequence=account.outgoing_sequence,
-            body=body,
-            created_at=at,
-        )
-    )
-    session.flush()
+    row = {
+        "id": event_id,
+        "idempotency_key": key,
+        "account_id": account_id,
+        "type": type,
+        "sequence": sequence,
+        "body": body,
+        "created_at": at,
+    }
+    # Under the account lock every writer of this account's keys waits for the one before it;
+    # the unique key decides, a committed duplicate and one of this transaction's alike.
+    if insert_ignore(session, OutgoingEvent, row, ["idempotency_key"], returning=OutgoingEvent.id) is None:
+        return False
+    if mine is None:
+        mine = awaiting[account_id] = _Awaiting(account, sequence, at)
+    mine.sequence, mine.at = sequence, max(mine.at, at)
+    mine.bodies[event_id] = body
     outcome.queued_deliveries(_queue_deliveries(session, event_id, type, at))
     return True
 
 
+@event.listens_for(Session, "before_commit")
+def _fill_snapshots(session: Session) -> None:
+    """Before the commit of a transaction that emitted: each account's sequence and change time,
+    then its snapshot, read once after the transaction's last change, into each of its events."""
+    if session.in_nested_transaction():
+        return  # a savepoint's release: the transaction goes on
+    awaiting = held_in_transaction(session).pop(_AWAITING, None)
+    if not awaiting:
+        return
+    rows = []
+    for account_id, mine in awaiting.items():
+        mine.account.outgoing_sequence = mine.sequence
+        mine.account.billing_changed_at = mine.at
+        billing = entitlement(session, account_id, now=mine.at)  # flushes the two first
+        for event_id, body in mine.bodies.items():
+            rows.append({"id": event_id, "body": {**body, "data": {**body["data"], "billing": billing}}})
+    session.execute(update(OutgoingEvent), rows)  # by primary key: one executemany
+
+
 def _queue_deliveries(session: Session, event_id: str, type: str, at: datetime) -> list[int]:
     ids = []
-    for endpoint_id, event_types in session.execute(_ENABLED_ENDPOINTS):
+    for endpoint_id, event_types in _enabled_endpoints(session):
         if event_types and type not in event_types:
             continue
         delivery_id = insert_ignore(
@@ -114,3 +161,12 @@ def _queue_deliveries(session: Session, event_id: str, type: str, at: datetime) 
         if delivery_id is not None:
             ids.append(delivery_id)
     return ids
+
+
+def _enabled_endpoints(session: Session) -> list:
+    """The enabled endpoints, read once a transaction: every event of one transaction goes to the
+    same endpoints."""
+    held = held_in_transaction(session)
+    if _ENDPOINTS not in held:
+        held[_ENDPOINTS] = session.execute(_ENABLED_ENDPOINTS).all()
+    return held[_ENDPOINTS]

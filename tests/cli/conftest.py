@@ -66,10 +66,11 @@ class Broker:
         self.url = url
         self.queue = queue
 
-    def queued_task_args(self) -> list[tuple[str, list]]:
+    def queued_task_args(self, queue: str | None = None) -> list[tuple[str, list]]:
+        """(task, args) of the messages in `queue` (default: the test's queue), oldest first."""
         client = redis.Redis.from_url(self.url)
         try:
-            messages = [json.loads(raw) for raw in reversed(client.lrange(self.queue, 0, -1))]
+            messages = [json.loads(raw) for raw in reversed(client.lrange(queue or self.queue, 0, -1))]
         finally:
             client.close()
         return [(m["headers"]["task"], json.loads(base64.b64decode(m["body"]))[0]) for m in messages]

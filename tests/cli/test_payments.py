@@ -11,7 +11,7 @@ from sqlalchemy import select
 from shared import credentials, inbox, processing
 from shared.billing import catalog, ledger, manual_payments
 from shared.billing.accounts import ensure_account
-from shared.models import CreditLedgerEntry, ManualPayment
+from shared.models import CreditLedgerEntry, ManualPayment, OutgoingDelivery
 from shared.outcome import Outcome
 from tests.factories import stripe_events as se
 
@@ -126,3 +126,44 @@ def test_accounts_show_lists_the_accounts_disputes(billhook):
     assert "dispute" in shown.output and ": open (needs_response)" in shown.output
     assert "credits taken back 2000" in shown.output
     assert json.loads(billhook("accounts", "show", ACCOUNT, "--json").output)["disputes"][0]["state"] == "open"
+
+
+def outgoing_deliveries(billhook) -> list[int]:
+    with billhook.session_factory() as session:
+        return list(session.scalars(select(OutgoingDelivery.id).order_by(OutgoingDelivery.id)))
+
+
+def test_credits_adjust_hands_its_deliveries_to_the_broker_after_commit(billhook, broker):
+    billhook("accounts", "create", "--id", ACCOUNT, "--email", "ada@example.com")
+    billhook("endpoints", "add", "http://127.0.0.1:9/hook", "--allow-private")
+
+    billhook("credits", "adjust", ACCOUNT, "300", "--reason", "goodwill", "--key", "k1")
+    billhook("credits", "adjust", ACCOUNT, "300", "--reason", "goodwill", "--key", "k1")  # a replay: nothing new
+
+    delivered = outgoing_deliveries(billhook)
+    assert len(delivered) == 1  # credits.granted
+    assert broker.queued_task_args(f"{broker.queue}.outgoing") == [("billhook.deliver_outgoing", delivered)]
+
+
+def test_payments_approve_hands_its_emails_and_deliveries_to_the_broker(billhook, broker):
+    pid = requested(billhook)
+    billhook("endpoints", "add", "http://127.0.0.1:9/hook", "--allow-private")
+
+    billhook("payments", "approve", pid)
+
+    delivered = outgoing_deliveries(billhook)
+    assert len(delivered) == 2  # manual_payment.approved, credits.granted
+    assert broker.queued_task_args(f"{broker.queue}.outgoing") == [
+        ("billhook.deliver_outgoing", [d]) for d in delivered
+    ]
+    assert [task for task, _ in broker.queued_task_args()] == ["billhook.send_email"]
+
+
+def test_with_the_broker_down_the_adjustment_is_kept_for_the_sweep(billhook):
+    billhook("accounts", "create", "--id", ACCOUNT, "--email", "ada@example.com")
+    billhook("endpoints", "add", "http://127.0.0.1:9/hook", "--allow-private")
+
+    result = billhook("credits", "adjust", ACCOUNT, "300", "--reason", "goodwill")
+
+    assert "the sweeps will send" in result.output
+    assert balance(billhook) == 300 and len(outgoing_deliveries(billhook)) == 1

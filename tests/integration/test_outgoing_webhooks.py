@@ -99,8 +99,17 @@ def test_every_state_change_of_a_scenario_arrives_signed_once_per_id_with_no_seq
     refund = se.event(
         "charge.refunded", se.charge(payment_intent=intent, amount=19900, amount_refunded=19900), created=now - 600
     )
+    dispute_id = se.unique("du")
+    disputed = [
+        se.event(
+            f"charge.dispute.{kind}",
+            se.dispute(payment_intent=intent, amount=19900, dispute_id=dispute_id, status=status),
+            created=now - seconds,
+        )
+        for kind, status, seconds in (("created", "needs_response", 500), ("closed", "won", 400))
+    ]
     posted = []
-    for evt in (checkout, first_invoice, renewal, failed, cancel, refund):
+    for evt in (checkout, first_invoice, renewal, failed, cancel, refund, *disputed):
         for copy in (evt, {**evt, "id": se.unique("evt")}):  # and each again under a new event id
             assert web.post_event(copy).status_code == 200
             posted.append(copy["id"])
@@ -123,6 +132,8 @@ def test_every_state_change_of_a_scenario_arrives_signed_once_per_id_with_no_seq
         "subscription.updated",
         "payment.refunded",
         "credits.reversed",
+        "dispute.created",  # the refund took its credits back already: the dispute moves none
+        "dispute.won",
         "credits.debited",
     ]
     wait_delivered(pg_session_factory, len(expected), worker, receiver)
@@ -135,6 +146,8 @@ def test_every_state_change_of_a_scenario_arrives_signed_once_per_id_with_no_seq
     assert by_sequence[-1]["data"]["billing"]["balance"] == sum(
         e["data"]["credits"]["amount"] for e in by_sequence if e["type"].startswith("credits.")
     )
+    pulled = requests.get(web.url + "/api/v1/internal/accounts/acct_out", headers=SERVICE_AUTH, timeout=10)
+    assert pulled.json() == by_sequence[-1]["data"]["billing"]  # pull and push say the same
     retried = [r for r in deliveries(pg_session_factory) if r.attempts > 1]
     assert retried, "the receiver's 500s were retried"
 
