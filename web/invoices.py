@@ -29,7 +29,7 @@ from shared.models import CreditNote, Invoice
 from web.auth import current_caller, require_account
 from web.context import billhook
 from web.errors import ApiError
-from web.paging import cursor_param, encode_cursor, limit_param
+from web.paging import cursor_param, encode_cursor, limit_param, only_params
 
 bp = Blueprint("invoices", __name__)
 
@@ -92,6 +92,7 @@ _HEADERS = {
 @bp.get("/api/v1/billing/invoices")
 @require_account
 def list_invoices():
+    only_params("limit", "cursor")
     limit = limit_param(DEFAULT_PAGE, MAX_PAGE)
     before = cursor_param(datetime, int)
     account_id = current_caller().account_id

@@ -23,6 +23,14 @@ CURSOR = re.compile(r"[A-Za-z0-9_=-]{1,300}")  # URL-safe base64 of at most MAX_
 _LIMIT = re.compile(r"[0-9]{1,4}")  # ASCII digits: str.isdigit() also takes "²", which int() refuses
 
 
+def only_params(*names: str) -> None:
+    """Refuse a query parameter the endpoint does not know (a misspelt `limit` would otherwise
+    be ignored silently, and the caller would page with the default)."""
+    unknown = sorted(set(request.args) - set(names))
+    if unknown:
+        raise ApiError(400, "unknown_parameter", f"unknown query parameter(s); this endpoint takes {', '.join(names)}")
+
+
 def limit_param(default: int, high: int, *, name: str = "limit") -> int:
     """The page size from the query string: `default` when absent, else 1 to `high`."""
     raw = request.args.get(name)

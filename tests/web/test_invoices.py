@@ -188,6 +188,8 @@ def _cursor(values) -> str:
         ("cursor=" + _cursor(["2026-01-01T00:00:00+00:00", 2**40]), "invalid_cursor"),
         ("cursor=" + _cursor(["2026-01-01T00:00:00+00:00"]), "invalid_cursor"),
         ("cursor=" + _cursor({"a": 1}), "invalid_cursor"),
+        ("limt=5", "unknown_parameter"),  # misspelt: not silently paged with the default
+        ("limit=5&page=2", "unknown_parameter"),
     ],
 )
 def test_a_bad_limit_or_cursor_is_a_400_naming_it(client, user, two_accounts, query, code):
