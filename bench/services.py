@@ -266,7 +266,13 @@ def start_gunicorn(name: str, app: str, env: dict[str, str], log_dir: Path) -> P
 
 
 def start_worker(
-    name: str, env: dict[str, str], log_dir: Path, *, concurrency: int, app: str = "bench.worker_app"
+    name: str,
+    env: dict[str, str],
+    log_dir: Path,
+    *,
+    concurrency: int,
+    app: str = "bench.worker_app",
+    queues: list[str] | None = None,
 ) -> Proc:
     ready = log_dir / f"{name}.ready"
     ready.unlink(missing_ok=True)
@@ -284,6 +290,7 @@ def start_worker(
         "--without-gossip",
         "--without-mingle",
         "--without-heartbeat",
+        *(["-Q", ",".join(queues)] if queues else []),
         "-n",
         f"{name}-{uuid.uuid4().hex[:6]}@%h",
     ]
