@@ -1,4 +1,5 @@
-"""What ops do with the inbox: find events, see what one produced, replay, purge old ones.
+"""What ops do with the inbox: find events, see what one produced, replay, purge old ones, store
+the events a provider lists (reconciliation).
 
 Replay is safe because every effect is keyed in the store (ledger idempotency keys, one payment
 per provider payment, the subscription high-water mark, email keys): running an event again can
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from shared import inbox
 from shared.dispatch import is_handled
@@ -228,3 +229,37 @@ def purge_done_events(session: Session, *, before: datetime, dry_run: bool = Fal
                 update(CreditLedgerEntry).where(CreditLedgerEntry.id.in_(linked)).values(source_event_id=None)
             )
         session.execute(delete(WebhookEvent).where(WebhookEvent.id.in_(pks)))
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One event of a provider's event list (reconciliation), as the inbox stores it."""
+
+    event_id: str
+    type: str
+    payload: dict
+    created_at: datetime | None
+
+
+def store_listed(
+    session_factory: sessionmaker[Session], provider: str, page: list[Listed], *, at: datetime
+) -> list[int]:
+    """Store one page of a provider's event list in one transaction: the events the inbox lacks
+    (one already there, from intake or an earlier run, is left alone); the ids of the new ones
+    waiting to run, for the caller to queue once this has committed."""
+    new = []
+    with session_factory.begin() as session:
+        for event in page:
+            stored = inbox.record_event(
+                session,
+                provider=provider,
+                event_id=event.event_id,
+                type=event.type,
+                payload=event.payload,
+                event_created_at=event.created_at,
+                handled=is_handled(provider, event.type),
+                at=at,
+            )
+            if stored.new and stored.status == EventStatus.RECEIVED:
+                new.append(stored.id)
+    return new

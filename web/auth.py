@@ -136,5 +136,23 @@ def require_static_token(expected: str, *, what: str) -> None:
         raise _unauthorized("invalid_token", f"the {what} is not valid")
 
 
+def guard_with_service_token(bp) -> None:
+    """Every view of the blueprint (the main app's internal API) asks for the service token; 401s
+    carry the challenge that names the realm."""
+
+    @bp.before_request
+    def _authenticate():
+        token = billhook().settings.service_token
+        if not token:
+            raise ApiError(503, "not_configured", "no service token is configured (BILLHOOK_SERVICE_TOKEN)")
+        require_static_token(token, what="service token")
+
+    @bp.after_request
+    def _challenge(response):
+        if response.status_code == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="billhook-internal"'
+        return response
+
+
 def _unauthorized(code: str, message: str) -> ApiError:
     return ApiError(401, code, message)

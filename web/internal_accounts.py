@@ -16,7 +16,7 @@ from flask import Blueprint, jsonify, request
 
 from shared.billing import entitlements
 from shared.outgoing import endpoints
-from web.auth import require_static_token
+from web.auth import guard_with_service_token
 from web.context import billhook
 from web.errors import ApiError
 from web.metrics import note_request
@@ -30,19 +30,7 @@ MAX_PAGE = 500
 MAX_OVERLAP_SECONDS = 30 * 24 * 3600
 
 
-@bp.before_request
-def _authenticate():
-    token = billhook().settings.service_token
-    if not token:
-        raise ApiError(503, "not_configured", "no service token is configured (BILLHOOK_SERVICE_TOKEN)")
-    require_static_token(token, what="service token")
-
-
-@bp.after_request
-def _challenge(response):
-    if response.status_code == 401:
-        response.headers["WWW-Authenticate"] = 'Bearer realm="billhook-internal"'
-    return response
+guard_with_service_token(bp)
 
 
 # -- entitlements -----------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from shared.email import render as emails
 from shared.models import Account, EmailOutbox
 from shared.outcome import Outcome
 from web import fields
-from web.auth import require_static_token
+from web.auth import guard_with_service_token
 from web.context import billhook
 from web.errors import ApiError
 from web.json import json_object
@@ -51,19 +51,7 @@ MAX_ACTOR = 90
 MAX_DEBIT = 1_000_000_000
 
 
-@bp.before_request
-def _authenticate():
-    token = billhook().settings.service_token
-    if not token:
-        raise ApiError(503, "not_configured", "no service token is configured (BILLHOOK_SERVICE_TOKEN)")
-    require_static_token(token, what="service token")
-
-
-@bp.after_request
-def _challenge(response):
-    if response.status_code == 401:
-        response.headers["WWW-Authenticate"] = 'Bearer realm="billhook-internal"'
-    return response
+guard_with_service_token(bp)
 
 
 # -- emails -----------------------------------------------------------------------------------
@@ -153,44 +141,21 @@ def debit_credits():
     if not fields.is_line(description, MAX_DESCRIPTION):
         raise ApiError(400, "invalid_field", f"description must be one line of at most {MAX_DESCRIPTION} chars")
     key = _idempotency_key(body)
-    note_request(account=account_id)  # on the request's one log line
-    ext = billhook()
-    outcome = Outcome()
-    now = datetime.now(UTC)
-    with ext.session_factory.begin() as session:
-        try:
-            debit = ledger.debit_credits(
-                session,
-                outcome,
-                account_id=account_id,
-                amount=amount,
-                description=description,
-                idempotency_key=f"api:debit:{key}",
-                at=now,
-            )
-        except ledger.UnknownAccount as exc:
-            raise ApiError(404, "account_not_found", f"no account {account_id}") from exc
-        except ledger.InsufficientCredits as exc:
-            raise ApiError(
-                409, "insufficient_credits", f"the balance ({exc.balance}) does not cover {exc.amount} credits"
-            ) from exc
-        except ledger.KeyReused as exc:
-            raise ApiError(
-                409, "idempotency_key_reused", "this idempotency key was used for a different debit"
-            ) from exc
-        if not debit.replayed:
-            notifications.low_credits_if_crossed(
-                session,
-                outcome,
-                session.get(Account, account_id),
-                before=debit.balance_before,
-                after=debit.balance_after,
-                cause_key=f"api:debit:{key}",
-                at=now,
-            )
-    handoff.after_commit(outcome, email=ext.enqueue_email, delivery=ext.enqueue_delivery)  # after the commit
-    answer = {"entry_id": debit.entry_id, "amount": amount, "balance": debit.balance_after, "replayed": debit.replayed}
-    return jsonify(answer), 200 if debit.replayed else 201
+    return _write_ledger(
+        account_id,
+        f"api:debit:{key}",
+        lambda session, outcome, now: ledger.debit_credits(
+            session,
+            outcome,
+            account_id=account_id,
+            amount=amount,
+            description=description,
+            idempotency_key=f"api:debit:{key}",
+            at=now,
+        ),
+        amount=amount,
+        reused="this idempotency key was used for a different debit",
+    )
 
 
 @bp.post("/credits/adjust")
@@ -209,46 +174,61 @@ def adjust_credits():
     if not fields.is_line(actor, MAX_ACTOR) or not actor.strip():
         raise ApiError(400, "invalid_field", f"actor must be one line of 1 to {MAX_ACTOR} chars")
     key = _idempotency_key(body)
-    note_request(account=account_id)
+    return _write_ledger(
+        account_id,
+        f"adjust:{key}",
+        lambda session, outcome, now: ledger.adjust_credits(
+            session,
+            outcome,
+            account_id=account_id,
+            amount=amount,
+            reason=reason.strip(),
+            actor=f"api:{actor.strip()}",
+            idempotency_key=f"adjust:{key}",
+            at=now,
+        ),
+        amount=amount,
+        reused="this idempotency key was used for a different entry",
+    )
+
+
+def _write_ledger(account_id: str, key: str, write, *, amount: int, reused: str):
+    """One ledger write of the main app's (a debit, an adjustment) in its own transaction, with
+    the low-credits email it may cause, its emails and deliveries handed over after the commit,
+    and the answer: 201 for a new entry, 200 for a replay of the same key."""
+    note_request(account=account_id)  # on the request's one log line
     ext = billhook()
     outcome = Outcome()
     now = datetime.now(UTC)
     with ext.session_factory.begin() as session:
         try:
-            adjusted = ledger.adjust_credits(
-                session,
-                outcome,
-                account_id=account_id,
-                amount=amount,
-                reason=reason.strip(),
-                actor=f"api:{actor.strip()}",
-                idempotency_key=f"adjust:{key}",
-                at=now,
-            )
+            written = write(session, outcome, now)
         except ledger.UnknownAccount as exc:
             raise ApiError(404, "account_not_found", f"no account {account_id}") from exc
-        except ledger.KeyReused as exc:
+        except ledger.InsufficientCredits as exc:
             raise ApiError(
-                409, "idempotency_key_reused", "this idempotency key was used for a different entry"
+                409, "insufficient_credits", f"the balance ({exc.balance}) does not cover {exc.amount} credits"
             ) from exc
-        if not adjusted.replayed:
+        except ledger.KeyReused as exc:
+            raise ApiError(409, "idempotency_key_reused", reused) from exc
+        if not written.replayed:
             notifications.low_credits_if_crossed(
                 session,
                 outcome,
                 session.get(Account, account_id),
-                before=adjusted.balance_before,
-                after=adjusted.balance_after,
-                cause_key=f"adjust:{key}",
+                before=written.balance_before,
+                after=written.balance_after,
+                cause_key=key,
                 at=now,
             )
-    handoff.after_commit(outcome, email=ext.enqueue_email, delivery=ext.enqueue_delivery)  # after the commit
+    handoff.after_commit(outcome, email=ext.enqueue_email, delivery=ext.enqueue_delivery)
     answer = {
-        "entry_id": adjusted.entry_id,
+        "entry_id": written.entry_id,
         "amount": amount,
-        "balance": adjusted.balance_after,
-        "replayed": adjusted.replayed,
+        "balance": written.balance_after,
+        "replayed": written.replayed,
     }
-    return jsonify(answer), 200 if adjusted.replayed else 201
+    return jsonify(answer), 200 if written.replayed else 201
 
 
 # -- helpers ----------------------------------------------------------------------------------

@@ -16,11 +16,9 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import handoff, inbox, metrics
+from shared import event_ops, handoff, metrics
 from shared.config import Settings
-from shared.dispatch import is_handled
 from shared.logs import log_line
-from shared.models.events import EventStatus
 from shared.paypal.client import PROVIDER, PayPalGateway
 from shared.stripe.reconcile import ReconcileResult
 
@@ -74,25 +72,13 @@ def reconcile_paypal(
 
 
 def _store_page(session_factory: sessionmaker[Session], events: list[dict], now: datetime) -> list[int]:
-    new = []
-    with session_factory.begin() as session:
-        for event in events:
-            event_type = event.get("event_type")
-            if not isinstance(event_type, str):
-                continue  # not an event billhook could ever read; intake would refuse it too
-            stored = inbox.record_event(
-                session,
-                provider=PROVIDER,
-                event_id=event["id"],
-                type=event_type,
-                payload=event,
-                event_created_at=_parse_time(event.get("create_time")),
-                handled=is_handled(PROVIDER, event_type),
-                at=now,
-            )
-            if stored.new and stored.status == EventStatus.RECEIVED:
-                new.append(stored.id)
-    return new
+    page = [
+        event_ops.Listed(event["id"], event["event_type"], event, _parse_time(event.get("create_time")))
+        for event in events
+        # an event without a type billhook could never read; intake would refuse it too
+        if isinstance(event.get("event_type"), str)
+    ]
+    return event_ops.store_listed(session_factory, PROVIDER, page, at=now)
 
 
 def _paypal_time(value: datetime) -> str:

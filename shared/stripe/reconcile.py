@@ -22,13 +22,12 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import handoff, inbox, metrics, processing
+from shared import event_ops, handoff, inbox, metrics, processing
 from shared.billing.subscriptions import find_subscription
 from shared.config import Settings
-from shared.dispatch import handled_types, is_handled
+from shared.dispatch import handled_types
 from shared.logs import log_line
 from shared.models import Subscription
-from shared.models.events import EventStatus
 from shared.stripe.client import API_VERSION, StripeGateway
 
 log = logging.getLogger("billhook.reconcile")
@@ -98,22 +97,16 @@ def _reconcile_types(session_factory, gateway, types, since, now, enqueue, page_
 
 def _store_page(session_factory: sessionmaker[Session], events: list[dict], now: datetime) -> list[int]:
     """Store one page's events the inbox lacks; the ids of the new ones waiting to run."""
-    new = []
-    with session_factory.begin() as session:
-        for event in events:
-            stored = inbox.record_event(
-                session,
-                provider=PROVIDER,
-                event_id=event["id"],
-                type=event["type"],
-                payload=event,
-                event_created_at=datetime.fromtimestamp(event["created"], UTC) if event.get("created") else None,
-                handled=is_handled(PROVIDER, event["type"]),
-                at=now,
-            )
-            if stored.new and stored.status == EventStatus.RECEIVED:
-                new.append(stored.id)
-    return new
+    page = [
+        event_ops.Listed(
+            event["id"],
+            event["type"],
+            event,
+            datetime.fromtimestamp(event["created"], UTC) if event.get("created") else None,
+        )
+        for event in events
+    ]
+    return event_ops.store_listed(session_factory, PROVIDER, page, at=now)
 
 
 # -- one subscription -------------------------------------------------------------------------
