@@ -15,7 +15,8 @@ from shared import metrics
 from shared.errors import PermanentError, ProviderError
 from shared.logs import log_line
 from shared.models import CreditPackage
-from shared.paypal.client import PROVIDER, format_amount, parse_amount
+from shared.paypal.amounts import format_amount, parse_amount
+from shared.paypal.client import PROVIDER
 
 log = logging.getLogger("billhook.paypal")
 

@@ -21,13 +21,9 @@ and a capture from the webhook task the same capture.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -38,6 +34,8 @@ from shared.config import Settings
 from shared.credentials import active_provider
 from shared.errors import NotConfigured, ProviderError, ProviderTimeout
 from shared.models import IntegrationProvider
+from shared.paypal.amounts import format_amount
+from shared.paypal.tokens import TOKENS, TokenCache
 
 PROVIDER = "paypal"
 SANDBOX_API_BASE = "https://api-m.sandbox.paypal.com"
@@ -45,11 +43,7 @@ LIVE_API_BASE = "https://api-m.paypal.com"
 # The total for one call: the token request and every attempt included.
 DEFAULT_TIMEOUT_SECONDS = 10.0
 CONNECT_TIMEOUT_SECONDS = 3.0
-# Refresh a token this long before PayPal says it expires (never less than half its life).
-TOKEN_REFRESH_MARGIN_SECONDS = 60.0
 MAX_REQUEST_ID_LENGTH = 108
-# PayPal's currencies without minor units.
-ZERO_DECIMAL_CURRENCIES = frozenset({"HUF", "JPY", "TWD"})
 WEBHOOK_HEADERS = (
     "PAYPAL-AUTH-ALGO",
     "PAYPAL-CERT-URL",
@@ -82,72 +76,6 @@ class PayPalError(ProviderError):
 
 class PayPalTimeout(PayPalError, ProviderTimeout):
     """PayPal did not answer within the call's time bound."""
-
-
-# -- money ------------------------------------------------------------------------------------
-
-
-def format_amount(amount_cents: int, currency: str) -> str:
-    """Minor units to PayPal's decimal string: 999 USD → "9.99", 500 JPY → "500"."""
-    if currency.upper() in ZERO_DECIMAL_CURRENCIES:
-        return str(int(amount_cents))
-    return str((Decimal(int(amount_cents)) / 100).quantize(Decimal("0.01")))
-
-
-def parse_amount(value: str | int | float | None, currency: str) -> int:
-    """PayPal's decimal string to minor units: "9.99" USD → 999."""
-    try:
-        amount = Decimal(str(value))
-    except (InvalidOperation, ValueError) as exc:
-        raise ValueError(f"not an amount: {value!r}") from exc
-    if currency.upper() not in ZERO_DECIMAL_CURRENCIES:
-        amount *= 100
-    return int(amount.quantize(Decimal("1"), rounding=ROUND_HALF_UP))
-
-
-# -- tokens -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Token:
-    value: str
-    refresh_at: float
-
-
-class TokenCache:
-    """OAuth tokens shared by every client in the process, keyed by base URL and credentials."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic):
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._tokens: dict[str, _Token] = {}
-
-    @staticmethod
-    def key(base_url: str, client_id: str, client_secret: str) -> str:
-        digest = hashlib.sha256(f"{base_url}\0{client_id}\0{client_secret}".encode()).hexdigest()
-        return digest
-
-    def get(self, key: str) -> str | None:
-        token = self._tokens.get(key)
-        if token is None or self.clock() >= token.refresh_at:
-            return None
-        return token.value
-
-    def put(self, key: str, value: str, expires_in: float) -> None:
-        margin = min(TOKEN_REFRESH_MARGIN_SECONDS, expires_in / 2)
-        with self._lock:
-            self._tokens[key] = _Token(value, self.clock() + expires_in - margin)
-
-    def drop(self, key: str) -> None:
-        with self._lock:
-            self._tokens.pop(key, None)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._tokens.clear()
-
-
-TOKENS = TokenCache()
 
 
 # -- the client -------------------------------------------------------------------------------

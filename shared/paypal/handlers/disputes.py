@@ -16,7 +16,8 @@ from shared.errors import PermanentError, RetryLater
 from shared.inbox.registry import handles
 from shared.models import WebhookEvent
 from shared.outcome import Outcome
-from shared.paypal.client import PROVIDER, parse_amount
+from shared.paypal.amounts import parse_amount
+from shared.paypal.client import PROVIDER
 from shared.paypal.handlers.common import event_at, lock_for_payment, parse_time, resource_of
 
 # dispute_outcome.outcome_code of a resolved dispute: who kept the money.

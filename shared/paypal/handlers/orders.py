@@ -15,7 +15,8 @@ from shared.inbox.registry import handles
 from shared.models import Account, Payment, WebhookEvent
 from shared.outcome import Outcome
 from shared.paypal import orders as paypal_orders
-from shared.paypal.client import PROVIDER, parse_amount
+from shared.paypal.amounts import parse_amount
+from shared.paypal.client import PROVIDER
 from shared.paypal.handlers.common import lock_for_payment, remember_email, resource_of
 
 

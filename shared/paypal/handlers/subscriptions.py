@@ -15,7 +15,8 @@ from shared.errors import PermanentError, RetryLater
 from shared.inbox.registry import handles
 from shared.models import Plan, Subscription, WebhookEvent
 from shared.outcome import Outcome
-from shared.paypal.client import PROVIDER, parse_amount
+from shared.paypal.amounts import parse_amount
+from shared.paypal.client import PROVIDER
 from shared.paypal.handlers.common import (
     event_at,
     initial_key,

@@ -9,7 +9,8 @@ import pytest
 from shared.errors import NotConfigured
 from shared.models import IntegrationProvider
 from shared.paypal import client as paypal
-from shared.paypal.client import PayPalError, PayPalGateway, PayPalTimeout, TokenCache
+from shared.paypal.client import PayPalError, PayPalGateway, PayPalTimeout
+from shared.paypal.tokens import TokenCache
 from tests.fakes.paypal_api import CLIENT_ID, CLIENT_SECRET, INSTRUMENT_DECLINED, INTERNAL_SERVER_ERROR, FakePayPal
 
 
@@ -145,11 +146,3 @@ def test_base_url_comes_from_settings_then_endpoint_then_sandbox_or_live(setting
     assert PayPalGateway.from_provider(provider, local).base_url == "http://127.0.0.1:9"
     with pytest.raises(NotConfigured):
         PayPalGateway.from_provider(IntegrationProvider(name="paypal", api_key="id"), settings)
-
-
-@pytest.mark.parametrize(
-    ("cents", "currency", "value"), [(999, "USD", "9.99"), (100000, "eur", "1000.00"), (500, "JPY", "500")]
-)
-def test_amounts_convert_between_minor_units_and_paypal_strings(cents, currency, value):
-    assert paypal.format_amount(cents, currency) == value
-    assert paypal.parse_amount(value, currency) == cents
