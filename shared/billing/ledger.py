@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -16,17 +17,31 @@ from shared.models import CreditLedgerEntry
 from shared.outcome import Outcome
 from shared.outgoing import events as outgoing
 
-GRANT_SUBSCRIPTION = "subscription_grant"
-GRANT_PURCHASE = "purchase_grant"
-# A mid-period upgrade's credits (shared/billing/upgrades.py).
-GRANT_UPGRADE = "upgrade_grant"
-REFUND_REVERSAL = "refund_reversal"
-DEBIT = "debit"
-ADJUSTMENT = "adjustment"
-DISPUTE_REVERSAL = "dispute_reversal"
-DISPUTE_RESTORE = "dispute_restore"
-# A duplicate subscription's grant taken back (shared/billing/duplicates.py).
-DUPLICATE_REVERSAL = "duplicate_reversal"
+
+class LedgerKind(StrEnum):
+    """What a ledger entry is (the `kind` column)."""
+
+    GRANT_SUBSCRIPTION = "subscription_grant"
+    GRANT_PURCHASE = "purchase_grant"
+    GRANT_UPGRADE = "upgrade_grant"  # a mid-period upgrade's credits (shared/billing/upgrades.py)
+    REFUND_REVERSAL = "refund_reversal"
+    DEBIT = "debit"
+    ADJUSTMENT = "adjustment"
+    DISPUTE_REVERSAL = "dispute_reversal"
+    DISPUTE_RESTORE = "dispute_restore"
+    # A duplicate subscription's grant taken back (shared/billing/duplicates.py).
+    DUPLICATE_REVERSAL = "duplicate_reversal"
+
+
+GRANT_SUBSCRIPTION = LedgerKind.GRANT_SUBSCRIPTION
+GRANT_PURCHASE = LedgerKind.GRANT_PURCHASE
+GRANT_UPGRADE = LedgerKind.GRANT_UPGRADE
+REFUND_REVERSAL = LedgerKind.REFUND_REVERSAL
+DEBIT = LedgerKind.DEBIT
+ADJUSTMENT = LedgerKind.ADJUSTMENT
+DISPUTE_REVERSAL = LedgerKind.DISPUTE_REVERSAL
+DISPUTE_RESTORE = LedgerKind.DISPUTE_RESTORE
+DUPLICATE_REVERSAL = LedgerKind.DUPLICATE_REVERSAL
 # What takes back (or gives back) a payment's credits: a refund, a dispute and a duplicate's
 # reversal draw on the same credits.
 _TAKEN_BACK_KINDS = (REFUND_REVERSAL, DISPUTE_REVERSAL, DISPUTE_RESTORE, DUPLICATE_REVERSAL)

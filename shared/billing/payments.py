@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
@@ -15,11 +16,22 @@ from shared.models import Invoice, Payment
 from shared.outcome import Outcome
 from shared.outgoing import events as outgoing
 
-SUCCEEDED = "succeeded"
-FAILED = "failed"
-PENDING = "pending"  # e.g. a PayPal capture under review; a completion or a denial follows
-REFUNDED = "refunded"
-PARTIALLY_REFUNDED = "partially_refunded"
+
+class PaymentStatus(StrEnum):
+    """A payment's `status`."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    PENDING = "pending"  # e.g. a PayPal capture under review; a completion or a denial follows
+    REFUNDED = "refunded"
+    PARTIALLY_REFUNDED = "partially_refunded"
+
+
+SUCCEEDED = PaymentStatus.SUCCEEDED
+FAILED = PaymentStatus.FAILED
+PENDING = PaymentStatus.PENDING
+REFUNDED = PaymentStatus.REFUNDED
+PARTIALLY_REFUNDED = PaymentStatus.PARTIALLY_REFUNDED
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -21,9 +22,18 @@ from shared.outcome import Outcome
 
 log = logging.getLogger("billhook.outbox")
 
-PENDING = "pending"
-SENT = "sent"
-FAILED = "failed"
+
+class OutboxStatus(StrEnum):
+    """An outbox row's `status`: pending until sent, or failed for good."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+PENDING = OutboxStatus.PENDING
+SENT = OutboxStatus.SENT
+FAILED = OutboxStatus.FAILED
 
 
 def queue_email(
