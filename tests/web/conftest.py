@@ -15,6 +15,7 @@ from shared.config import Settings
 from shared.db import make_engine, make_sessionmaker
 from shared.models import Base
 from tests.conftest import TEST_WEBHOOK_SECRET
+from web.auth import issue_token
 
 
 @dataclass
@@ -39,3 +40,13 @@ def any_store(request, settings, seeded):
         credentials.set_provider(session, "stripe", webhook_secrets=[TEST_WEBHOOK_SECRET], api_key="sk_test_123")
     yield Store(pg_settings, factory)
     engine.dispose()
+
+
+@pytest.fixture
+def auth(settings):
+    """`auth(account_id="acct_1", **claims)`: the headers of a caller with the main app's JWT."""
+
+    def headers(account_id: str = "acct_1", **claims) -> dict:
+        return {"Authorization": f"Bearer {issue_token(settings, account_id, **claims)}"}
+
+    return headers

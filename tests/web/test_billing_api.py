@@ -43,14 +43,6 @@ def stripe_config(seeded):
     return configure
 
 
-@pytest.fixture
-def auth(settings):
-    def headers(account_id: str = "acct_1", **claims) -> dict:
-        return {"Authorization": f"Bearer {issue_token(settings, account_id, **claims)}"}
-
-    return headers
-
-
 def _form(fake: FakeStripe, path: str) -> dict:
     (call,) = fake.calls("POST", path)
     return call.form

@@ -5,18 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from shared.models import Account, Subscription
-from web.auth import issue_token
-
-
-@pytest.fixture
-def auth(settings):
-    def headers(account_id: str) -> dict:
-        return {"Authorization": f"Bearer {issue_token(settings, account_id)}"}
-
-    return headers
 
 
 def past_due_since(seeded, account_id: str, since: datetime) -> None:

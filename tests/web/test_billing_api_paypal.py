@@ -12,7 +12,6 @@ from shared import credentials, inbox, processing
 from shared.billing import ledger
 from shared.models import Account, Payment, Plan, Subscription
 from tests.fakes.paypal_api import CLIENT_ID, CLIENT_SECRET, INSTRUMENT_DECLINED, INTERNAL_SERVER_ERROR
-from web.auth import issue_token
 
 FRONTEND = "https://app.example.test"
 
@@ -28,14 +27,6 @@ def paypal_provider(seeded):
         credentials.set_provider(
             session, "paypal", api_key=CLIENT_ID, api_secret=CLIENT_SECRET, config={"timeout_seconds": 2}
         )
-
-
-@pytest.fixture
-def auth(settings):
-    def headers(account_id: str = "acct_1", **claims) -> dict:
-        return {"Authorization": f"Bearer {issue_token(settings, account_id, **claims)}"}
-
-    return headers
 
 
 def _create_order(client, auth, package_id: str = "value", account_id: str = "acct_1"):

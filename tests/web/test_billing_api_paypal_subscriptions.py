@@ -8,7 +8,6 @@ import pytest
 from shared import credentials
 from shared.models import Account, Subscription
 from tests.fakes.paypal_api import CLIENT_ID, CLIENT_SECRET
-from web.auth import issue_token
 
 FRONTEND = "https://app.example.test"
 
@@ -24,11 +23,6 @@ def paypal_provider(seeded):
         credentials.set_provider(
             session, "paypal", api_key=CLIENT_ID, api_secret=CLIENT_SECRET, config={"timeout_seconds": 2}
         )
-
-
-@pytest.fixture
-def auth(settings):
-    return lambda account_id="acct_1": {"Authorization": f"Bearer {issue_token(settings, account_id)}"}
 
 
 @pytest.fixture

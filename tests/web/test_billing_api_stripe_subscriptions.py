@@ -13,7 +13,6 @@ from shared import credentials, processing
 from shared.models import Account, CreditLedgerEntry, EmailOutbox, Plan, Subscription, WebhookEvent
 from tests.conftest import TEST_WEBHOOK_SECRET
 from tests.factories import stripe_events as se
-from web.auth import issue_token
 
 FRONTEND = "https://app.example.test"
 
@@ -33,14 +32,6 @@ def stripe_config(seeded):
 
     configure()
     return configure
-
-
-@pytest.fixture
-def auth(settings):
-    def headers(account_id: str = "acct_1") -> dict:
-        return {"Authorization": f"Bearer {issue_token(settings, account_id)}"}
-
-    return headers
 
 
 def _subscription(seeded, fake_stripe, *, provider: str = "stripe", status: str = "active") -> str:
