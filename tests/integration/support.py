@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from sqlalchemy import func, select
@@ -126,3 +127,16 @@ def subscription_updated(
         ),
         created=created,
     )
+
+
+def post_all(live_web, events: list[dict], copies: int = 1) -> None:
+    """Post every Stripe event `copies` times, four at a time (concurrent duplicates); all 200."""
+    with ThreadPoolExecutor(4) as pool:
+        responses = list(pool.map(live_web.post_event, [e for e in events for _ in range(copies)]))
+    assert {r.status_code for r in responses} == {200}
+
+
+def wait_handled(session_factory: sessionmaker[Session], events: list[dict]) -> None:
+    """Wait until every one of `events` has succeeded."""
+    ids = [e["id"] for e in events]
+    wait_for(lambda: all_succeeded(session_factory, ids), 30, message=f"events {ids} succeeded")

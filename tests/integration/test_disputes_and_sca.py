@@ -4,7 +4,6 @@ PostgreSQL and Redis; duplicated, concurrent and reordered deliveries land their
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import func, select
@@ -17,17 +16,6 @@ from tests.integration import support
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 ACCOUNT = "acct_dispute_it"
-
-
-def post_all(live_web, events, copies: int = 1) -> None:
-    with ThreadPoolExecutor(4) as pool:
-        responses = list(pool.map(live_web.post_event, [e for e in events for _ in range(copies)]))
-    assert {r.status_code for r in responses} == {200}
-
-
-def handled(factory, events) -> None:
-    ids = [e["id"] for e in events]
-    support.wait_for(lambda: support.all_succeeded(factory, ids), 30, message=f"events {ids} succeeded")
 
 
 def test_disputes_take_back_and_restore_credits_once_under_duplicates_and_reordering(
@@ -46,8 +34,8 @@ def test_disputes_take_back_and_restore_credits_once_under_duplicates_and_reorde
         )
         for intent in (won_intent, lost_intent)
     ]
-    post_all(live_web, purchases)
-    handled(pg_session_factory, purchases)
+    support.post_all(live_web, purchases)
+    support.wait_handled(pg_session_factory, purchases)
 
     def lifecycle(intent: str, outcome: str) -> list[dict]:
         dispute_id = se.unique("du")
@@ -66,8 +54,8 @@ def test_disputes_take_back_and_restore_credits_once_under_duplicates_and_reorde
 
     won, lost = lifecycle(won_intent, "won"), lifecycle(lost_intent, "lost")
     # Closures first (newest first), each delivery three times at once.
-    post_all(live_web, [won[1], lost[1], won[0], lost[0]], copies=3)
-    handled(pg_session_factory, won + lost)
+    support.post_all(live_web, [won[1], lost[1], won[0], lost[0]], copies=3)
+    support.wait_handled(pg_session_factory, won + lost)
 
     with pg_session_factory() as session:
         assert ledger.balance(session, ACCOUNT) == 2_000  # the won dispute's package is kept
@@ -83,8 +71,8 @@ def test_disputes_take_back_and_restore_credits_once_under_duplicates_and_reorde
 def test_action_required_sends_one_email_per_invoice(pg_settings, pg_session_factory, worker_factory, live_web):
     worker_factory(pg_settings, concurrency=2)
     checkout, first_invoice, ids = support.subscription_start(ACCOUNT, created=int(time.time()) - 600)
-    post_all(live_web, [checkout, first_invoice])
-    handled(pg_session_factory, [checkout, first_invoice])
+    support.post_all(live_web, [checkout, first_invoice])
+    support.wait_handled(pg_session_factory, [checkout, first_invoice])
     obj = se.action_required_invoice(
         subscription_id=ids["subscription"],
         customer=ids["customer"],
@@ -96,8 +84,8 @@ def test_action_required_sends_one_email_per_invoice(pg_settings, pg_session_fac
     asked = se.event("invoice.payment_action_required", obj)
     asked_again = se.event("invoice.payment_action_required", obj)  # Stripe asks again for the same invoice
 
-    post_all(live_web, [asked, asked_again], copies=3)
-    handled(pg_session_factory, [asked, asked_again])
+    support.post_all(live_web, [asked, asked_again], copies=3)
+    support.wait_handled(pg_session_factory, [asked, asked_again])
 
     with pg_session_factory() as session:
         rows = session.scalars(select(EmailOutbox).filter_by(template="payment_action_required")).all()

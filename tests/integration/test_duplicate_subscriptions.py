@@ -5,7 +5,6 @@ and the earlier one's are duplicated, reordered and delivered concurrently."""
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import select
@@ -40,17 +39,6 @@ def first_period(created: int) -> tuple[str, list[dict]]:
     ]
 
 
-def post_all(live_web, events, copies: int = 1) -> None:
-    with ThreadPoolExecutor(4) as pool:
-        responses = list(pool.map(live_web.post_event, [e for e in events for _ in range(copies)]))
-    assert {r.status_code for r in responses} == {200}
-
-
-def handled(factory, events) -> None:
-    ids = [e["id"] for e in events]
-    support.wait_for(lambda: support.all_succeeded(factory, ids), 30, message=f"events {ids} succeeded")
-
-
 def test_the_later_subscription_grants_nothing_when_the_earlier_arrives_last_concurrently(
     pg_settings, pg_session_factory, worker_factory, live_web
 ):
@@ -59,14 +47,14 @@ def test_the_later_subscription_grants_nothing_when_the_earlier_arrives_last_con
     earlier_id, earlier = first_period(t0)
     later_id, later = first_period(t0 + 300)
 
-    post_all(live_web, later)  # the later subscription first: it grants, nothing says otherwise yet
-    handled(pg_session_factory, later)
+    support.post_all(live_web, later)  # the later subscription first: it grants, nothing says otherwise yet
+    support.wait_handled(pg_session_factory, later)
     with pg_session_factory() as session:
         assert ledger.balance(session, ACCOUNT) == 12_000
 
     # Then the earlier one, newest first, each delivery three times at once, and the later's again.
-    post_all(live_web, list(reversed(earlier)) + later, copies=3)
-    handled(pg_session_factory, earlier + later)
+    support.post_all(live_web, list(reversed(earlier)) + later, copies=3)
+    support.wait_handled(pg_session_factory, earlier + later)
 
     with pg_session_factory() as session:
         assert ledger.balance(session, ACCOUNT) == 12_000

@@ -5,7 +5,6 @@ concurrently and newest first, grant the top plan's difference once."""
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import select
@@ -21,17 +20,6 @@ GROWTH, SCALE = 12_000, 20_000
 STARTER_PRICE = "price_billhook_starter_monthly"
 
 
-def post_all(live_web, events, copies: int = 1) -> None:
-    with ThreadPoolExecutor(4) as pool:
-        responses = list(pool.map(live_web.post_event, [e for e in events for _ in range(copies)]))
-    assert {r.status_code for r in responses} == {200}
-
-
-def handled(factory, events) -> None:
-    ids = [e["id"] for e in events]
-    support.wait_for(lambda: support.all_succeeded(factory, ids), 30, message=f"events {ids} succeeded")
-
-
 def test_up_down_up_delivered_out_of_order_grants_the_difference_once(
     pg_settings, pg_session_factory, worker_factory, live_web
 ):
@@ -40,15 +28,15 @@ def test_up_down_up_delivered_out_of_order_grants_the_difference_once(
     worker_factory(pg_settings, concurrency=2)
     t0 = int(time.time()) - 3600
     checkout, first_invoice, ids = support.subscription_start(ACCOUNT, created=t0)
-    post_all(live_web, [checkout, first_invoice])
-    handled(pg_session_factory, [checkout, first_invoice])
+    support.post_all(live_web, [checkout, first_invoice])
+    support.wait_handled(pg_session_factory, [checkout, first_invoice])
 
     changes = [
         support.subscription_updated(ids, ACCOUNT, created=t0 + offset, period_start=t0, price=price)
         for offset, price in ((600, support.SCALE_PRICE), (1200, STARTER_PRICE), (1800, support.SCALE_PRICE))
     ]
-    post_all(live_web, changes[::-1], copies=3)
-    handled(pg_session_factory, changes)
+    support.post_all(live_web, changes[::-1], copies=3)
+    support.wait_handled(pg_session_factory, changes)
 
     with pg_session_factory() as session:
         grants = session.scalars(select(CreditLedgerEntry).filter_by(kind=ledger.GRANT_UPGRADE)).all()
