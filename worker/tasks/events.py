@@ -167,21 +167,30 @@ def sweep_inbox(self) -> int:
 def reconcile_stripe(self) -> int:
     """Store and queue the Stripe events of the lookback window the inbox lacks. Skipped, not
     failed, while Stripe has no API key configured."""
-    rt = runtime(self.app)
+    return run_reconcile(
+        self, reconcile.reconcile_stripe, task_name=RECONCILE_STRIPE, unconfigured="Stripe has no API key"
+    )
+
+
+def run_reconcile(task, reconcile_events, *, task_name: str, unconfigured: str) -> int:
+    """One provider's reconciliation over the lookback window (Stripe's and PayPal's beat tasks):
+    the number of events stored anew. A provider without credentials is skipped, one that cannot
+    be reached or refuses is logged; the next run looks back as far."""
+    rt = runtime(task.app)
     now = rt.clock()
     try:
-        result = reconcile.reconcile_stripe(
+        result = reconcile_events(
             rt.session_factory,
             rt.settings,
             since=now - timedelta(seconds=rt.settings.reconcile_lookback_seconds),
             now=now,
-            enqueue=lambda pk: enqueue_event(self.app, pk),
+            enqueue=lambda pk: enqueue_event(task.app, pk),
         )
     except NotConfigured:
-        log_line(log, "reconcile skipped: Stripe has no API key", task=RECONCILE_STRIPE)
+        log_line(log, f"reconcile skipped: {unconfigured}", task=task_name)
         return 0
-    except ProviderError as exc:  # Stripe unreachable or refusing: the next run looks back as far
-        log_line(log, "reconcile failed", level=logging.WARNING, task=RECONCILE_STRIPE, error=exc.message)
+    except ProviderError as exc:
+        log_line(log, "reconcile failed", level=logging.WARNING, task=task_name, error=exc.message)
         return 0
     return len(result.inserted)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import timedelta
 
 from celery import shared_task
 
@@ -23,7 +22,8 @@ from shared.logs import log_line
 from shared.paypal import orders as paypal_orders
 from shared.paypal.reconcile import reconcile_paypal as reconcile_paypal_events
 from worker.celery_app import runtime
-from worker.messages import PAYPAL_CAPTURE_ORDER, RECONCILE_PAYPAL, SWEEP_PAYPAL_CAPTURES, enqueue_event, publish
+from worker.messages import PAYPAL_CAPTURE_ORDER, RECONCILE_PAYPAL, SWEEP_PAYPAL_CAPTURES, publish
+from worker.tasks.events import run_reconcile
 
 log = logging.getLogger("billhook.worker")
 
@@ -95,20 +95,6 @@ def sweep_paypal_captures(self) -> int:
 def reconcile_paypal(self) -> int:
     """Store and queue the PayPal webhook events of the lookback window the inbox lacks. Skipped,
     not failed, while PayPal has no credentials."""
-    rt = runtime(self.app)
-    now = rt.clock()
-    try:
-        result = reconcile_paypal_events(
-            rt.session_factory,
-            rt.settings,
-            since=now - timedelta(seconds=rt.settings.reconcile_lookback_seconds),
-            now=now,
-            enqueue=lambda pk: enqueue_event(self.app, pk),
-        )
-    except NotConfigured:
-        log_line(log, "reconcile skipped: PayPal has no credentials", task=RECONCILE_PAYPAL)
-        return 0
-    except ProviderError as exc:  # PayPal unreachable or refusing: the next run looks back as far
-        log_line(log, "reconcile failed", level=logging.WARNING, task=RECONCILE_PAYPAL, error=exc.message)
-        return 0
-    return len(result.inserted)
+    return run_reconcile(
+        self, reconcile_paypal_events, task_name=RECONCILE_PAYPAL, unconfigured="PayPal has no credentials"
+    )
