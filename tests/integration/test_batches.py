@@ -123,12 +123,14 @@ def test_each_event_of_a_batch_commits_fails_or_retries_on_its_own(
 
 
 def test_a_batch_of_emails_sends_each_row_once(store_settings, store_session_factory, celery_app, worker_factory):
-    worker_factory(store_settings, concurrency=1)
+    worker = worker_factory(store_settings, concurrency=1)
     pks = [store_event(store_session_factory, _purchase(f"acct_batch_mail_{n}")) for n in range(3)]
     publish(celery_app, PROCESS_EVENTS, pks)
     support.wait_for(lambda: _outbox_statuses(store_session_factory) == ["sent"] * 3, timeout=30)
     with store_session_factory() as session:
         ids = list(session.scalars(select(EmailOutbox.id)))
+    # The batch's events handed their emails over together: one send_emails message sent all three.
+    assert sorted((line["task"], line["outbox"]) for line in _email_logs(worker)) == [(SEND_EMAILS, i) for i in ids]
     publish(celery_app, SEND_EMAILS, ids)  # again, as a redelivery would: nothing is sent twice
     support.wait_for(lambda: _outbox_statuses(store_session_factory) == ["sent"] * 3)
     with store_session_factory() as session:
@@ -138,3 +140,13 @@ def test_a_batch_of_emails_sends_each_row_once(store_settings, store_session_fac
 def _outbox_statuses(session_factory) -> list[str]:
     with session_factory() as session:
         return list(session.scalars(select(EmailOutbox.status).order_by(EmailOutbox.id)))
+
+
+def _email_logs(worker) -> list[dict]:
+    """The worker's structured "email" lines, one a send."""
+    lines = []
+    for line in worker.log_path.read_text(errors="replace").splitlines():
+        start = line.find('{"msg":"email"')
+        if start >= 0:
+            lines.append(json.loads(line[start:]))
+    return lines

@@ -69,7 +69,7 @@ def _send_email(task, rt, outbox_id: int, *, batched: bool = False) -> str:
         log,
         "email",
         level=logging.INFO if outcome in (delivery.SENT, delivery.ALREADY_DONE) else logging.WARNING,
-        task=SEND_EMAIL,
+        task=SEND_EMAILS if batched else SEND_EMAIL,
         outbox=outbox_id,
         template=result.template,
         account=result.account_id,

@@ -54,17 +54,35 @@ def process_events(self, event_pks: list[int]) -> list[str]:
                 enqueue_event(self.app, event_pk)
             log_line(log, "batch split", level=logging.WARNING, task=PROCESS_EVENTS, events=len(event_pks))
             return []
-        return [_process_event(self, rt, int(event_pk), batched=True) for event_pk in event_pks]
+        committed: list[processing.Result] = []
+        try:
+            return [_process_event(self, rt, int(event_pk), batched=committed) for event_pk in event_pks]
+        finally:
+            # What the batch's committed events queued, handed over together: the publisher then
+            # sends their emails in `send_emails` messages of several rows, not one message an
+            # email (an event takes longer than its linger). Should the process die before this,
+            # the rows are committed and the outbox's and the deliveries' sweepers queue them.
+            for result in committed:
+                _hand_over(rt, result)
 
 
-def _process_event(task, rt, event_pk: int, *, batched: bool = False) -> str:
+def _hand_over(rt, result: processing.Result) -> None:
+    handoff.after_commit(result, email=rt.publisher.publish_email, delivery=rt.publisher.publish_delivery)
+
+
+def _process_event(task, rt, event_pk: int, *, batched: list[processing.Result] | None = None) -> str:
+    """Run one event; `batched` is a batch's list of committed results to hand over after it (a
+    single event's are handed over at once)."""
     started = time.perf_counter()
     try:
         result = processing.process_event(rt.session_factory, event_pk, clock=rt.clock)
     except Exception as exc:
-        return _handle_failure(task, rt, event_pk, exc, started, batched=batched)
+        return _handle_failure(task, rt, event_pk, exc, started, batched=batched is not None)
     # The event's transaction has committed: publish what it queued.
-    handoff.after_commit(result, email=rt.publisher.publish_email, delivery=rt.publisher.publish_delivery)
+    if batched is None:
+        _hand_over(rt, result)
+    else:
+        batched.append(result)
     metrics.record_event_run(result.event_type, result.outcome, time.perf_counter() - started)
     log_line(
         log,
