@@ -91,15 +91,31 @@ def mailer_for(provider: IntegrationProvider | None, settings: Settings) -> Mail
     return LogMailer()
 
 
+class _Unread:
+    """`send_outbox_email`'s default: the providers row is read in the send's transaction."""
+
+
+UNREAD = _Unread()
+
+
+def read_provider(session_factory: sessionmaker[Session]) -> IntegrationProvider | None:
+    """The `resend` providers row (or None), read once for a batch of sends: it is loaded, then
+    detached, and names the backend of every send of the batch."""
+    with session_factory() as session:
+        return get_provider(session, resend_provider.PROVIDER)
+
+
 def send_outbox_email(
     session_factory: sessionmaker[Session],
     outbox_id: int,
     *,
     settings: Settings,
     clock: Callable[[], datetime],
+    provider: IntegrationProvider | None | _Unread = UNREAD,
 ) -> SendResult:
     """Send a pending row once. A retryable failure leaves it pending with the error and returns
-    RETRY (the caller schedules the retry); a permanent one marks it failed."""
+    RETRY (the caller schedules the retry); a permanent one marks it failed. `provider` is the
+    providers row a batch read once (`read_provider`); by default the send reads it."""
     with session_factory.begin() as session:
         row = outbox.lock_row(session, outbox_id)
         if row is None:
@@ -114,7 +130,8 @@ def send_outbox_email(
             # (FOR KEY SHARE on the account), which deadlocks with a handler that holds the
             # account's lock while queuing the same idempotency key.
             with session.no_autoflush:
-                provider = get_provider(session, resend_provider.PROVIDER)  # read once: it names the backend too
+                if isinstance(provider, _Unread):
+                    provider = get_provider(session, resend_provider.PROVIDER)  # read once: it names the backend too
                 email = _outgoing(session, row, settings, provider)
                 mailer = mailer_for(provider, settings)
             message_id = mailer.send(email)

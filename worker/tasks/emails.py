@@ -43,16 +43,22 @@ def send_emails(self, outbox_ids: list[int]) -> list[str]:
             for outbox_id in outbox_ids:
                 enqueue_email(self.app, outbox_id)
             return []
-        return [_send_email(self, rt, int(outbox_id), batched=True) for outbox_id in outbox_ids]
+        try:
+            provider = delivery.read_provider(rt.session_factory)  # once for the batch's rows
+        except Exception:  # noqa: BLE001 - the store is down: each row's send finds out and retries
+            provider = delivery.UNREAD
+        return [_send_email(self, rt, int(outbox_id), batched=True, provider=provider) for outbox_id in outbox_ids]
 
 
-def _send_email(task, rt, outbox_id: int, *, batched: bool = False) -> str:
+def _send_email(task, rt, outbox_id: int, *, batched: bool = False, provider=delivery.UNREAD) -> str:
     settings = rt.settings
     started = time.perf_counter()
     retries = 0 if batched else task.request.retries
     attempt = retries + 1
     try:
-        result = delivery.send_outbox_email(rt.session_factory, outbox_id, settings=settings, clock=rt.clock)
+        result = delivery.send_outbox_email(
+            rt.session_factory, outbox_id, settings=settings, clock=rt.clock, provider=provider
+        )
     except Exception as exc:  # the store is down or a bug: retry like a provider's 5xx
         result = delivery.SendResult(delivery.RETRY, error=describe(exc))
     outcome = result.outcome

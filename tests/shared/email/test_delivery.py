@@ -67,6 +67,22 @@ def test_row_is_sent_once_through_resend_with_its_key(seeded, resend_settings, f
     assert row.sent_at == now
 
 
+def test_a_batch_sends_through_the_providers_row_it_read_once(seeded, resend_settings, fake_resend, now):
+    first, second = _queue(seeded, key="batch:1"), _queue(seeded, key="batch:2")
+    provider = delivery.read_provider(seeded)  # once for the batch, then used after its session closed
+    with seeded.begin() as session:  # an operator's change lands mid-batch: the next batch sees it
+        credentials.get_provider(session, "resend").active = False
+
+    results = [
+        delivery.send_outbox_email(seeded, pk, settings=resend_settings, clock=lambda: now, provider=provider)
+        for pk in (first, second)
+    ]
+
+    assert [r.outcome for r in results] == [delivery.SENT, delivery.SENT]
+    assert sorted(e["idempotency_key"] for e in fake_resend.emails) == ["batch:1", "batch:2"]
+    assert {_row(seeded, pk).backend for pk in (first, second)} == {"resend"}
+
+
 def test_server_error_leaves_the_row_pending_and_the_retry_sends_once(seeded, resend_settings, fake_resend, now):
     outbox_id = _queue(seeded)
     fake_resend.fail_next("/emails", 500, SERVER_ERROR)
