@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from shared.billing import ledger, notifications
@@ -40,6 +40,8 @@ def settle(
     earliest, taking back what they granted. True when `subscription` is a duplicate."""
     if created_at is not None and subscription.provider_created_at is None:
         subscription.provider_created_at = created_at
+    if len(session.scalars(_LIVE_WITH_KNOWN_CREATION, {"account_id": subscription.account_id}).all()) < 2:
+        return subscription.duplicate_of_id is not None  # the common case, read without loading rows
     live = _live_with_known_creation(session, subscription.account_id)
     if len(live) > 1:
         earliest = live[0]
@@ -49,6 +51,18 @@ def settle(
                 _take_back_grants(session, outcome, later, at=at, source_event_id=source_event_id)
                 _tell_main_app(session, outcome, later, earliest, at=at)
     return subscription.duplicate_of_id is not None
+
+
+# Whether the account has two live subscriptions whose creation time is known (ids, two at most).
+_LIVE_WITH_KNOWN_CREATION = (
+    select(Subscription.id)
+    .where(
+        Subscription.account_id == bindparam("account_id"),
+        Subscription.status.in_(LIVE_STATUSES),
+        Subscription.provider_created_at.is_not(None),
+    )
+    .limit(2)
+)
 
 
 def _live_with_known_creation(session: Session, account_id: str) -> list[Subscription]:
