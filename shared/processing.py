@@ -1,9 +1,10 @@
 """Running one inbox event through its handler: the transaction rules of exactly-once.
 
-One transaction per run: claim the event (a conditional UPDATE ... RETURNING that locks the row,
-counts the attempt and loads it), run the handler, mark the event `succeeded`. The effects, the
-attempt and the `succeeded` mark commit together or not at all, and a concurrent duplicate task
-waits on the row lock, then finds the event done.
+One transaction per run: claim the event (a SELECT ... FOR UPDATE of a `received` row, which
+locks and loads it), run the handler, mark the event `succeeded` with its attempt counted (one
+UPDATE: the row is written once a run). The effects, the attempt and the `succeeded` mark commit
+together or not at all, and a concurrent duplicate task waits on the row lock, then finds the
+event done.
 
 There is no committed "processing" state in between (it cost a second commit per event): a
 failed run rolls back and `record_failure` counts it; a killed worker's transaction rolls back,
@@ -69,7 +70,7 @@ def process_event(session_factory: sessionmaker[Session], event_pk: int, *, cloc
     """Run the event's handler exactly once. Raises the handler's error after rolling back its
     effects; the caller decides between retry and failure (see `record_failure`)."""
     with session_factory.begin() as session:
-        event = inbox.claim(session, event_pk, at=clock())
+        event = inbox.claim(session, event_pk)
         if event is None:
             found = session.execute(
                 select(WebhookEvent.type, WebhookEvent.account_id, WebhookEvent.status).filter_by(id=event_pk)
@@ -82,8 +83,7 @@ def process_event(session_factory: sessionmaker[Session], event_pk: int, *, cloc
         handler = handler_for(event.provider, event.type)
         now = clock()
         if handler is None:
-            event.status = EventStatus.IGNORED
-            event.updated_at = now
+            inbox.mark_ignored(event, at=now)
             return Result(EventStatus.IGNORED, event.type)
         outcome = Outcome()
         handler(session, event, now, outcome)

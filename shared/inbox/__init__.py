@@ -2,7 +2,7 @@
 done only with its effects (`claim`), found again when its message was lost (`sweep`). The
 `@handles` table is `registry`."""
 
-from shared.inbox.claiming import claim, lock_event, mark_succeeded, record_failure
+from shared.inbox.claiming import claim, lock_event, mark_ignored, mark_succeeded, record_failure
 from shared.inbox.record import IntakeSql, Stored, record_event, record_event_on_cursor
 from shared.inbox.sweep import counts_by_status, due_for_sweep, restart_sweep_clock
 
@@ -13,6 +13,7 @@ __all__ = [
     "counts_by_status",
     "due_for_sweep",
     "lock_event",
+    "mark_ignored",
     "mark_succeeded",
     "record_event",
     "record_event_on_cursor",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from shared.db import for_update
@@ -12,19 +12,11 @@ from shared.models import WebhookEvent
 from shared.models.events import DONE_STATUSES, EventStatus
 
 _LOCK_EVENT = for_update(select(WebhookEvent).where(WebhookEvent.id == bindparam("event_pk")))
-_CLAIM = (
-    update(WebhookEvent)
-    # Only a `received` event: a done one is done, and a dead-lettered (`failed`) one runs again
-    # when an operator replays it (which makes it `received`), not on a stray duplicate message.
-    .where(WebhookEvent.id == bindparam("event_pk"), WebhookEvent.status == EventStatus.RECEIVED)
-    .values(
-        attempts=WebhookEvent.attempts + 1,
-        next_attempt_at=None,
-        updated_at=bindparam("at", type_=WebhookEvent.__table__.c.updated_at.type),
-    )
-    .returning(WebhookEvent)
-    # The claim opens the transaction: no object in the session to synchronise.
-    .execution_options(populate_existing=True, synchronize_session=False)
+# Only a `received` event: a done one is done, and a dead-lettered (`failed`) one runs again when
+# an operator replays it (which makes it `received`), not on a stray duplicate message. A task that
+# waited on the lock finds the row as the holder committed it (PostgreSQL re-checks the condition).
+_CLAIM = for_update(
+    select(WebhookEvent).where(WebhookEvent.id == bindparam("event_pk"), WebhookEvent.status == EventStatus.RECEIVED)
 )
 
 
@@ -32,22 +24,36 @@ def lock_event(session: Session, event_pk: int) -> WebhookEvent | None:
     return session.scalars(_LOCK_EVENT, {"event_pk": event_pk}).one_or_none()
 
 
-def claim(session: Session, event_pk: int, *, at: datetime) -> WebhookEvent | None:
-    """Take a `received` event for this transaction: lock its row, count the attempt and load it,
-    in one statement. None when the event is missing, already done (a duplicate task that waited
-    on the lock finds the first one's commit) or dead-lettered.
+def claim(session: Session, event_pk: int) -> WebhookEvent | None:
+    """Take a `received` event for this transaction: lock its row and load it, in one statement.
+    None when the event is missing, already done (a duplicate task that waited on the lock finds
+    the first one's commit) or dead-lettered.
 
-    The count commits only with the handler's effects: a run that fails rolls it back, and
-    `record_failure` counts it instead; a killed worker's run leaves no trace at all, the event
-    stays `received` with its old `updated_at`, and the sweeper re-queues it after the grace.
+    The run's attempt is counted by the mark of its outcome (`mark_succeeded`, `mark_ignored`),
+    in the same transaction and the same UPDATE: the row is written once a run. A run that fails
+    rolls back, and `record_failure` counts it instead; a killed worker's run leaves no trace at
+    all, the event stays `received` with its old `updated_at`, and the sweeper re-queues it after
+    the grace.
     """
-    return session.scalars(_CLAIM, {"event_pk": event_pk, "at": at}).one_or_none()
+    return session.scalars(_CLAIM, {"event_pk": event_pk}).one_or_none()
 
 
 def mark_succeeded(event: WebhookEvent, *, at: datetime) -> None:
+    _count_run(event, at=at)
     event.status = EventStatus.SUCCEEDED
     event.processed_at = at
     event.last_error = None
+
+
+def mark_ignored(event: WebhookEvent, *, at: datetime) -> None:
+    """A claimed event of a type billhook does not handle: done, with nothing to do."""
+    _count_run(event, at=at)
+    event.status = EventStatus.IGNORED
+
+
+def _count_run(event: WebhookEvent, *, at: datetime) -> None:
+    event.attempts += 1  # under the row lock: no other run changes it meanwhile
+    event.next_attempt_at = None
     event.updated_at = at
 
 

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import psycopg
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from shared import event_ops, processing
@@ -51,6 +51,27 @@ def test_success_commits_the_effects_and_the_succeeded_mark_together(seeded, now
     assert (event.status, event.processed_at, event.attempts, event.account_id) == ("succeeded", now, 1, "acct_p")
     [entry] = rows(seeded, CreditLedgerEntry)
     assert entry.source_event_id == pk
+
+
+def test_a_run_writes_its_inbox_row_once(seeded, now):
+    """The claim only locks and reads the row; the success mark counts the attempt in the same
+    UPDATE (a webhook's row is ~2 KB: each write is a new row version and its WAL)."""
+    pk = store(seeded, checkout(), now)
+    writes = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("UPDATE WEBHOOK_EVENTS"):
+            writes.append(statement)
+
+    engine = seeded.kw["bind"]
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        processing.process_event(seeded, pk, clock=lambda: now)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+    assert len(writes) == 1
+    assert (loaded(seeded, pk).status, loaded(seeded, pk).attempts) == ("succeeded", 1)
 
 
 def test_a_handler_that_raises_leaves_no_partial_effects_and_the_event_not_succeeded(seeded, now):
