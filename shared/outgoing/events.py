@@ -15,11 +15,18 @@ query however many events one provider event tells (an invoice.paid: subscriptio
 credits.granted, payment.succeeded). The account's `outgoing_sequence` and `billing_changed_at`
 are written then too, one UPDATE instead of one an event. Until the commit the rows hold the
 body without `billing`; nothing reads them before (deliveries are sent after the commit).
+
+The enabled endpoints are read once a transaction, or once a batch of transactions inside
+`endpoints_read_once` (the worker's batch messages): an endpoint added or disabled meanwhile
+applies from the next batch, a fraction of a second later.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -163,10 +170,31 @@ def _queue_deliveries(session: Session, event_id: str, type: str, at: datetime) 
     return ids
 
 
+# Inside `endpoints_read_once`: a holder, empty until the batch's first read.
+_READ_FOR_BATCH: ContextVar[list | None] = ContextVar("billhook_endpoints_for_batch", default=None)
+
+
+@contextmanager
+def endpoints_read_once() -> Iterator[None]:
+    """Within: the transactions that emit (one after the other, a batch of events) read the
+    enabled endpoints once, in the first of them, and the others use what it read."""
+    token = _READ_FOR_BATCH.set([])
+    try:
+        yield
+    finally:
+        _READ_FOR_BATCH.reset(token)
+
+
 def _enabled_endpoints(session: Session) -> list:
-    """The enabled endpoints, read once a transaction: every event of one transaction goes to the
-    same endpoints."""
+    """The enabled endpoints, read once a transaction (every event of one transaction goes to the
+    same endpoints), or once a batch inside `endpoints_read_once`."""
     held = held_in_transaction(session)
     if _ENDPOINTS not in held:
-        held[_ENDPOINTS] = session.execute(_ENABLED_ENDPOINTS).all()
+        batch = _READ_FOR_BATCH.get()
+        if batch:
+            held[_ENDPOINTS] = batch[0]
+        else:
+            held[_ENDPOINTS] = session.execute(_ENABLED_ENDPOINTS).all()
+            if batch is not None:
+                batch.append(held[_ENDPOINTS])
     return held[_ENDPOINTS]

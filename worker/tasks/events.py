@@ -15,6 +15,7 @@ from shared import handoff, metrics, processing
 from shared.errors import NotConfigured, PermanentError, ProviderError, TransientError
 from shared.logs import log_line
 from shared.models import WebhookEvent
+from shared.outgoing import events as outgoing
 from shared.stripe import reconcile
 from worker import retry
 from worker.celery_app import runtime
@@ -56,7 +57,8 @@ def process_events(self, event_pks: list[int]) -> list[str]:
             return []
         committed: list[processing.Result] = []
         try:
-            return [_process_event(self, rt, int(event_pk), batched=committed) for event_pk in event_pks]
+            with outgoing.endpoints_read_once():
+                return [_process_event(self, rt, int(event_pk), batched=committed) for event_pk in event_pks]
         finally:
             # What the batch's committed events queued, handed over together: the publisher then
             # sends their emails in `send_emails` messages of several rows, not one message an
