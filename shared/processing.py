@@ -83,12 +83,11 @@ def process_event(session_factory: sessionmaker[Session], event_pk: int, *, cloc
         handler = handler_for(event.provider, event.type)
         now = clock()
         if handler is None:
-            inbox.mark_ignored(event, at=now)
+            inbox.mark_ignored(session, event, at=now)
             return Result(EventStatus.IGNORED, event.type)
         outcome = Outcome()
         handler(session, event, now, outcome)
-        event.account_id = outcome.account_id or event.account_id
-        inbox.mark_succeeded(event, at=now)
+        inbox.mark_succeeded(session, event, at=now, account_id=outcome.account_id)
         # Returned from inside the block: the caller gets the ids only once the commit succeeded.
         return Result(DONE, event.type, event.account_id, tuple(outcome.emails), tuple(outcome.deliveries))
 

@@ -23,7 +23,7 @@ def test_replay_makes_a_failed_event_received_again(session, now):
 
 def test_replay_refuses_done_and_missing_events(session, now):
     pk = record(session, now).id
-    inbox.mark_succeeded(session.get(WebhookEvent, pk), at=now)
+    inbox.mark_succeeded(session, session.get(WebhookEvent, pk), at=now)
     ignored_pk = record(session, now, handled=False).id
 
     assert event_ops.reset_for_replay(session, pk, at=now) is False

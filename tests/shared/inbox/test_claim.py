@@ -18,7 +18,7 @@ def test_claim_loads_the_event_and_its_mark_counts_the_attempt_unless_it_is_done
 
     assert (event.id, event.attempts, event.status) == (pk, 0, "received")
     assert event.payload["type"] == "invoice.paid"
-    inbox.mark_succeeded(event, at=now)
+    inbox.mark_succeeded(session, event, at=now)
     assert (event.attempts, event.status, event.updated_at, event.processed_at) == (1, "succeeded", now, now)
     assert inbox.claim(session, pk) is None
     assert inbox.claim(session, 999_999) is None
@@ -28,7 +28,7 @@ def test_an_unhandled_type_is_marked_ignored_with_its_attempt(session, now):
     pk = record(session, now - timedelta(hours=1)).id
     event = inbox.claim(session, pk)
 
-    inbox.mark_ignored(event, at=now)
+    inbox.mark_ignored(session, event, at=now)
 
     assert (event.attempts, event.status, event.updated_at) == (1, "ignored", now)
     assert inbox.claim(session, pk) is None
@@ -56,7 +56,7 @@ def test_record_failure_without_a_retry_time_dead_letters_the_event(session, now
 
 def test_record_failure_never_undoes_a_success(session, now):
     pk = record(session, now).id
-    inbox.mark_succeeded(session.get(WebhookEvent, pk), at=now)
+    inbox.mark_succeeded(session, session.get(WebhookEvent, pk), at=now)
 
     inbox.record_failure(session, pk, "TimeoutError: late", at=now, retry_at=None)
 

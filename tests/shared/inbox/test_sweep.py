@@ -24,7 +24,7 @@ def test_due_for_sweep_picks_received_events_older_than_the_grace(session, now):
 def test_due_for_sweep_skips_done_failed_and_ignored_events(session, now):
     long_ago = now - timedelta(days=1)
     done = record(session, long_ago).id
-    inbox.mark_succeeded(session.get(WebhookEvent, done), at=long_ago)
+    inbox.mark_succeeded(session, session.get(WebhookEvent, done), at=long_ago)
     failed = record(session, long_ago).id
     inbox.record_failure(session, failed, "PermanentError: no", at=long_ago, retry_at=None)
     record(session, long_ago, handled=False)
