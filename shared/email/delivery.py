@@ -122,35 +122,42 @@ def send_outbox_email(
             return SendResult(MISSING)
         if row.status != outbox.PENDING:
             return SendResult(ALREADY_DONE, row.backend, row.template, row.account_id, row.provider_message_id)
-        row.attempts += 1
+        # The outcome is written by one UPDATE (`outbox.write_send`), never an ORM flush: a second
+        # UPDATE of a row this transaction already updated makes PostgreSQL re-check its account
+        # foreign key (FOR KEY SHARE on the account), which deadlocks with a handler that holds the
+        # account's lock while queuing the same idempotency key.
+        attempt = {"attempts": row.attempts + 1}
         now = clock()
         try:
-            # No autoflush: the row is written by one UPDATE at commit. A second UPDATE of a row
-            # this transaction already updated makes PostgreSQL re-check its account foreign key
-            # (FOR KEY SHARE on the account), which deadlocks with a handler that holds the
-            # account's lock while queuing the same idempotency key.
-            with session.no_autoflush:
-                if isinstance(provider, _Unread):
-                    provider = get_provider(session, resend_provider.PROVIDER)  # read once: it names the backend too
-                email = _outgoing(session, row, settings, provider)
-                mailer = mailer_for(provider, settings)
+            if isinstance(provider, _Unread):
+                provider = get_provider(session, resend_provider.PROVIDER)  # read once: it names the backend too
+            if not row.recipient:
+                attempt["recipient"] = _account_address(session, row)
+            email = _outgoing(row, attempt.get("recipient", row.recipient), settings, provider)
+            mailer = mailer_for(provider, settings)
             message_id = mailer.send(email)
         except ProviderError as exc:
-            row.last_error = str(exc)[:4000]  # names the backend: "resend: 429 rate_limit_exceeded: ..."
+            error = str(exc)[:4000]  # names the backend: "resend: 429 rate_limit_exceeded: ..."
             if exc.retryable:
-                return SendResult(RETRY, exc.provider, row.template, row.account_id, error=row.last_error)
-            _mark_failed(row, row.last_error)
-            return SendResult(FAILED, exc.provider, row.template, row.account_id, error=row.last_error)
+                outbox.write_send(session, row, **attempt, last_error=error)
+                return SendResult(RETRY, exc.provider, row.template, row.account_id, error=error)
+            outbox.write_send(session, row, **attempt, **_failed(error))
+            return SendResult(FAILED, exc.provider, row.template, row.account_id, error=error)
         except (TemplateError, KeyError) as exc:
             error = f"cannot render {row.template}: {type(exc).__name__}: {exc}"[:4000]
-            _mark_failed(row, error)
+            outbox.write_send(session, row, **attempt, **_failed(error))
             return SendResult(FAILED, None, row.template, row.account_id, error=error)
-        row.status = outbox.SENT
-        row.backend = mailer.name
-        row.provider_message_id = message_id[:200]
-        row.sent_at = now
-        row.last_error = None
-        row.next_attempt_at = None
+        outbox.write_send(
+            session,
+            row,
+            **attempt,
+            status=outbox.SENT,
+            backend=mailer.name,
+            provider_message_id=message_id[:200],
+            sent_at=now,
+            last_error=None,
+            next_attempt_at=None,
+        )
         return SendResult(SENT, mailer.name, row.template, row.account_id, message_id)
 
 
@@ -176,19 +183,27 @@ def _mark_failed(row: EmailOutbox, error: str) -> None:
     row.next_attempt_at = None
 
 
+def _failed(error: str) -> dict:
+    """A send's columns for a row that failed for good."""
+    return {"status": outbox.FAILED, "last_error": error[:4000], "next_attempt_at": None}
+
+
+def _account_address(session: Session, row: EmailOutbox) -> str:
+    """The address of a row queued before billhook knew it, from the account."""
+    account = session.get(Account, row.account_id) if row.account_id else None
+    if account is None or not account.email:
+        # The event naming the address may still be on its way: retry, then fail for ops to see.
+        raise ProviderError("outbox", "no email address known for the account yet", retryable=True)
+    return account.email
+
+
 def _outgoing(
-    session: Session, row: EmailOutbox, settings: Settings, provider: IntegrationProvider | None
+    row: EmailOutbox, recipient: str, settings: Settings, provider: IntegrationProvider | None
 ) -> OutgoingEmail:
-    if not row.recipient:
-        account = session.get(Account, row.account_id) if row.account_id else None
-        if account is None or not account.email:
-            # The event naming the address may still be on its way: retry, then fail for ops to see.
-            raise ProviderError("outbox", "no email address known for the account yet", retryable=True)
-        row.recipient = account.email
     product_name = ((provider.config if provider else None) or {}).get("product_name") or "billhook"
     rendered = render(row.template, row.context or {}, product_name=product_name, app_url=settings.frontend_url)
     return OutgoingEmail(
-        recipient=row.recipient,
+        recipient=recipient,
         subject=rendered.subject,
         html=rendered.html,
         text=rendered.text,

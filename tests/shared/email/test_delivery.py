@@ -4,6 +4,7 @@ import logging
 import threading
 
 import pytest
+from sqlalchemy import event
 
 from shared import credentials
 from shared.billing.accounts import ensure_account
@@ -81,6 +82,39 @@ def test_a_batch_sends_through_the_providers_row_it_read_once(seeded, resend_set
     assert [r.outcome for r in results] == [delivery.SENT, delivery.SENT]
     assert sorted(e["idempotency_key"] for e in fake_resend.emails) == ["batch:1", "batch:2"]
     assert {_row(seeded, pk).backend for pk in (first, second)} == {"resend"}
+
+
+def test_a_send_writes_its_row_once_with_the_address_read_from_the_account(seeded, resend_settings, now):
+    with seeded.begin() as session:
+        ensure_account(session, "acct_1", email="ada@example.com", name="Ada")
+        outcome = Outcome()
+        context = SAMPLES["payment_confirmation"]
+        outbox.queue_email(
+            session,
+            outcome,
+            account_id="acct_1",
+            recipient=None,
+            template="payment_confirmation",
+            context=context,
+            idempotency_key="k:address-later",
+        )
+    writes = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("UPDATE EMAIL_OUTBOX"):
+            writes.append(statement)
+
+    engine = seeded.kw["bind"]
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        result = _send(seeded, outcome.emails[0], resend_settings, now)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+    assert result.outcome == delivery.SENT
+    assert len(writes) == 1  # the address, the attempt and the outcome in one UPDATE
+    row = _row(seeded, outcome.emails[0])
+    assert (row.recipient, row.status, row.attempts, row.sent_at) == ("ada@example.com", "sent", 1, now)
 
 
 def test_server_error_leaves_the_row_pending_and_the_retry_sends_once(seeded, resend_settings, fake_resend, now):
