@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import psycopg
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from shared import event_ops, processing
@@ -18,6 +18,7 @@ from shared.models import Account, CreditLedgerEntry, Subscription, WebhookEvent
 from tests.conftest import Enqueued
 from tests.factories import stripe_events as se
 from tests.factories.inbox import store_event
+from tests.statements import Statements
 
 GRACE = 60
 
@@ -57,20 +58,11 @@ def test_a_run_writes_its_inbox_row_once(seeded, now):
     """The claim only locks and reads the row; the success mark counts the attempt in the same
     UPDATE (a webhook's row is ~2 KB: each write is a new row version and its WAL)."""
     pk = store(seeded, checkout(), now)
-    writes = []
 
-    def count(conn, cursor, statement, parameters, context, executemany):
-        if statement.lstrip().upper().startswith("UPDATE WEBHOOK_EVENTS"):
-            writes.append(statement)
-
-    engine = seeded.kw["bind"]
-    event.listen(engine, "before_cursor_execute", count)
-    try:
+    with Statements(seeded) as statements:
         processing.process_event(seeded, pk, clock=lambda: now)
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
 
-    assert len(writes) == 1
+    assert len(statements.starting("update webhook_events")) == 1
     assert (loaded(seeded, pk).status, loaded(seeded, pk).attempts) == ("succeeded", 1)
 
 

@@ -4,7 +4,6 @@ import logging
 import threading
 
 import pytest
-from sqlalchemy import event
 
 from shared import credentials
 from shared.billing.accounts import ensure_account
@@ -14,6 +13,7 @@ from shared.models import EmailOutbox
 from shared.outcome import Outcome
 from tests.fakes.resend_api import SERVER_ERROR, VALIDATION_ERROR
 from tests.fakes.smtp import LocalSmtp
+from tests.statements import Statements
 
 API_KEY = "re_test_0123456789abcdef"
 
@@ -98,21 +98,12 @@ def test_a_send_writes_its_row_once_with_the_address_read_from_the_account(seede
             context=context,
             idempotency_key="k:address-later",
         )
-    writes = []
-
-    def count(conn, cursor, statement, parameters, context, executemany):
-        if statement.lstrip().upper().startswith("UPDATE EMAIL_OUTBOX"):
-            writes.append(statement)
-
-    engine = seeded.kw["bind"]
-    event.listen(engine, "before_cursor_execute", count)
-    try:
+    with Statements(seeded) as statements:
         result = _send(seeded, outcome.emails[0], resend_settings, now)
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
 
     assert result.outcome == delivery.SENT
-    assert len(writes) == 1  # the address, the attempt and the outcome in one UPDATE
+    # The address, the attempt and the outcome in one UPDATE.
+    assert len(statements.starting("update email_outbox")) == 1
     row = _row(seeded, outcome.emails[0])
     assert (row.recipient, row.status, row.attempts, row.sent_at) == ("ada@example.com", "sent", 1, now)
 

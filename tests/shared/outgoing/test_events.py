@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from shared.billing import lapses, ledger
 from shared.models import OutgoingDelivery, OutgoingEvent, Subscription
@@ -14,6 +14,7 @@ from shared.outgoing import endpoints
 from shared.outgoing import events as outgoing_events_module
 from tests.factories import stripe_events as se
 from tests.shared.stripe.handlers.support import ACCOUNT, DAY, StripeSubscription, run
+from tests.statements import Statements
 
 
 def outgoing_events(session_factory, account_id: str = ACCOUNT) -> list[OutgoingEvent]:
@@ -97,28 +98,20 @@ def test_every_subscribed_endpoint_gets_a_delivery_reported_on_the_outcome(seede
 def test_a_batch_reads_the_endpoints_once_and_every_event_gets_its_delivery(seeded, now):
     with seeded.begin() as session:
         endpoints.add_endpoint(session, "http://127.0.0.1:9/a", allow_private=True, at=now)
-    reads = []
-
-    def count(conn, cursor, statement, parameters, context, executemany):
-        if "FROM outgoing_endpoints" in statement:
-            reads.append(statement)
 
     def purchase(account_id: str) -> dict:
         obj = se.checkout_session(account_id=account_id, mode="payment", package_id="starter")
         return se.event("checkout.session.completed", obj)
 
-    engine = seeded.kw["bind"]
-    event.listen(engine, "before_cursor_execute", count)
-    try:
+    with Statements(seeded) as statements:
         with outgoing_events_module.endpoints_read_once():  # as a batch message runs its events
             results = [run(seeded, purchase(account), now) for account in ("acct_b1", "acct_b2")]
         outside = run(seeded, purchase("acct_b3"), now)
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
 
     assert [len(r.deliveries) for r in results] == [2, 2]  # payment.succeeded and credits.granted, each
     assert len(outside.deliveries) == 2
-    assert len(reads) == 2  # once for the batch of two transactions, once for the one outside it
+    # Once for the batch of two transactions, once for the one outside it.
+    assert len(statements.reading("outgoing_endpoints")) == 2
 
 
 def test_a_debit_below_the_threshold_tells_debited_and_low_once(seeded, now):

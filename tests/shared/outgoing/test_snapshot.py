@@ -5,31 +5,18 @@ commits, at the cost of one query however many events it tells."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from shared.billing import ledger
 from shared.models import Account
 from shared.outcome import Outcome
 from shared.outgoing import events as outgoing
+from tests import statements
 from tests.shared.outgoing.test_events import outgoing_events, types
 from tests.shared.stripe.handlers.support import ACCOUNT, StripeSubscription, run
 
 
-class Statements:
-    def __init__(self, session_factory):
-        self.engine = session_factory.kw["bind"]
-        self.seen: list[str] = []
-
-    def __enter__(self):
-        event.listen(self.engine, "before_cursor_execute", self._note)
-        return self
-
-    def __exit__(self, *exc):
-        event.remove(self.engine, "before_cursor_execute", self._note)
-
-    def _note(self, _conn, _cursor, statement, *_args):
-        self.seen.append(" ".join(statement.split()).lower())
-
+class Statements(statements.Statements):
     def snapshots(self) -> int:
         return sum("plans.features" in s and "credit_ledger" in s for s in self.seen)
 
