@@ -29,7 +29,7 @@ from sqlalchemy import func, insert, select
 
 from bench import adversity, chaos_outgoing, entitlements, intake, loadgen, scenario, services, wrk
 from bench.intake import Server
-from bench.measure import CpuClock, PeakRss, drain_window
+from bench.measure import CpuClock, PeakRss, ServiceCpu, drain_window
 from bench.worker_app import NOOP
 from shared import inbox
 from shared.config import Settings
@@ -268,7 +268,7 @@ def bench_processing(store, broker, tmp, rss, seed, events, q_proc, q_noop, proc
         "billhook_per_s": median(r["billhook_per_s"] for r in per_round),
         "ratio": {"median": median(ratios), "min": min(ratios), "max": max(ratios)},
         "cpu_ms": {
-            name: {part: median(r["cpu_ms"][name][part] for r in per_round) for part in ("main", "pool")}
+            name: {part: median(r["cpu_ms"][name][part] for r in per_round) for part in CPU_PARTS}
             for name in ("billhook", "noop")
         },
         "per_round": per_round,
@@ -312,8 +312,11 @@ def send_deliveries(store, broker, tmp, queue: str, procs, delivered_before: int
     }
 
 
-def cpu_per_message(cpu: tuple[float, float], messages: list) -> dict[str, float]:
-    return {part: 1000 * seconds / len(messages) for part, seconds in zip(("main", "pool"), cpu, strict=True)}
+CPU_PARTS = ("main", "pool", "services")
+
+
+def cpu_per_message(cpu: tuple[float, float, float], messages: list) -> dict[str, float]:
+    return {part: 1000 * seconds / len(messages) for part, seconds in zip(CPU_PARTS, cpu, strict=True)}
 
 
 def store_backlog(store, events: list[dict]) -> dict[str, int]:
@@ -340,22 +343,24 @@ def store_backlog(store, events: list[dict]) -> dict[str, int]:
 
 def drain(
     store, broker, tmp, rss, queue: str, count: int, procs, queues: list[str] | None = None
-) -> tuple[float, tuple[float, float]]:
-    """Seconds from the first message taken to the queue's end, and the worker's (main, pool) CPU
-    seconds from when it was ready (its start-up not counted)."""
+) -> tuple[float, tuple[float, float, float]]:
+    """Seconds from the first message taken to the queue's end, and the CPU seconds of the
+    worker (main, pool) from when it was ready (its start-up not counted) and of PostgreSQL and
+    Redis over the same drain."""
     env = services.service_env(store.url, broker.url, queue, tmp)
     worker = services.start_worker(f"worker-{queue}", env, tmp, concurrency=worker_concurrency(), queues=queues)
     procs.append(worker)
     rss.watch("worker", worker.pid)
-    clock = CpuClock(worker.pid)
+    clock, services_clock = CpuClock(worker.pid), ServiceCpu()
     first, end = drain_window(broker.client, queue, count, timeout=1800)
-    cpu = clock.split()
+    cpu = (*clock.split(), services_clock.total())  # read before the worker's backends go
     rss.sample()
     worker.stop()
     seconds = end - first
     say(
         f"{queue}: {count} messages in {seconds:.1f} s ({count / seconds:.0f}/s); worker CPU "
-        f"{1000 * cpu[1] / count:.2f} ms a message in the pool, {1000 * cpu[0] / count:.2f} in the main process"
+        f"{1000 * cpu[1] / count:.2f} ms a message in the pool, {1000 * cpu[0] / count:.2f} in the main process; "
+        f"PostgreSQL + Redis {1000 * cpu[2] / count:.2f}"
     )
     return seconds, cpu
 
@@ -434,9 +439,10 @@ def print_table(r: dict) -> None:
         f"Procfile ({OUTGOING_CONCURRENCY} processes, its own queue; the receiver verified {p['received']}) "
         f"| {p['deliveries']}: {p['deliveries_per_s']:.0f}/s, {p['delivery_cpu_ms']:.2f} ms of the worker's CPU "
         f"each | | |",
-        f"| CPU an event (billhook) or a task (no-op), ms (pool / main) | {p['cpu_ms']['billhook']['pool']:.2f} / "
-        f"{p['cpu_ms']['billhook']['main']:.2f} vs {p['cpu_ms']['noop']['pool']:.2f} / "
-        f"{p['cpu_ms']['noop']['main']:.2f} | | |",
+        f"| CPU an event (billhook) or a task (no-op), ms: worker pool / main / PostgreSQL + Redis "
+        f"| {p['cpu_ms']['billhook']['pool']:.2f} / {p['cpu_ms']['billhook']['main']:.2f} / "
+        f"{p['cpu_ms']['billhook']['services']:.2f} vs {p['cpu_ms']['noop']['pool']:.2f} / "
+        f"{p['cpu_ms']['noop']['main']:.2f} / {p['cpu_ms']['noop']['services']:.2f} | | |",
         entitlements.table_row(r["entitlements"], pg),
         f"| peak RSS, MB: worker (largest of main and pool) | {max(m['worker_mb'], m['worker_main_mb']):.0f} "
         f"| ≤ {WORKER_RSS_TARGET_MB:.0f} | {met(max(m['worker_mb'], m['worker_main_mb']) <= WORKER_RSS_TARGET_MB)} |",
