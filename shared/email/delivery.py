@@ -166,7 +166,7 @@ def schedule_retry(session_factory: sessionmaker[Session], outbox_id: int, *, at
     with session_factory.begin() as session:
         row = outbox.lock_row(session, outbox_id)
         if row is not None and row.status == outbox.PENDING:
-            row.next_attempt_at = at
+            outbox.write_send(session, row, next_attempt_at=at)
 
 
 def mark_failed(session_factory: sessionmaker[Session], outbox_id: int, error: str) -> None:
@@ -174,13 +174,7 @@ def mark_failed(session_factory: sessionmaker[Session], outbox_id: int, error: s
     with session_factory.begin() as session:
         row = outbox.lock_row(session, outbox_id)
         if row is not None and row.status == outbox.PENDING:
-            _mark_failed(row, error)
-
-
-def _mark_failed(row: EmailOutbox, error: str) -> None:
-    row.status = outbox.FAILED
-    row.last_error = error[:4000]
-    row.next_attempt_at = None
+            outbox.write_send(session, row, **_failed(error))
 
 
 def _failed(error: str) -> dict:

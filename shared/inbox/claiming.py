@@ -66,7 +66,13 @@ _FINISH = (
 
 
 def _finish(
-    session: Session, event: WebhookEvent, *, at: datetime, status: str, processed_at: datetime | None, account_id=None
+    session: Session,
+    event: WebhookEvent,
+    *,
+    at: datetime,
+    status: str,
+    processed_at: datetime | None,
+    account_id: str | None = None,
 ) -> None:
     """The run's outcome and its attempt in one UPDATE, Core on the transaction's connection (an
     ORM flush of the same change cost about twice as much); the loaded object is given the same
