@@ -32,11 +32,13 @@ from datetime import datetime
 
 from sqlalchemy import bindparam, event, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from shared.billing.accounts import lock_account
 from shared.billing.entitlements import entitlement
 from shared.db import held_in_transaction, insert_ignore
 from shared.models import Account, OutgoingDelivery, OutgoingEndpoint, OutgoingEvent
+from shared.models.base import utcnow
 from shared.models.outgoing import DeliveryStatus
 from shared.outcome import Outcome
 
@@ -144,14 +146,37 @@ def _fill_snapshots(session: Session) -> None:
         return
     rows = []
     for account_id, mine in awaiting.items():
-        mine.account.outgoing_sequence = mine.sequence
-        mine.account.billing_changed_at = mine.at
-        billing = entitlement(session, account_id, now=mine.at)  # flushes the two first
+        _write_sequence(session, mine)
+        billing = entitlement(session, account_id, now=mine.at)  # after the transaction's last change
         for event_id, body in mine.bodies.items():
             rows.append({"event_id": event_id, "full_body": {**body, "data": {**body["data"], "billing": billing}}})
     # One executemany by primary key, Core on the transaction's connection: the events were
     # written by Core INSERTs, no ORM object holds them (the ORM's bulk UPDATE cost twice as much).
     session.connection().execute(_SET_BODY, rows)
+
+
+_ACCOUNTS = Account.__table__
+_SET_SEQUENCE = (
+    update(_ACCOUNTS)
+    .where(_ACCOUNTS.c.id == bindparam("account_id"))
+    .values(
+        outgoing_sequence=bindparam("sequence"),
+        billing_changed_at=bindparam("changed_at", type_=_ACCOUNTS.c.billing_changed_at.type),
+        updated_at=bindparam("at", type_=_ACCOUNTS.c.updated_at.type),
+    )
+)
+
+
+def _write_sequence(session: Session, mine: _Awaiting) -> None:
+    """The account's last sequence number and change time: a Core UPDATE on the transaction's
+    connection (the account row is locked; an ORM flush of it cost about twice as much), the
+    loaded account given the same values as committed ones."""
+    session.connection().execute(
+        _SET_SEQUENCE,
+        {"account_id": mine.account.id, "sequence": mine.sequence, "changed_at": mine.at, "at": utcnow()},
+    )
+    set_committed_value(mine.account, "outgoing_sequence", mine.sequence)
+    set_committed_value(mine.account, "billing_changed_at", mine.at)
 
 
 def _queue_deliveries(session: Session, event_id: str, type: str, at: datetime) -> list[int]:
