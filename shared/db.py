@@ -16,10 +16,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, create_engine, event
+from sqlalchemy import Connection, Engine, Select, Table, bindparam, create_engine, event, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 
 from shared.config import Settings
 
@@ -133,6 +134,33 @@ def insert_ignore_sql(dialect: Dialect, model: type, columns: list[str], conflic
     if missing:
         raise ValueError(f"the INSERT also writes {sorted(missing)}: give them values")
     return str(compiled)
+
+
+def update_loaded(session: Session, obj: Any, **values: Any) -> None:
+    """Write `values` (attribute names, which are the column names) to the row of `obj`, a loaded
+    object whose row this transaction holds locked: one Core UPDATE by primary key on the
+    transaction's connection (an ORM flush of the same change costs about twice as much CPU), and
+    the object given the same values as committed ones, so it reads as the row does and has
+    nothing of them left to flush."""
+    table = obj.__table__
+    stmt = _update_by_key(table, tuple(values))
+    (key,) = table.primary_key.columns
+    session.connection().execute(
+        stmt, {"row_key": getattr(obj, key.key), **{f"new_{name}": value for name, value in values.items()}}
+    )
+    for name, value in values.items():
+        set_committed_value(obj, name, value)
+
+
+@functools.cache
+def _update_by_key(table: Table, names: tuple[str, ...]):
+    """`update_loaded`'s statement for these columns, built once: the same object every time."""
+    (key,) = table.primary_key.columns
+    return (
+        update(table)
+        .where(key == bindparam("row_key"))
+        .values({name: bindparam(f"new_{name}", type_=table.c[name].type) for name in names})
+    )
 
 
 def insert_ignore_row(session: Session, model: type, values: dict[str, Any], conflict: list[str]) -> Any:

@@ -14,9 +14,8 @@ from enum import StrEnum
 
 from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
-from shared.db import for_update, insert_ignore
+from shared.db import for_update, insert_ignore, update_loaded
 from shared.email.render import TEMPLATES
 from shared.models import Account, EmailOutbox
 from shared.outcome import Outcome
@@ -101,35 +100,18 @@ def lock_row(session: Session, outbox_id: int) -> EmailOutbox | None:
     return session.scalars(_LOCK_ROW, {"outbox_id": outbox_id}).one_or_none()
 
 
-_ROWS = EmailOutbox.__table__
-# What a send writes, whatever its outcome: one statement for all of them.
-_SEND_COLUMNS = (
-    "recipient",
-    "status",
-    "attempts",
-    "backend",
-    "provider_message_id",
-    "last_error",
-    "next_attempt_at",
-    "sent_at",
-)
-_WRITE_SEND = (
-    update(_ROWS)
-    .where(_ROWS.c.id == bindparam("row_id"))
-    .values({name: bindparam(f"new_{name}", type_=_ROWS.c[name].type) for name in _SEND_COLUMNS})
+# What a send writes, whatever its outcome.
+_SEND_COLUMNS = frozenset(
+    {"recipient", "status", "attempts", "backend", "provider_message_id", "last_error", "next_attempt_at", "sent_at"}
 )
 
 
 def write_send(session: Session, row: EmailOutbox, **changes) -> None:
-    """A send's outcome on its locked row: one Core UPDATE of the send's columns (an ORM flush of
-    it cost about twice as much), and the loaded object given the same values as committed ones."""
-    unknown = set(changes) - set(_SEND_COLUMNS)
+    """A send's outcome on its locked row: one UPDATE of the send's columns (`update_loaded`)."""
+    unknown = set(changes) - _SEND_COLUMNS
     if unknown:
         raise ValueError(f"a send does not write {sorted(unknown)}")
-    values = {f"new_{name}": changes.get(name, getattr(row, name)) for name in _SEND_COLUMNS}
-    session.connection().execute(_WRITE_SEND, {"row_id": row.id, **values})
-    for name, value in changes.items():
-        set_committed_value(row, name, value)
+    update_loaded(session, row, **changes)
 
 
 def due_for_sweep(session: Session, *, now: datetime, grace_seconds: int, limit: int = 500) -> list[int]:

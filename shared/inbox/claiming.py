@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
-from shared.db import for_update
+from shared.db import for_update, update_loaded
 from shared.models import WebhookEvent
 from shared.models.events import DONE_STATUSES, EventStatus
 
@@ -49,22 +48,6 @@ def mark_ignored(session: Session, event: WebhookEvent, *, at: datetime) -> None
     _finish(session, event, at=at, status=EventStatus.IGNORED, processed_at=event.processed_at)
 
 
-_EVENTS = WebhookEvent.__table__
-_FINISH = (
-    update(_EVENTS)
-    .where(_EVENTS.c.id == bindparam("event_pk"))
-    .values(
-        attempts=_EVENTS.c.attempts + 1,  # under the row lock: no other run changes it meanwhile
-        status=bindparam("new_status"),
-        processed_at=bindparam("new_processed_at", type_=_EVENTS.c.processed_at.type),
-        account_id=bindparam("new_account_id"),
-        last_error=None,
-        next_attempt_at=None,
-        updated_at=bindparam("at", type_=_EVENTS.c.updated_at.type),
-    )
-)
-
-
 def _finish(
     session: Session,
     event: WebhookEvent,
@@ -74,30 +57,18 @@ def _finish(
     processed_at: datetime | None,
     account_id: str | None = None,
 ) -> None:
-    """The run's outcome and its attempt in one UPDATE, Core on the transaction's connection (an
-    ORM flush of the same change cost about twice as much); the loaded object is given the same
-    values, as committed ones, so it says what the row says and has nothing left to flush."""
-    values = {
-        "attempts": event.attempts + 1,
-        "status": status,
-        "processed_at": processed_at,
-        "account_id": account_id or event.account_id,
-        "last_error": None,
-        "next_attempt_at": None,
-        "updated_at": at,
-    }
-    session.connection().execute(
-        _FINISH,
-        {
-            "event_pk": event.id,
-            "new_status": values["status"],
-            "new_processed_at": values["processed_at"],
-            "new_account_id": values["account_id"],
-            "at": at,
-        },
+    """The run's outcome and its attempt in one UPDATE of the claimed row (`update_loaded`)."""
+    update_loaded(
+        session,
+        event,
+        attempts=event.attempts + 1,  # under the row lock: no other run changes it meanwhile
+        status=status,
+        processed_at=processed_at,
+        account_id=account_id or event.account_id,
+        last_error=None,
+        next_attempt_at=None,
+        updated_at=at,
     )
-    for name, value in values.items():
-        set_committed_value(event, name, value)
 
 
 def record_failure(session: Session, event_pk: int, error: str, *, at: datetime, retry_at: datetime | None) -> None:

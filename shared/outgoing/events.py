@@ -32,11 +32,10 @@ from datetime import datetime
 
 from sqlalchemy import bindparam, event, select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from shared.billing.accounts import lock_account
 from shared.billing.entitlements import entitlement
-from shared.db import held_in_transaction, insert_ignore
+from shared.db import held_in_transaction, insert_ignore, update_loaded
 from shared.models import Account, OutgoingDelivery, OutgoingEndpoint, OutgoingEvent
 from shared.models.base import utcnow
 from shared.models.outgoing import DeliveryStatus
@@ -155,28 +154,11 @@ def _fill_snapshots(session: Session) -> None:
     session.connection().execute(_SET_BODY, rows)
 
 
-_ACCOUNTS = Account.__table__
-_SET_SEQUENCE = (
-    update(_ACCOUNTS)
-    .where(_ACCOUNTS.c.id == bindparam("account_id"))
-    .values(
-        outgoing_sequence=bindparam("sequence"),
-        billing_changed_at=bindparam("changed_at", type_=_ACCOUNTS.c.billing_changed_at.type),
-        updated_at=bindparam("at", type_=_ACCOUNTS.c.updated_at.type),
-    )
-)
-
-
 def _write_sequence(session: Session, mine: _Awaiting) -> None:
-    """The account's last sequence number and change time: a Core UPDATE on the transaction's
-    connection (the account row is locked; an ORM flush of it cost about twice as much), the
-    loaded account given the same values as committed ones."""
-    session.connection().execute(
-        _SET_SEQUENCE,
-        {"account_id": mine.account.id, "sequence": mine.sequence, "changed_at": mine.at, "at": utcnow()},
+    """The account's last sequence number and change time, on its locked row (`update_loaded`)."""
+    update_loaded(
+        session, mine.account, outgoing_sequence=mine.sequence, billing_changed_at=mine.at, updated_at=utcnow()
     )
-    set_committed_value(mine.account, "outgoing_sequence", mine.sequence)
-    set_committed_value(mine.account, "billing_changed_at", mine.at)
 
 
 def _queue_deliveries(session: Session, event_id: str, type: str, at: datetime) -> list[int]:
