@@ -131,26 +131,24 @@ def _context(body: dict, template: str) -> dict:
 @bp.post("/credits/debit")
 def debit_credits():
     body = json_object()
-    account_id = _optional_account_id(body)
-    if account_id is None:
-        raise ApiError(400, "invalid_field", "account_id is required")
+    account_id = _required_account_id(body)
     amount = body.get("amount")
     if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= MAX_DEBIT:
         raise ApiError(400, "invalid_field", f"amount must be an integer from 1 to {MAX_DEBIT}")
     description = body.get("description") or "Usage"
     if not fields.is_line(description, MAX_DESCRIPTION):
         raise ApiError(400, "invalid_field", f"description must be one line of at most {MAX_DESCRIPTION} chars")
-    key = _idempotency_key(body)
+    key = f"api:debit:{_idempotency_key(body)}"
     return _write_ledger(
         account_id,
-        f"api:debit:{key}",
+        key,
         lambda session, outcome, now: ledger.debit_credits(
             session,
             outcome,
             account_id=account_id,
             amount=amount,
             description=description,
-            idempotency_key=f"api:debit:{key}",
+            idempotency_key=key,
             at=now,
         ),
         amount=amount,
@@ -161,9 +159,7 @@ def debit_credits():
 @bp.post("/credits/adjust")
 def adjust_credits():
     body = json_object()
-    account_id = _optional_account_id(body)
-    if account_id is None:
-        raise ApiError(400, "invalid_field", "account_id is required")
+    account_id = _required_account_id(body)
     amount = body.get("amount")
     if isinstance(amount, bool) or not isinstance(amount, int) or amount == 0 or abs(amount) > ledger.MAX_ADJUSTMENT:
         raise ApiError(400, "invalid_field", f"amount must be a non-zero integer of at most {ledger.MAX_ADJUSTMENT}")
@@ -173,10 +169,10 @@ def adjust_credits():
     actor = body.get("actor", "main_app")
     if not fields.is_line(actor, MAX_ACTOR) or not actor.strip():
         raise ApiError(400, "invalid_field", f"actor must be one line of 1 to {MAX_ACTOR} chars")
-    key = _idempotency_key(body)
+    key = f"adjust:{_idempotency_key(body)}"
     return _write_ledger(
         account_id,
-        f"adjust:{key}",
+        key,
         lambda session, outcome, now: ledger.adjust_credits(
             session,
             outcome,
@@ -184,7 +180,7 @@ def adjust_credits():
             amount=amount,
             reason=reason.strip(),
             actor=f"api:{actor.strip()}",
-            idempotency_key=f"adjust:{key}",
+            idempotency_key=key,
             at=now,
         ),
         amount=amount,
@@ -239,6 +235,13 @@ def _idempotency_key(body: dict) -> str:
     if not isinstance(key, str) or not _KEY.fullmatch(key):
         raise ApiError(400, "invalid_idempotency_key", "idempotency_key is required: 1 to 150 of A-Z a-z 0-9 _ . : -")
     return key
+
+
+def _required_account_id(body: dict) -> str:
+    account_id = _optional_account_id(body)
+    if account_id is None:
+        raise ApiError(400, "invalid_field", "account_id is required")
+    return account_id
 
 
 def _optional_account_id(body: dict) -> str | None:
