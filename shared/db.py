@@ -122,6 +122,21 @@ def insert_ignore(
     return result.rowcount == 1
 
 
+def insert_ignore_many(
+    session: Session, model: type, rows: list[dict[str, Any]], conflict: list[str], returning: tuple
+) -> list[Any]:
+    """`insert_ignore` of several rows in one statement (SQLAlchemy's "insertmanyvalues": a
+    multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING): the `returning` columns of the rows
+    inserted, in no promised order; a row whose key was taken is not among them."""
+    if not rows:
+        return []
+    if session.autoflush:
+        session.flush()
+    connection = session.connection()
+    stmt = _insert_ignore_stmt(connection.dialect.name, model, tuple(conflict), returning)
+    return connection.execute(stmt, rows).all()
+
+
 def insert_ignore_sql(dialect: Dialect, model: type, columns: list[str], conflict: list[str], returning: Any) -> str:
     """`insert_ignore`'s statement as the dialect's SQL text, with a named parameter for each of
     `columns`: for a hot path that runs it on a DBAPI cursor. Every column the INSERT writes must
@@ -221,6 +236,8 @@ def _insert_ignore_row_stmt(dialect: str, model: type, conflict: tuple):
 @functools.lru_cache(maxsize=256)
 def _insert_ignore_stmt(dialect: str, model: type, conflict: tuple, returning: Any):
     stmt = _dialect_insert(dialect, model.__table__).on_conflict_do_nothing(index_elements=list(conflict))
+    if isinstance(returning, tuple):
+        return stmt.returning(*returning)
     if returning is not None:
         return stmt.returning(returning)
     # SQLAlchemy 2.1 reports an INSERT's rowcount only when asked to (psycopg closes the cursor

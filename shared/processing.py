@@ -88,8 +88,9 @@ def process_event(session_factory: sessionmaker[Session], event_pk: int, *, cloc
         outcome = Outcome()
         handler(session, event, now, outcome)
         inbox.mark_succeeded(session, event, at=now, account_id=outcome.account_id)
-        # Returned from inside the block: the caller gets the ids only once the commit succeeded.
-        return Result(DONE, event.type, event.account_id, tuple(outcome.emails), tuple(outcome.deliveries))
+    # After the commit: the caller gets the ids only once it succeeded, and the outgoing
+    # deliveries are written just before it (shared/outgoing/events.py).
+    return Result(DONE, event.type, event.account_id, tuple(outcome.emails), tuple(outcome.deliveries))
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -8,13 +8,13 @@ hold it already) while its `outgoing_sequence` is taken, so an account's sequenc
 rolled-back transaction takes its numbers back with it. A delivery row per subscribed endpoint is
 written with the event; its id goes on the `Outcome` for the committer to enqueue.
 
-The account's billing state after the change (`data["billing"]`) is filled in once per account
-and transaction, just before the commit (`_fill_snapshots`, a `before_commit` listener on every
-Session): after the transaction's last change, so it is the state the commit makes, and one
-query however many events one provider event tells (an invoice.paid: subscription.activated,
-credits.granted, payment.succeeded). The account's `outgoing_sequence` and `billing_changed_at`
-are written then too, one UPDATE instead of one an event. Until the commit the rows hold the
-body without `billing`; nothing reads them before (deliveries are sent after the commit).
+`emit` only notes the event; the transaction's events are written just before its commit
+(`_write_events`, a `before_commit` listener on every Session), after its last change: each
+account's sequence and change time (one UPDATE), its billing state (`data["billing"]`, one query
+however many events one provider event tells: an invoice.paid tells subscription.activated,
+credits.granted and payment.succeeded), then every event in one multi-row INSERT and their
+deliveries in another. Nothing reads the rows before the commit (deliveries are sent after it),
+and the delivery ids reach the `Outcome` then: its committer reads them after the commit.
 
 The enabled endpoints are read once a transaction, or once a batch of transactions inside
 `endpoints_read_once` (the worker's batch messages): an endpoint added or disabled meanwhile
@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from shared.billing.accounts import lock_account
 from shared.billing.entitlements import entitlement
-from shared.db import held_in_transaction, insert_ignore, update_loaded
+from shared.db import held_in_transaction, insert_ignore_many, update_loaded
 from shared.models import Account, OutgoingDelivery, OutgoingEndpoint, OutgoingEvent
 from shared.models.base import utcnow
 from shared.models.outgoing import DeliveryStatus
@@ -65,36 +65,50 @@ TYPES = (
 _NAMESPACE = uuid.UUID("6f1d2c4e-9a51-4c8e-8d0b-0b1e2f0c7a11")
 
 _EVENTS = OutgoingEvent.__table__
-_SET_BODY = (
+# A written event renumbered (`_close_gaps`): its sequence, in the row and in its body.
+_RENUMBER = (
     update(_EVENTS)
     .where(_EVENTS.c.id == bindparam("event_id"))
-    .values(body=bindparam("full_body", type_=_EVENTS.c.body.type))
+    .values(
+        sequence=bindparam("new_sequence", type_=_EVENTS.c.sequence.type),
+        body=bindparam("full_body", type_=_EVENTS.c.body.type),
+    )
 )
 _ENABLED_ENDPOINTS = select(OutgoingEndpoint.id, OutgoingEndpoint.event_types).where(OutgoingEndpoint.enabled)
-# Keys of this transaction's record (`held_in_transaction`): what it wrote, awaiting the commit.
-_AWAITING = (OutgoingEvent, "awaiting_snapshot")
+# Keys of this transaction's record (`held_in_transaction`): what it emitted, awaiting the commit.
+_AWAITING = (OutgoingEvent, "awaiting_commit")
 _ENDPOINTS = (OutgoingEndpoint, "enabled")
 
 
 @dataclass
+class _Emitted:
+    event_id: str
+    type: str
+    data: dict
+    at: datetime
+    outcome: Outcome
+
+
+@dataclass
 class _Awaiting:
-    """One account's events this transaction wrote: the snapshot and the sequence still to write."""
+    """One account's events this transaction emitted, by key, in the order emitted."""
 
     account: Account
-    sequence: int
-    at: datetime
-    bodies: dict[str, dict] = field(default_factory=dict)
+    last_sequence: int  # the account's, before this transaction's events
+    changed_before: datetime | None  # its `billing_changed_at` before them
+    events: dict[str, _Emitted] = field(default_factory=dict)
 
 
 def event_id_for(key: str) -> str:
     return "evt_" + uuid.uuid5(_NAMESPACE, key).hex
 
 
-def emit(session: Session, outcome: Outcome, *, account_id: str, type: str, key: str, data: dict, at: datetime) -> bool:
-    """Write one outgoing event (and its deliveries) once per `key`; False when the key was taken.
+def emit(session: Session, outcome: Outcome, *, account_id: str, type: str, key: str, data: dict, at: datetime) -> None:
+    """Write one outgoing event (and its deliveries) once per `key`, at the commit: a key this
+    transaction emitted already, or one a committed event holds, writes nothing.
 
     `data` is the change; the account's billing state after the transaction is added as
-    `data["billing"]` before the commit."""
+    `data["billing"]`."""
     if type not in TYPES:
         raise ValueError(f"unknown outgoing event type {type!r}")
     account = lock_account(session, account_id)
@@ -102,87 +116,117 @@ def emit(session: Session, outcome: Outcome, *, account_id: str, type: str, key:
         raise ValueError(f"no account {account_id!r} for an outgoing event")
     awaiting = held_in_transaction(session).setdefault(_AWAITING, {})
     mine = awaiting.get(account_id)
-    sequence = (mine.sequence if mine else account.outgoing_sequence or 0) + 1
-    event_id = event_id_for(key)
-    body = {
-        "id": event_id,
-        "type": type,
-        "version": VERSION,
-        "created": at.isoformat(),
-        "account_id": account_id,
-        "sequence": sequence,
-        "data": data,
-    }
-    row = {
-        "id": event_id,
-        "idempotency_key": key,
-        "account_id": account_id,
-        "type": type,
-        "sequence": sequence,
-        "body": body,
-        "created_at": at,
-    }
-    # Under the account lock every writer of this account's keys waits for the one before it;
-    # the unique key decides, a committed duplicate and one of this transaction's alike.
-    if insert_ignore(session, OutgoingEvent, row, ["idempotency_key"], returning=OutgoingEvent.id) is None:
-        return False
     if mine is None:
-        mine = awaiting[account_id] = _Awaiting(account, sequence, at)
-    mine.sequence, mine.at = sequence, max(mine.at, at)
-    mine.bodies[event_id] = body
-    outcome.queued_deliveries(_queue_deliveries(session, event_id, type, at))
-    return True
+        mine = awaiting[account_id] = _Awaiting(account, account.outgoing_sequence or 0, account.billing_changed_at)
+    if key not in mine.events:
+        mine.events[key] = _Emitted(event_id_for(key), type, data, at, outcome)
 
 
 @event.listens_for(Session, "before_commit")
-def _fill_snapshots(session: Session) -> None:
+def _write_events(session: Session) -> None:
     """Before the commit of a transaction that emitted: each account's sequence and change time,
-    then its snapshot, read once after the transaction's last change, into each of its events."""
+    its billing state read once after the transaction's last change, then its events and their
+    deliveries, a multi-row INSERT each."""
     if session.in_nested_transaction():
         return  # a savepoint's release: the transaction goes on
     awaiting = held_in_transaction(session).pop(_AWAITING, None)
     if not awaiting:
         return
-    rows = []
+    rows, emitted = [], {}
     for account_id, mine in awaiting.items():
-        _write_sequence(session, mine)
-        billing = entitlement(session, account_id, now=mine.at)  # after the transaction's last change
-        for event_id, body in mine.bodies.items():
-            rows.append({"event_id": event_id, "full_body": {**body, "data": {**body["data"], "billing": billing}}})
-    # One executemany by primary key, Core on the transaction's connection: the events were
-    # written by Core INSERTs, no ORM object holds them (the ORM's bulk UPDATE cost twice as much).
-    session.connection().execute(_SET_BODY, rows)
+        at = max(e.at for e in mine.events.values())
+        _write_sequence(session, mine.account, mine.last_sequence + len(mine.events), at)
+        billing = entitlement(session, account_id, now=at)  # after the transaction's last change
+        for sequence, (key, e) in enumerate(mine.events.items(), mine.last_sequence + 1):
+            rows.append(_row(account_id, key, e, sequence, billing))
+            emitted[e.event_id] = e
+    # Under the account lock every writer of this account's keys waits for the one before it: the
+    # unique key decides which are new (a key a committed event holds is left out).
+    inserted = insert_ignore_many(session, OutgoingEvent, rows, ["idempotency_key"], (OutgoingEvent.id,))
+    written = {event_id for (event_id,) in inserted}
+    if len(written) < len(rows):
+        rows = _close_gaps(session, awaiting, rows, written)
+    _write_deliveries(session, rows, emitted)
 
 
-def _write_sequence(session: Session, mine: _Awaiting) -> None:
+def _row(account_id: str, key: str, e: _Emitted, sequence: int, billing: dict | None) -> dict:
+    body = {
+        "id": e.event_id,
+        "type": e.type,
+        "version": VERSION,
+        "created": e.at.isoformat(),
+        "account_id": account_id,
+        "sequence": sequence,
+        "data": {**e.data, "billing": billing},
+    }
+    return {
+        "id": e.event_id,
+        "idempotency_key": key,
+        "account_id": account_id,
+        "type": e.type,
+        "sequence": sequence,
+        "body": body,
+        "created_at": e.at,
+    }
+
+
+def _close_gaps(session: Session, awaiting: dict[str, _Awaiting], rows: list[dict], written: set[str]) -> list[dict]:
+    """Some keys were taken by committed events (a change told before, under another provider
+    event): the written events of each account take consecutive numbers after its last one, and
+    the account keeps its last number and change time when none of its events was new. Returns the
+    written rows. Rare: it costs what the gaps need."""
+    kept, renumbered = [], []
+    for account_id, mine in awaiting.items():
+        sequence = mine.last_sequence
+        for row in rows:
+            if row["account_id"] != account_id or row["id"] not in written:
+                continue
+            sequence += 1
+            if row["sequence"] != sequence:
+                row["sequence"] = sequence
+                row["body"] = {**row["body"], "sequence": sequence}
+                renumbered.append({"event_id": row["id"], "new_sequence": sequence, "full_body": row["body"]})
+            kept.append(row)
+        if sequence != mine.account.outgoing_sequence:
+            values = {"outgoing_sequence": sequence}
+            if not any(row["account_id"] == account_id for row in kept):
+                values["billing_changed_at"] = mine.changed_before
+            update_loaded(session, mine.account, **values)
+    if renumbered:
+        session.connection().execute(_RENUMBER, renumbered)
+    return kept
+
+
+def _write_sequence(session: Session, account: Account, sequence: int, at: datetime) -> None:
     """The account's last sequence number and change time, on its locked row (`update_loaded`)."""
-    update_loaded(
-        session, mine.account, outgoing_sequence=mine.sequence, billing_changed_at=mine.at, updated_at=utcnow()
-    )
+    update_loaded(session, account, outgoing_sequence=sequence, billing_changed_at=at, updated_at=utcnow())
 
 
-def _queue_deliveries(session: Session, event_id: str, type: str, at: datetime) -> list[int]:
-    ids = []
-    for endpoint_id, event_types in _enabled_endpoints(session):
-        if event_types and type not in event_types:
-            continue
-        delivery_id = insert_ignore(
-            session,
-            OutgoingDelivery,
-            {
-                "event_id": event_id,
-                "endpoint_id": endpoint_id,
-                "status": DeliveryStatus.PENDING,
-                "attempts": 0,
-                "created_at": at,
-                "updated_at": at,
-            },
-            ["endpoint_id", "event_id"],
-            returning=OutgoingDelivery.id,
-        )
-        if delivery_id is not None:
-            ids.append(delivery_id)
-    return ids
+def _write_deliveries(session: Session, rows: list[dict], emitted: dict[str, _Emitted]) -> None:
+    """A delivery per subscribed endpoint for each written event, one multi-row INSERT; each id
+    reported on the outcome of the call that emitted the event."""
+    deliveries = [
+        {
+            "event_id": row["id"],
+            "endpoint_id": endpoint_id,
+            "status": DeliveryStatus.PENDING,
+            "attempts": 0,
+            "created_at": row["created_at"],
+            "updated_at": row["created_at"],
+        }
+        for row in rows
+        for endpoint_id, event_types in _enabled_endpoints(session)
+        if not event_types or row["type"] in event_types
+    ]
+    returning = (OutgoingDelivery.id, OutgoingDelivery.event_id)
+    by_event: dict[str, list[int]] = {}
+    for delivery_id, event_id in insert_ignore_many(
+        session, OutgoingDelivery, deliveries, ["endpoint_id", "event_id"], returning
+    ):
+        by_event.setdefault(event_id, []).append(delivery_id)
+    for row in rows:
+        if ids := by_event.get(row["id"]):
+            emitted[row["id"]].outcome.queued_deliveries(sorted(ids))
 
 
 # Inside `endpoints_read_once`: a holder, empty until the batch's first read.

@@ -58,7 +58,8 @@ def test_deliveries_list_show_and_retry_of_a_failed_one(billhook):
     with billhook.session_factory.begin() as session:
         ensure_account(session, "acct_cli")
         outgoing.emit(session, outcome, account_id="acct_cli", type="credits.low", key="k", data={}, at=now)
-        (delivery_id,) = outcome.deliveries
+    (delivery_id,) = outcome.deliveries  # written at the commit
+    with billhook.session_factory.begin() as session:
         row = session.get(OutgoingDelivery, delivery_id)
         row.status, row.last_error = DeliveryStatus.FAILED, "HTTP 500"
 

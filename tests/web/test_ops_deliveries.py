@@ -40,7 +40,8 @@ def failed_delivery(session_factory) -> int:
         endpoints.add_endpoint(session, "http://127.0.0.1:9/hook", allow_private=True, at=now)
         ensure_account(session, "acct_ops")
         outgoing.emit(session, outcome, account_id="acct_ops", type="payment.failed", key="k", data={}, at=now)
-        (delivery_id,) = outcome.deliveries
+    (delivery_id,) = outcome.deliveries  # written at the commit
+    with session_factory.begin() as session:
         row = session.get(OutgoingDelivery, delivery_id)
         row.status, row.last_error, row.attempts = DeliveryStatus.FAILED, "HTTP 503", 9
     return delivery_id

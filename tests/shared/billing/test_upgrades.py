@@ -21,6 +21,10 @@ PERIOD = timedelta(days=30)
 
 @pytest.fixture
 def policy(session):
+    set_policy(session)
+
+
+def set_policy(session) -> None:
     """growth and scale grant the difference on an upgrade to them; starter keeps the default."""
     for plan_id in ("growth", "scale"):
         session.get(Plan, plan_id).upgrade_credits = upgrades.DIFFERENCE
@@ -29,6 +33,10 @@ def policy(session):
 
 @pytest.fixture
 def sub(session, now, policy):
+    return start_subscription(session, now)
+
+
+def start_subscription(session, now):
     """An active starter subscription whose period began at `now`."""
     ensure_account(session, ACCOUNT)
     subscription = subscriptions.lock_or_create_subscription(
@@ -85,14 +93,23 @@ def upgrade_entries(session) -> list[CreditLedgerEntry]:
     return list(session.scalars(stmt.order_by(CreditLedgerEntry.id)))
 
 
-def test_an_upgrade_grants_the_difference_once_with_its_outgoing_event(session, sub, now):
+def test_an_upgrade_grants_the_difference_once(session, sub, now):
     granted = change_plan(session, sub, "growth", now + timedelta(days=10), "evt_up")
 
     assert granted == GROWTH - STARTER
     [entry] = upgrade_entries(session)
     assert (entry.amount, entry.idempotency_key) == (GROWTH - STARTER, "upgrade:stripe:sub_up:evt_up")
     assert ledger.balance(session, ACCOUNT) == GROWTH - STARTER
-    told = session.scalars(select(OutgoingEvent).filter_by(type="credits.granted")).one()
+
+
+def test_an_upgrade_tells_the_main_app_of_its_grant_at_the_commit(seeded, now):
+    with seeded.begin() as session:
+        set_policy(session)
+        sub = start_subscription(session, now)
+        change_plan(session, sub, "growth", now + timedelta(days=10), "evt_up")
+
+    with seeded() as session:
+        told = session.scalars(select(OutgoingEvent).filter_by(type="credits.granted")).one()
     assert told.body["data"]["credits"] == {
         "amount": GROWTH - STARTER,
         "kind": "upgrade_grant",
