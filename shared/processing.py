@@ -1,7 +1,7 @@
 """Running one inbox event through its handler: the transaction rules of exactly-once.
 
-One transaction per run: claim the event (a SELECT ... FOR UPDATE of a `received` row, which
-locks and loads it), run the handler, mark the event `succeeded` with its attempt counted (one
+One transaction per run: claim the event (a SELECT ... FOR UPDATE, which locks and loads it;
+the run goes on when it is `received`), run the handler, mark the event `succeeded` with its attempt counted (one
 UPDATE: the row is written once a run). The effects, the attempt and the `succeeded` mark commit
 together or not at all, and a concurrent duplicate task waits on the row lock, then finds the
 event done.
@@ -70,15 +70,12 @@ def process_event(session_factory: sessionmaker[Session], event_pk: int, *, cloc
     """Run the event's handler exactly once. Raises the handler's error after rolling back its
     effects; the caller decides between retry and failure (see `record_failure`)."""
     with session_factory.begin() as session:
-        event = inbox.claim(session, event_pk)
+        event = inbox.lock_event(session, event_pk)
         if event is None:
-            found = session.execute(
-                select(WebhookEvent.type, WebhookEvent.account_id, WebhookEvent.status).filter_by(id=event_pk)
-            ).one_or_none()
-            if found is None:
-                return Result(MISSING)
+            return Result(MISSING)
+        if not inbox.claimed(event):
             return Result(
-                DEAD_LETTERED if found.status == EventStatus.FAILED else ALREADY_DONE, found.type, found.account_id
+                DEAD_LETTERED if event.status == EventStatus.FAILED else ALREADY_DONE, event.type, event.account_id
             )
         handler = handler_for(event.provider, event.type)
         now = clock()

@@ -1,15 +1,15 @@
-"""The durable inbox of provider events: stored once (`record`), claimed for a run and marked
-done only with its effects (`claim`), found again when its message was lost (`sweep`). The
+"""The durable inbox of provider events: stored once (`record`), locked for a run and marked
+done only with its effects (`lock_event`, `claimed`), found again when its message was lost (`sweep`). The
 `@handles` table is `registry`."""
 
-from shared.inbox.claiming import claim, lock_event, mark_ignored, mark_succeeded, record_failure
+from shared.inbox.claiming import claimed, lock_event, mark_ignored, mark_succeeded, record_failure
 from shared.inbox.record import IntakeSql, Stored, record_event, record_event_on_cursor
 from shared.inbox.sweep import counts_by_status, due_for_sweep, restart_sweep_clock
 
 __all__ = [
     "IntakeSql",
     "Stored",
-    "claim",
+    "claimed",
     "counts_by_status",
     "due_for_sweep",
     "lock_event",

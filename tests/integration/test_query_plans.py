@@ -51,6 +51,6 @@ def test_the_sweepers_query_reads_an_index_at_100k_events(large_inbox):
 
 
 def test_the_claim_reads_the_primary_key_at_100k_events(large_inbox):
-    plan = _plan(large_inbox, claiming._CLAIM, {"event_pk": 4000})
+    plan = _plan(large_inbox, claiming._LOCK_EVENT, {"event_pk": 4000})
     assert "Seq Scan on webhook_events" not in plan, plan
     assert "pk_webhook_events" in plan, plan

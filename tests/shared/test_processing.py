@@ -66,6 +66,25 @@ def test_a_run_writes_its_inbox_row_once(seeded, now):
     assert (loaded(seeded, pk).status, loaded(seeded, pk).attempts) == ("succeeded", 1)
 
 
+def test_a_duplicate_message_costs_one_statement_and_says_what_the_event_was(seeded, now):
+    pk = store(seeded, checkout(), now)
+    processing.process_event(seeded, pk, clock=lambda: now)
+
+    with Statements(seeded) as statements:
+        again = processing.process_event(seeded, pk, clock=lambda: now)
+
+    assert (again.outcome, again.event_type, again.account_id) == (
+        "already_done",
+        "checkout.session.completed",
+        "acct_p",
+    )
+    run = [s for s in statements.seen if not s.startswith("begin")]  # SQLite's BEGIN IMMEDIATE
+    assert len(run) == 1
+    assert run[0].startswith("select webhook_events.id, webhook_events.provider")  # the lock (SQLite has no FOR UPDATE)
+    assert (loaded(seeded, pk).status, loaded(seeded, pk).attempts) == ("succeeded", 1)
+    assert processing.process_event(seeded, 999_999, clock=lambda: now).outcome == "missing"
+
+
 def test_a_handler_that_raises_leaves_no_partial_effects_and_the_event_not_succeeded(seeded, now):
     # No plan: the handler creates the account and the subscription, then finds it cannot grant.
     pk = store(seeded, checkout(plan_id=None), now)

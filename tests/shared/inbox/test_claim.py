@@ -14,24 +14,25 @@ GRACE = 60
 def test_claim_loads_the_event_and_its_mark_counts_the_attempt_unless_it_is_done(session, now):
     pk = record(session, now - timedelta(hours=1)).id
 
-    event = inbox.claim(session, pk)
+    event = inbox.lock_event(session, pk)
 
     assert (event.id, event.attempts, event.status) == (pk, 0, "received")
+    assert inbox.claimed(event)
     assert event.payload["type"] == "invoice.paid"
     inbox.mark_succeeded(session, event, at=now)
     assert (event.attempts, event.status, event.updated_at, event.processed_at) == (1, "succeeded", now, now)
-    assert inbox.claim(session, pk) is None
-    assert inbox.claim(session, 999_999) is None
+    assert not inbox.claimed(inbox.lock_event(session, pk))
+    assert inbox.lock_event(session, 999_999) is None
 
 
 def test_an_unhandled_type_is_marked_ignored_with_its_attempt(session, now):
     pk = record(session, now - timedelta(hours=1)).id
-    event = inbox.claim(session, pk)
+    event = inbox.lock_event(session, pk)
 
     inbox.mark_ignored(session, event, at=now)
 
     assert (event.attempts, event.status, event.updated_at) == (1, "ignored", now)
-    assert inbox.claim(session, pk) is None
+    assert not inbox.claimed(inbox.lock_event(session, pk))
 
 
 def test_record_failure_with_a_retry_time_keeps_the_event_waiting(session, now):
