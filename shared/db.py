@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Select, Table, bindparam, create_engine, event, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
 from shared.config import Settings
@@ -181,10 +181,36 @@ def _update_by_key(table: Table, names: tuple[str, ...]):
 def insert_ignore_row(session: Session, model: type, values: dict[str, Any], conflict: list[str]) -> Any:
     """INSERT ... ON CONFLICT DO NOTHING RETURNING the new row as an ORM object (in the session,
     one round trip), or None when the row already existed."""
+    row = _insert_returning(session, model, tuple(conflict), values)
+    return None if row is None else _attached(session, model, row)
+
+
+def insert_row(session: Session, model: type, values: dict[str, Any]) -> Any:
+    """INSERT ... RETURNING the new row as an ORM object in the session, one round trip: what
+    `session.add` and a flush do, for a row the caller writes whole at once."""
+    return _attached(session, model, _insert_returning(session, model, None, values))
+
+
+def _insert_returning(session: Session, model: type, conflict: tuple | None, values: dict[str, Any]) -> Any:
+    """The row an INSERT (... ON CONFLICT DO NOTHING, with `conflict`) returns, every column of
+    it; None when the conflict left it out. A Core statement on the transaction's connection."""
     if session.autoflush:
         session.flush()
-    stmt = _insert_ignore_row_stmt(session.get_bind().dialect.name, model, tuple(conflict))
-    return session.scalars(stmt, [values]).one_or_none()
+    connection = session.connection()
+    stmt = _insert_returning_stmt(connection.dialect.name, model.__table__, conflict)
+    return connection.execute(stmt, values).one_or_none()
+
+
+def _attached(session: Session, model: type, row: Any) -> Any:
+    """The row as a persistent object of the session, as a query would have loaded it (every
+    column set, no history, in the identity map), built without the ORM's unit of work: the ORM's
+    INSERT ... RETURNING of an entity, or an add and a flush, cost about twice the CPU of the Core
+    statement (~520 against ~285 µs a row in process). Attribute names are column names here."""
+    obj = model.__mapper__.class_manager.new_instance()
+    obj.__dict__.update(row._mapping)
+    make_transient_to_detached(obj)
+    session.add(obj)
+    return obj
 
 
 def for_update(stmt: Select) -> Select:
@@ -229,8 +255,11 @@ def lock_or_insert(
 
 
 @functools.lru_cache(maxsize=64)
-def _insert_ignore_row_stmt(dialect: str, model: type, conflict: tuple):
-    return _dialect_insert(dialect, model).on_conflict_do_nothing(index_elements=list(conflict)).returning(model)
+def _insert_returning_stmt(dialect: str, table: Table, conflict: tuple | None):
+    stmt = _dialect_insert(dialect, table)
+    if conflict is not None:
+        stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict))
+    return stmt.returning(*table.columns)
 
 
 @functools.lru_cache(maxsize=256)

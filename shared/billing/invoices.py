@@ -15,7 +15,7 @@ from sqlalchemy import and_, bindparam, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from shared.db import held_in_transaction, insert_ignore_row
+from shared.db import held_in_transaction, insert_ignore_row, insert_row
 from shared.models import CreditNote, Invoice, InvoiceCounter, Payment
 
 INVOICE_SERIES = "invoice"
@@ -60,20 +60,24 @@ def issue_invoice(
     hosted_url: str | None = None,
 ) -> Invoice:
     """The payment's invoice, numbered now. The caller makes sure the payment has none yet."""
-    invoice = Invoice(
-        account_id=payment.account_id,
-        payment_id=payment.id,
-        provider=provider,
-        provider_invoice_id=provider_invoice_id,
-        amount_cents=amount_cents,
-        currency=payment.currency,
-        line_items=line_items,
-        hosted_url=_safe_link(hosted_url),
-        number=take_number(session, INVOICE_SERIES, at.year),
-        issued_at=at,
+    invoice = insert_row(
+        session,
+        Invoice,
+        {
+            "number": take_number(session, INVOICE_SERIES, at.year),
+            "account_id": payment.account_id,
+            "payment_id": payment.id,
+            "provider": provider,
+            "provider_invoice_id": provider_invoice_id,
+            "amount_cents": amount_cents,
+            "currency": payment.currency,
+            "line_items": line_items,
+            "status": "paid",
+            "notes": None,
+            "hosted_url": _safe_link(hosted_url),
+            "issued_at": at,
+        },
     )
-    session.add(invoice)
-    session.flush()
     held_in_transaction(session)[(Invoice, payment.id)] = invoice  # the receipt email reads it next
     return invoice
 

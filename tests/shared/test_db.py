@@ -1,4 +1,4 @@
-"""insert_ignore: the unique constraint decides."""
+"""insert_ignore: the unique constraint decides; an inserted row comes back as a loaded object."""
 
 from __future__ import annotations
 
@@ -32,3 +32,34 @@ def test_make_engine_creates_the_sqlite_directory(tmp_path, settings):
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     engine.dispose()
     assert (tmp_path / "a" / "b" / "x.db").exists()
+
+
+def test_an_inserted_row_is_a_loaded_object_of_the_session_whose_changes_flush_as_updates(seeded, session):
+    from sqlalchemy import inspect
+
+    from shared.db import insert_ignore_row, insert_row
+    from shared.models import Payment
+    from tests.statements import Statements
+
+    insert_row(session, Account, {"id": "acct_3", "email": "a@example.com"})
+    values = {
+        "account_id": "acct_3",
+        "provider": "stripe",
+        "provider_payment_id": "in_1",
+        "kind": "subscription",
+        "status": "succeeded",
+        "amount_cents": 900,
+        "currency": "usd",
+    }
+    payment = insert_ignore_row(session, Payment, values, ["provider", "provider_payment_id"])
+
+    state = inspect(payment)
+    assert state.persistent and not state.expired_attributes and not state.modified
+    assert session.get(Payment, payment.id) is payment  # the identity map has it: no second load
+    assert (payment.amount_refunded_cents, payment.credits_granted) == (0, 0)  # the defaults, as written
+    assert insert_ignore_row(session, Payment, values, ["provider", "provider_payment_id"]) is None
+    payment.status = "refunded"
+    with Statements(seeded) as statements:
+        session.flush()
+    assert [s.split()[0] for s in statements.seen] == ["update"]
+    assert session.scalar(select(Payment.status).filter_by(id=payment.id)) == "refunded"
