@@ -1,10 +1,10 @@
 """Running one inbox event through its handler: the transaction rules of exactly-once.
 
-One transaction per run: claim the event (a SELECT ... FOR UPDATE, which locks and loads it;
-the run goes on when it is `received`), run the handler, mark the event `succeeded` with its attempt counted (one
-UPDATE: the row is written once a run). The effects, the attempt and the `succeeded` mark commit
-together or not at all, and a concurrent duplicate task waits on the row lock, then finds the
-event done.
+One transaction per run: claim the event (a SELECT ... FOR UPDATE, which locks and loads it; the
+run goes on when it is `received`), run the handler, mark the event `succeeded` with its attempt
+counted (one UPDATE: the row is written once a run). The effects, the attempt and the
+`succeeded` mark commit together or not at all, and a concurrent duplicate task waits on the row
+lock, then finds the event done.
 
 There is no committed "processing" state in between (it cost a second commit per event): a
 failed run rolls back and `record_failure` counts it; a killed worker's transaction rolls back,
