@@ -95,6 +95,14 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+def flushed_connection(session: Session) -> Connection:
+    """The transaction's connection, with the session's pending ORM changes flushed first: a Core
+    statement run on it does not autoflush, as the ORM statement it stands for would."""
+    if session.autoflush:
+        session.flush()
+    return session.connection()
+
+
 def insert_ignore(
     session: Session | Connection, model: type, values: dict[str, Any], conflict: list[str], returning: Any = None
 ) -> Any:
@@ -109,12 +117,7 @@ def insert_ignore(
     # same object every time, so SQLAlchemy neither rebuilds nor re-keys it (a payload-sized cache
     # key per insert was a visible share of the intake hot path). A Core statement does not
     # autoflush, so flush pending ORM changes first, as the ORM statement did.
-    if isinstance(session, Session):
-        if session.autoflush:
-            session.flush()
-        connection = session.connection()
-    else:
-        connection = session
+    connection = flushed_connection(session) if isinstance(session, Session) else session
     stmt = _insert_ignore_stmt(connection.dialect.name, model, tuple(conflict), returning)
     result = connection.execute(stmt, values)
     if returning is not None:
@@ -130,9 +133,7 @@ def insert_ignore_many(
     inserted, in no promised order; a row whose key was taken is not among them."""
     if not rows:
         return []
-    if session.autoflush:
-        session.flush()
-    connection = session.connection()
+    connection = flushed_connection(session)
     stmt = _insert_ignore_stmt(connection.dialect.name, model, tuple(conflict), returning)
     return connection.execute(stmt, rows).all()
 
@@ -194,9 +195,7 @@ def insert_row(session: Session, model: type, values: dict[str, Any]) -> Any:
 def _insert_returning(session: Session, model: type, conflict: tuple | None, values: dict[str, Any]) -> Any:
     """The row an INSERT (... ON CONFLICT DO NOTHING, with `conflict`) returns, every column of
     it; None when the conflict left it out. A Core statement on the transaction's connection."""
-    if session.autoflush:
-        session.flush()
-    connection = session.connection()
+    connection = flushed_connection(session)
     stmt = _insert_returning_stmt(connection.dialect.name, model.__table__, conflict)
     return connection.execute(stmt, values).one_or_none()
 
