@@ -15,7 +15,7 @@ from sqlalchemy import and_, bindparam, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from shared.db import held_in_transaction, insert_ignore_row, insert_row
+from shared.db import flushed_connection, held_in_transaction, insert_ignore_row, insert_row
 from shared.models import CreditNote, Invoice, InvoiceCounter, Payment
 
 INVOICE_SERIES = "invoice"
@@ -41,10 +41,8 @@ def _take_stmt(dialect_name: str):
 
 def take_number(session: Session, series: str, year: int) -> str:
     """The next number of the series for the year, held by this transaction until it ends."""
-    if session.autoflush:
-        session.flush()
-    stmt = _take_stmt(session.get_bind().dialect.name)
-    taken = session.connection().execute(stmt, {"s": series, "y": year}).scalar_one()
+    connection = flushed_connection(session)
+    taken = connection.execute(_take_stmt(connection.dialect.name), {"s": series, "y": year}).scalar_one()
     return f"{_PREFIX[series]}{year}-{taken:06d}"
 
 
@@ -72,8 +70,6 @@ def issue_invoice(
             "amount_cents": amount_cents,
             "currency": payment.currency,
             "line_items": line_items,
-            "status": "paid",
-            "notes": None,
             "hosted_url": _safe_link(hosted_url),
             "issued_at": at,
         },

@@ -48,6 +48,14 @@ def test_numbers_run_without_gaps_per_year(seeded, now):
     assert numbers == [f"{now.year}-000001", f"{now.year}-000002", f"{now.year}-000003", f"{now.year + 1}-000001"]
 
 
+def test_an_issued_invoice_is_paid_as_written_and_as_loaded(seeded, now):
+    with seeded.begin() as session:
+        issued = pay(session, "cs_paid", now)
+        assert (issued.status, issued.notes) == ("paid", None)
+    with seeded() as session:
+        assert (session.get(Invoice, issued.id).status, session.get(Invoice, issued.id).notes) == ("paid", None)
+
+
 def test_a_rolled_back_issue_gives_its_number_back(seeded, now):
     with seeded.begin() as session:
         pay(session, "cs_kept", now)
