@@ -1,6 +1,6 @@
 """The durable inbox of provider events: stored once (`record`), locked for a run and marked
-done only with its effects (`lock_event`, `claimed`), found again when its message was lost (`sweep`). The
-`@handles` table is `registry`."""
+done only with its effects (`lock_event`, `claimed`), found again when its message was lost
+(`sweep`). The `@handles` table is `registry`."""
 
 from shared.inbox.claiming import claimed, lock_event, mark_ignored, mark_succeeded, record_failure
 from shared.inbox.record import IntakeSql, Stored, record_event, record_event_on_cursor

@@ -189,7 +189,7 @@ def _close_gaps(session: Session, awaiting: dict[str, _Awaiting], rows: list[dic
             kept.append(row)
         if sequence != mine.account.outgoing_sequence:
             values = {"outgoing_sequence": sequence}
-            if not any(row["account_id"] == account_id for row in kept):
+            if sequence == mine.last_sequence:  # none of its events was new
                 values["billing_changed_at"] = mine.changed_before
             update_loaded(session, mine.account, **values)
     if renumbered:
