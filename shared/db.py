@@ -158,14 +158,25 @@ def update_loaded(session: Session, obj: Any, **values: Any) -> None:
     transaction's connection (an ORM flush of the same change costs about twice as much CPU), and
     the object given the same values as committed ones, so it reads as the row does and has
     nothing of them left to flush."""
-    table = obj.__table__
-    stmt = _update_by_key(table, tuple(values))
+    update_loaded_many(session, [(obj, values)])
+
+
+def update_loaded_many(session: Session, changes: list[tuple[Any, dict[str, Any]]]) -> None:
+    """`update_loaded` for several objects of one table, each with values for the same columns:
+    one statement, executed for each row (psycopg pipelines an executemany)."""
+    if not changes:
+        return
+    table = changes[0][0].__table__
+    names = tuple(changes[0][1])
     (key,) = table.primary_key.columns
-    session.connection().execute(
-        stmt, {"row_key": getattr(obj, key.key), **{f"new_{name}": value for name, value in values.items()}}
-    )
-    for name, value in values.items():
-        set_committed_value(obj, name, value)
+    params = [
+        {"row_key": getattr(obj, key.key), **{f"new_{name}": value for name, value in values.items()}}
+        for obj, values in changes
+    ]
+    session.connection().execute(_update_by_key(table, names), params if len(params) > 1 else params[0])
+    for obj, values in changes:
+        for name, value in values.items():
+            set_committed_value(obj, name, value)
 
 
 @functools.cache

@@ -2,7 +2,17 @@
 done only with its effects (`lock_event`, `claimed`), found again when its message was lost
 (`sweep`). The `@handles` table is `registry`."""
 
-from shared.inbox.claiming import claimed, lock_event, mark_ignored, mark_succeeded, record_failure
+from shared.inbox.claiming import (
+    claimed,
+    ignored,
+    lock_event,
+    lock_events,
+    mark,
+    mark_ignored,
+    mark_succeeded,
+    record_failure,
+    succeeded,
+)
 from shared.inbox.record import IntakeSql, Stored, record_event, record_event_on_cursor
 from shared.inbox.sweep import counts_by_status, due_for_sweep, restart_sweep_clock
 
@@ -12,11 +22,15 @@ __all__ = [
     "claimed",
     "counts_by_status",
     "due_for_sweep",
+    "ignored",
     "lock_event",
+    "lock_events",
+    "mark",
     "mark_ignored",
     "mark_succeeded",
     "record_event",
     "record_event_on_cursor",
     "record_failure",
     "restart_sweep_clock",
+    "succeeded",
 ]

@@ -7,11 +7,20 @@ from datetime import datetime
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from shared.db import for_update, update_loaded
+from shared.db import for_update, update_loaded_many
 from shared.models import WebhookEvent
 from shared.models.events import DONE_STATUSES, EventStatus
 
 _LOCK_EVENT = for_update(select(WebhookEvent).where(WebhookEvent.id == bindparam("event_pk")))
+_LOCK_EVENTS = for_update(
+    select(WebhookEvent).where(WebhookEvent.id.in_(bindparam("event_pks", expanding=True))).order_by(WebhookEvent.id)
+)
+
+
+def lock_events(session: Session, event_pks: list[int]) -> dict[int, WebhookEvent]:
+    """`lock_event` for several events in one statement, by id; the rows are locked in id order,
+    so two transactions locking overlapping sets wait for each other instead of deadlocking."""
+    return {event.id: event for event in session.scalars(_LOCK_EVENTS, {"event_pks": sorted(set(event_pks))})}
 
 
 def lock_event(session: Session, event_pk: int) -> WebhookEvent | None:
@@ -39,35 +48,43 @@ def claimed(event: WebhookEvent) -> bool:
 
 def mark_succeeded(session: Session, event: WebhookEvent, *, at: datetime, account_id: str | None = None) -> None:
     """The run succeeded: its attempt counted, `succeeded` with the account it touched."""
-    _finish(session, event, at=at, status=EventStatus.SUCCEEDED, processed_at=at, account_id=account_id)
+    mark(session, [(event, succeeded(event, at=at, account_id=account_id))])
 
 
 def mark_ignored(session: Session, event: WebhookEvent, *, at: datetime) -> None:
     """A claimed event of a type billhook does not handle: done, with nothing to do."""
-    _finish(session, event, at=at, status=EventStatus.IGNORED, processed_at=event.processed_at)
+    mark(session, [(event, ignored(event, at=at))])
 
 
-def _finish(
-    session: Session,
-    event: WebhookEvent,
-    *,
-    at: datetime,
-    status: str,
-    processed_at: datetime | None,
-    account_id: str | None = None,
-) -> None:
-    """The run's outcome and its attempt in one UPDATE of the claimed row (`update_loaded`)."""
-    update_loaded(
-        session,
-        event,
-        attempts=event.attempts + 1,  # under the row lock: no other run changes it meanwhile
-        status=status,
-        processed_at=processed_at,
-        account_id=account_id or event.account_id,
-        last_error=None,
-        next_attempt_at=None,
-        updated_at=at,
-    )
+def succeeded(event: WebhookEvent, *, at: datetime, account_id: str | None = None) -> dict:
+    """The values of `mark_succeeded`, for `mark`."""
+    return _finished(event, at=at, status=EventStatus.SUCCEEDED, processed_at=at, account_id=account_id)
+
+
+def ignored(event: WebhookEvent, *, at: datetime) -> dict:
+    """The values of `mark_ignored`, for `mark`."""
+    return _finished(event, at=at, status=EventStatus.IGNORED, processed_at=event.processed_at)
+
+
+def mark(session: Session, marks: list[tuple[WebhookEvent, dict]]) -> None:
+    """Each claimed event's outcome (`succeeded`, `ignored`) and its attempt: one UPDATE of its
+    row, all of them one statement executed for each (`update_loaded_many`)."""
+    update_loaded_many(session, marks)
+
+
+def _finished(
+    event: WebhookEvent, *, at: datetime, status: str, processed_at: datetime | None, account_id: str | None = None
+) -> dict:
+    """The run's outcome and its attempt, the same columns for every outcome (one statement)."""
+    return {
+        "attempts": event.attempts + 1,  # under the row lock: no other run changes it meanwhile
+        "status": status,
+        "processed_at": processed_at,
+        "account_id": account_id or event.account_id,
+        "last_error": None,
+        "next_attempt_at": None,
+        "updated_at": at,
+    }
 
 
 def record_failure(session: Session, event_pk: int, error: str, *, at: datetime, retry_at: datetime | None) -> None:
