@@ -10,10 +10,11 @@ written with the event; its id goes on the `Outcome` for the committer to enqueu
 
 `emit` only notes the event; the transaction's events are written just before its commit
 (`_write_events`, a `before_commit` listener on every Session), after its last change: each
-account's sequence and change time (one UPDATE), its billing state (`data["billing"]`, one query
-however many events one provider event tells: an invoice.paid tells subscription.activated,
-credits.granted and payment.succeeded), then every event in one multi-row INSERT and their
-deliveries in another. Nothing reads the rows before the commit (deliveries are sent after it),
+account's sequence and change time (one UPDATE statement for all accounts), their billing states
+(`data["billing"]`, one query however many events the transaction tells: an invoice.paid tells
+subscription.activated, credits.granted and payment.succeeded, and a worker's batch of provider
+events is one transaction), then every event in one multi-row INSERT and their deliveries in
+another. Nothing reads the rows before the commit (deliveries are sent after it),
 and the delivery ids reach the `Outcome` then: its committer reads them after the commit.
 
 The enabled endpoints are read once a transaction, or once a batch of transactions inside
@@ -34,8 +35,8 @@ from sqlalchemy import bindparam, event, select, update
 from sqlalchemy.orm import Session
 
 from shared.billing.accounts import lock_account
-from shared.billing.entitlements import entitlement
-from shared.db import held_in_transaction, insert_ignore_many, update_loaded
+from shared.billing.entitlements import entitlements
+from shared.db import held_in_transaction, insert_ignore_many, update_loaded, update_loaded_many
 from shared.models import Account, OutgoingDelivery, OutgoingEndpoint, OutgoingEvent
 from shared.models.base import utcnow
 from shared.models.outgoing import DeliveryStatus
@@ -132,11 +133,12 @@ def _write_events(session: Session) -> None:
     awaiting = held_in_transaction(session).pop(_AWAITING, None)
     if not awaiting:
         return
+    changed_at = {account_id: max(e.at for e in mine.events.values()) for account_id, mine in awaiting.items()}
+    _write_sequences(session, awaiting, changed_at)
+    states = entitlements(session, changed_at)  # after the transaction's last change
     rows, emitted = [], {}
     for account_id, mine in awaiting.items():
-        at = max(e.at for e in mine.events.values())
-        _write_sequence(session, mine.account, mine.last_sequence + len(mine.events), at)
-        billing = entitlement(session, account_id, now=at)  # after the transaction's last change
+        billing = states.get(account_id)
         for sequence, (key, e) in enumerate(mine.events.items(), mine.last_sequence + 1):
             rows.append(_row(account_id, key, e, sequence, billing))
             emitted[e.event_id] = e
@@ -197,9 +199,24 @@ def _close_gaps(session: Session, awaiting: dict[str, _Awaiting], rows: list[dic
     return kept
 
 
-def _write_sequence(session: Session, account: Account, sequence: int, at: datetime) -> None:
-    """The account's last sequence number and change time, on its locked row (`update_loaded`)."""
-    update_loaded(session, account, outgoing_sequence=sequence, billing_changed_at=at, updated_at=utcnow())
+def _write_sequences(session: Session, awaiting: dict[str, _Awaiting], changed_at: dict[str, datetime]) -> None:
+    """Each account's last sequence number and change time, on its locked row: one statement for
+    all of them (`update_loaded_many`)."""
+    updated_at = utcnow()
+    update_loaded_many(
+        session,
+        [
+            (
+                mine.account,
+                {
+                    "outgoing_sequence": mine.last_sequence + len(mine.events),
+                    "billing_changed_at": changed_at[account_id],
+                    "updated_at": updated_at,
+                },
+            )
+            for account_id, mine in awaiting.items()
+        ],
+    )
 
 
 def _write_deliveries(session: Session, rows: list[dict], emitted: dict[str, _Emitted]) -> None:

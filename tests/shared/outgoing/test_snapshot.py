@@ -1,6 +1,6 @@
-"""The account's billing state in an outgoing event is read once per account and transaction,
-just before the commit: every event of one provider event carries the state that transaction
-commits, at the cost of one query however many events it tells."""
+"""The account's billing state in an outgoing event is read once per transaction, just before the
+commit: every event of one provider event (or of a worker's batch of them) carries the state that
+transaction commits, at the cost of one query however many events and accounts it tells."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def test_three_events_of_one_invoice_cost_one_snapshot_and_carry_its_committed_s
     assert [e.body["data"]["billing"]["balance"] for e in renewal] == [balance, balance]
 
 
-def test_each_account_of_a_transaction_gets_its_own_snapshot(seeded, now):
+def test_each_account_of_a_transaction_gets_its_own_snapshot_from_one_query(seeded, now):
     sub = StripeSubscription(int(now.timestamp()))
     run(seeded, sub.checkout_completed(), now)
     from shared.billing.accounts import ensure_account
@@ -60,7 +60,8 @@ def test_each_account_of_a_transaction_gets_its_own_snapshot(seeded, now):
                 at=now,
             )
 
-    assert statements.snapshots() == 2
+    assert statements.snapshots() == 1
+    assert len(statements.starting("update accounts")) == 1  # both accounts' sequences, one statement
     other = outgoing_events(seeded, "acct_other")
     assert [(e.sequence, e.body["data"]["billing"]["balance"]) for e in other] == [(1, 7)]
     mine = outgoing_events(seeded)[-2:]
