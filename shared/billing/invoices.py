@@ -2,21 +2,24 @@
 
 Numbers run without gaps per year and series (`2026-000123`, `CN-2026-000007`): a counter row per
 (series, year) is bumped by an upsert ... RETURNING inside the transaction that issues the
-document, so concurrent issuers queue on the row lock and a rollback gives the number back.
+document, so concurrent issuers queue on the row lock and a rollback gives the number back. A
+transaction of several events numbers its invoices at its commit (`number_at_commit`), so it holds
+that lock for the commit, not for all its events.
 Invoices numbered before the counter existed (`BH-2026-000042`, from the row id) keep their number.
 """
 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import and_, bindparam, func, or_, select
+from sqlalchemy import and_, bindparam, event, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from shared.db import flushed_connection, held_in_transaction, insert_ignore_row, insert_row
-from shared.models import CreditNote, Invoice, InvoiceCounter, Payment
+from shared.db import flushed_connection, held_in_transaction, insert_ignore_row, insert_row, update_loaded_many
+from shared.models import CreditNote, EmailOutbox, Invoice, InvoiceCounter, Payment
 
 INVOICE_SERIES = "invoice"
 CREDIT_NOTE_SERIES = "credit_note"
@@ -29,21 +32,89 @@ _PREFIX = {INVOICE_SERIES: "", CREDIT_NOTE_SERIES: "CN-"}
 
 @functools.cache
 def _take_stmt(dialect_name: str):
-    """One statement: the year's first number starts the counter at 1, any later one bumps it
-    (INSERT ... ON CONFLICT DO UPDATE ... RETURNING, PostgreSQL and SQLite alike)."""
+    """One statement taking `n` numbers: the year's first ones start the counter at `n`, any later
+    ones bump it by `n` (INSERT ... ON CONFLICT DO UPDATE ... RETURNING the last number taken,
+    PostgreSQL and SQLite alike)."""
     insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect_name]
-    stmt = insert(InvoiceCounter).values(series=bindparam("s"), year=bindparam("y"), last_number=1)
+    stmt = insert(InvoiceCounter).values(series=bindparam("s"), year=bindparam("y"), last_number=bindparam("n"))
     return stmt.on_conflict_do_update(
         index_elements=[InvoiceCounter.series, InvoiceCounter.year],
-        set_={"last_number": InvoiceCounter.last_number + 1},
+        set_={"last_number": InvoiceCounter.last_number + stmt.excluded.last_number},
     ).returning(InvoiceCounter.last_number)
 
 
 def take_number(session: Session, series: str, year: int) -> str:
     """The next number of the series for the year, held by this transaction until it ends."""
+    (number,) = take_numbers(session, series, year, 1)
+    return number
+
+
+def take_numbers(session: Session, series: str, year: int, count: int) -> list[str]:
+    """The next `count` numbers of the series for the year, in order, in one statement."""
     connection = flushed_connection(session)
-    taken = connection.execute(_take_stmt(connection.dialect.name), {"s": series, "y": year}).scalar_one()
-    return f"{_PREFIX[series]}{year}-{taken:06d}"
+    last = connection.execute(_take_stmt(connection.dialect.name), {"s": series, "y": year, "n": count}).scalar_one()
+    return [f"{_PREFIX[series]}{year}-{taken:06d}" for taken in range(last - count + 1, last + 1)]
+
+
+# In the transaction's record (`held_in_transaction`): the invoices awaiting their number at the
+# commit, when the transaction asked for that (`number_at_commit`).
+_AT_COMMIT = (Invoice, "numbered_at_commit")
+
+
+@dataclass
+class _Unnumbered:
+    invoice: Invoice
+    year: int
+    # Queued emails that show the number: (outbox id, its context), filled in with it.
+    emails: list[tuple[int, dict]] = field(default_factory=list)
+
+
+def number_at_commit(session: Session) -> None:
+    """The invoices this transaction issues get their numbers at its commit, all in one statement,
+    in the order issued: the series' counter row, which every issuer queues on, is then held for
+    the commit only. For a transaction of several events (the worker's batches); until the
+    commit such an invoice's `number` is None, and the emails that show it get it then
+    (`show_number_in_email`)."""
+    held_in_transaction(session)[_AT_COMMIT] = {}
+
+
+def show_number_in_email(session: Session, invoice: Invoice, outbox_id: int, context: dict) -> None:
+    """The queued email `outbox_id`, whose `context` shows the invoice's number, gets it at the
+    commit if the invoice is numbered then (nothing to do otherwise: it has it)."""
+    awaiting = held_in_transaction(session).get(_AT_COMMIT)
+    if awaiting and invoice.id in awaiting:
+        awaiting[invoice.id].emails.append((outbox_id, context))
+
+
+@event.listens_for(Session, "before_commit")
+def _number_invoices(session: Session) -> None:
+    """Before the commit of a transaction that numbers at its commit: its invoices' numbers, one
+    statement a year (one in practice), written to them and to the emails that show them."""
+    if session.in_nested_transaction():
+        return
+    awaiting = held_in_transaction(session).pop(_AT_COMMIT, None)
+    if not awaiting:
+        return
+    numbered, emails = [], []
+    for year in sorted({pending.year for pending in awaiting.values()}):
+        pending = [p for p in awaiting.values() if p.year == year]
+        for p, number in zip(pending, take_numbers(session, INVOICE_SERIES, year, len(pending)), strict=True):
+            numbered.append((p.invoice, {"number": number}))
+            emails += [
+                {"row_key": outbox_id, "new_context": {**context, "invoice_number": number}}
+                for outbox_id, context in p.emails
+            ]
+    update_loaded_many(session, numbered)
+    if emails:
+        session.connection().execute(_EMAIL_CONTEXT, emails if len(emails) > 1 else emails[0])
+
+
+_OUTBOX = EmailOutbox.__table__
+_EMAIL_CONTEXT = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id == bindparam("row_key"))
+    .values(context=bindparam("new_context", type_=_OUTBOX.c.context.type))
+)
 
 
 def issue_invoice(
@@ -57,12 +128,14 @@ def issue_invoice(
     at: datetime,
     hosted_url: str | None = None,
 ) -> Invoice:
-    """The payment's invoice, numbered now. The caller makes sure the payment has none yet."""
+    """The payment's invoice, numbered now (or at the commit: `number_at_commit`). The caller
+    makes sure the payment has none yet."""
+    awaiting = held_in_transaction(session).get(_AT_COMMIT)
     invoice = insert_row(
         session,
         Invoice,
         {
-            "number": take_number(session, INVOICE_SERIES, at.year),
+            "number": None if awaiting is not None else take_number(session, INVOICE_SERIES, at.year),
             "account_id": payment.account_id,
             "payment_id": payment.id,
             "provider": provider,
@@ -75,6 +148,8 @@ def issue_invoice(
         },
     )
     held_in_transaction(session)[(Invoice, payment.id)] = invoice  # the receipt email reads it next
+    if awaiting is not None:
+        awaiting[invoice.id] = _Unnumbered(invoice, at.year)
     return invoice
 
 

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from shared.billing import payments
+from shared.billing import invoices, payments
 from shared.email.outbox import queue_account_email
 from shared.models import Account, Payment, Plan, Subscription
 from shared.outcome import Outcome
@@ -24,12 +24,13 @@ def payment_confirmation(
     """A receipt for a paid invoice or a credit purchase, once per provider payment."""
     if not payment.amount_cents:
         return False  # nothing was charged (a trial, a 100% coupon): no receipt
-    return queue_account_email(
+    return _queue_receipt(
         session,
         outcome,
+        payment,
         payment.account_id,
         template="payment_confirmation",
-        context={**_money(payment), "description": description, "credits": credits, **_invoice(session, payment)},
+        context={**_money(payment), "description": description, "credits": credits},
         idempotency_key=f"email:payment_confirmation:{payment.provider}:{payment.provider_payment_id}",
     )
 
@@ -60,9 +61,10 @@ def subscription_renewal(
     period_end: datetime | None,
 ) -> bool:
     """The receipt for a renewal, once per renewal payment (it stands in for payment_confirmation)."""
-    return queue_account_email(
+    return _queue_receipt(
         session,
         outcome,
+        payment,
         subscription.account_id,
         template="subscription_renewal",
         context={
@@ -70,7 +72,6 @@ def subscription_renewal(
             "plan_name": plan.name,
             "credits": plan.included_credits,
             "period_end": _date(period_end),
-            **_invoice(session, payment),
         },
         idempotency_key=f"email:subscription_renewal:{payment.provider}:{payment.provider_payment_id}",
     )
@@ -182,9 +183,10 @@ def payment_approved(
     period_end: datetime | None,
 ) -> bool:
     """Once per manual payment, when an operator approves it."""
-    return queue_account_email(
+    return _queue_receipt(
         session,
         outcome,
+        payment,
         payment.account_id,
         template="payment_approved",
         context={
@@ -192,7 +194,6 @@ def payment_approved(
             "description": description,
             "credits": credits,
             "period_end": _date(period_end),
-            **_invoice(session, payment),
         },
         idempotency_key=f"email:payment_approved:{payment.provider}:{payment.provider_payment_id}",
     )
@@ -275,9 +276,33 @@ def _money(payment: Payment) -> dict:
     return {"amount_cents": payment.amount_cents, "currency": payment.currency}
 
 
-def _invoice(session: Session, payment: Payment) -> dict:
+def _queue_receipt(
+    session: Session,
+    outcome: Outcome,
+    payment: Payment,
+    account_id: str,
+    *,
+    template: str,
+    context: dict,
+    idempotency_key: str,
+) -> bool:
+    """A receipt showing the payment's invoice number: an invoice numbered at the commit
+    (`invoices.number_at_commit`) fills it in then."""
     invoice = payments.invoice_for_payment(session, payment.id)
-    return {"invoice_number": invoice.number if invoice else None}
+    unnumbered = invoice is not None and invoice.number is None
+
+    def queued(outbox_id: int, stored: dict) -> None:
+        invoices.show_number_in_email(session, invoice, outbox_id, stored)
+
+    return queue_account_email(
+        session,
+        outcome,
+        account_id,
+        template=template,
+        context={**context, "invoice_number": invoice.number if invoice else None},
+        idempotency_key=idempotency_key,
+        queued=queued if unnumbered else None,
+    )
 
 
 def _date(value: datetime | None) -> str | None:

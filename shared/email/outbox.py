@@ -9,6 +9,7 @@ finds any whose enqueue was lost (`due_for_sweep`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -74,15 +75,23 @@ def queue_email(
 
 
 def queue_account_email(
-    session: Session, outcome: Outcome, account_id: str, *, template: str, context: dict, idempotency_key: str
+    session: Session,
+    outcome: Outcome,
+    account_id: str,
+    *,
+    template: str,
+    context: dict,
+    idempotency_key: str,
+    queued: Callable[[int, dict], None] | None = None,
 ) -> bool:
     """Queue an email to an account. Events arrive in any order: when billhook does not know the
-    address yet (an invoice before its checkout), the send task reads it from the account later."""
+    address yet (an invoice before its checkout), the send task reads it from the account later.
+    `queued` is called with the new row's id and the context it holds, when one was queued."""
     account = session.get(Account, account_id)
     if account is None:
         return False
     context = {"name": account.name, **context}
-    return queue_email(
+    new = queue_email(
         session,
         outcome,
         account_id=account_id,
@@ -91,6 +100,9 @@ def queue_account_email(
         context=context,
         idempotency_key=idempotency_key,
     )
+    if new and queued is not None:
+        queued(outcome.emails[-1], context)
+    return new
 
 
 _LOCK_ROW = for_update(select(EmailOutbox).where(EmailOutbox.id == bindparam("outbox_id")))

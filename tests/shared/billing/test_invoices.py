@@ -21,6 +21,7 @@ from tests.shared.billing.test_manual_payments import decide, request
 from tests.shared.billing.test_payments import record
 from tests.shared.stripe.handlers.support import StripeSubscription, run
 from tests.shared.stripe.handlers.test_disputes import bought_value_package, dispute_events
+from tests.statements import Statements
 
 
 @pytest.fixture
@@ -46,6 +47,27 @@ def test_numbers_run_without_gaps_per_year(seeded, now):
     with seeded.begin() as session:
         numbers = [pay(session, f"cs_{i}", now).number for i in range(3)] + [pay(session, "cs_ny", next_year).number]
     assert numbers == [f"{now.year}-000001", f"{now.year}-000002", f"{now.year}-000003", f"{now.year + 1}-000001"]
+
+
+def test_invoices_numbered_at_the_commit_take_their_numbers_in_order_in_one_statement(seeded, now):
+    next_year = datetime(now.year + 1, 1, 2, tzinfo=UTC)
+    with seeded.begin() as session:
+        pay(session, "cs_before", now)
+    with Statements(seeded) as statements, seeded.begin() as session:
+        invoices.number_at_commit(session)
+        issued = [pay(session, f"cs_{i}", now) for i in range(3)] + [pay(session, "cs_ny", next_year)]
+        assert [i.number for i in issued] == [None] * 4  # until the commit
+        assert statements.starting("insert into invoice_counters") == []
+
+    assert len(statements.starting("insert into invoice_counters")) == 2  # one a year
+    assert [i.number for i in issued] == [
+        f"{now.year}-000002",
+        f"{now.year}-000003",
+        f"{now.year}-000004",
+        f"{now.year + 1}-000001",
+    ]
+    with seeded() as session:
+        assert [session.get(Invoice, i.id).number for i in issued] == [i.number for i in issued]
 
 
 def test_an_issued_invoice_is_paid_as_written_and_as_loaded(seeded, now):
