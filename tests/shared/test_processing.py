@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from shared import event_ops, processing
 from shared.billing import ledger
 from shared.errors import PermanentError, RetryLater
-from shared.models import Account, CreditLedgerEntry, Subscription, WebhookEvent
+from shared.models import Account, CreditLedgerEntry, EmailOutbox, Invoice, Subscription, WebhookEvent
 from tests.conftest import Enqueued
 from tests.factories import stripe_events as se
 from tests.factories.inbox import store_event
@@ -190,6 +190,76 @@ def test_an_event_whose_type_has_no_handler_is_ignored(seeded, now):
 
     assert result.outcome == "ignored"
     assert loaded(seeded, pk).status == "ignored"
+
+
+def purchase(account_id: str, package_id: str = "starter") -> dict:
+    obj = se.checkout_session(account_id=account_id, mode="payment", package_id=package_id)
+    return se.event("checkout.session.completed", obj)
+
+
+def test_a_batch_commits_each_event_with_its_mark_in_one_transaction(seeded, now):
+    done = store(seeded, purchase("acct_b1"), now)
+    processing.process_event(seeded, done, clock=lambda: now)
+    ignored = store_event(seeded, se.event("customer.tax_id.created", se.fixture("tax_id")), at=now, handled=True)
+    first, second = store(seeded, purchase("acct_b2"), now), store(seeded, purchase("acct_b3"), now)
+    batch = [second, done, ignored, first, 999_999, second]
+
+    with Statements(seeded) as statements:
+        ran = processing.process_batch(seeded, batch, clock=lambda: now)
+
+    assert ran.left == [] and [pk for pk, _ in ran.done] == batch
+    results = [result for _, result in ran.done]
+    assert [(r.outcome, r.account_id) for r in results] == [
+        ("done", "acct_b3"),
+        ("already_done", "acct_b1"),
+        ("ignored", None),
+        ("done", "acct_b2"),
+        ("missing", None),
+        ("already_done", "acct_b3"),  # an id given twice runs once
+    ]
+    assert len(statements.starting("begin")) == 1  # one transaction (SQLite's BEGIN IMMEDIATE)
+    assert len(statements.reading("webhook_events")) == 1  # every row locked in one statement
+    assert len(statements.starting("update webhook_events")) == 1  # and marked in one
+    for pk, status, account_id in ((first, "succeeded", "acct_b2"), (second, "succeeded", "acct_b3")):
+        event = loaded(seeded, pk)
+        assert (event.status, event.attempts, event.processed_at, event.account_id) == (status, 1, now, account_id)
+    assert (loaded(seeded, ignored).status, loaded(seeded, ignored).attempts) == ("ignored", 1)
+    assert loaded(seeded, done).attempts == 1
+    with seeded() as session:
+        assert [ledger.balance(session, a) for a in ("acct_b1", "acct_b2", "acct_b3")] == [500, 500, 500]
+    # Each purchase's invoice numbered at the commit, in the order issued, its receipt showing it.
+    with seeded() as session:
+        numbers = dict(session.execute(select(Invoice.account_id, Invoice.number)).all())
+        receipts = {
+            row.account_id: row.context
+            for row in session.scalars(select(EmailOutbox).where(EmailOutbox.template == "payment_confirmation"))
+        }
+    year = now.year
+    assert numbers == {"acct_b1": f"{year}-000001", "acct_b3": f"{year}-000002", "acct_b2": f"{year}-000003"}
+    assert {a: c["invoice_number"] for a, c in receipts.items()} == numbers
+    # The rest of the context as a receipt numbered at once has it (acct_b1's, before the batch).
+    kept = [{k: v for k, v in receipts[a].items() if k != "invoice_number"} for a in ("acct_b1", "acct_b2", "acct_b3")]
+    assert kept[0] == kept[1] == kept[2] and {"name", "amount_cents", "description"} <= set(kept[0])
+    assert [len(r.emails) for r in results] == [1, 0, 0, 1, 0, 0]  # each event's own, for after the commit
+
+
+def test_a_batch_with_a_failing_event_commits_nothing_of_any(seeded, now, caplog):
+    good = store(seeded, purchase("acct_good"), now)
+    broken = store(seeded, purchase("acct_broken", package_id="no_such_package"), now)
+
+    with caplog.at_level(logging.INFO, logger="billhook.processing"):
+        ran = processing.process_batch(seeded, [good, broken], clock=lambda: now)
+
+    assert (ran.done, ran.left) == ([], [good, broken])
+    # Rolled back whole: the caller runs each event on its own, and the good one's work is redone.
+    assert [(loaded(seeded, pk).status, loaded(seeded, pk).attempts) for pk in (good, broken)] == [("received", 0)] * 2
+    assert rows(seeded, CreditLedgerEntry) == []
+    assert "batch ran singly" in caplog.text and "no_such_package" not in caplog.text
+    assert processing.process_event(seeded, good, clock=lambda: now).outcome == "done"
+    with pytest.raises(PermanentError):
+        processing.process_event(seeded, broken, clock=lambda: now)
+    with seeded() as session:  # the rolled-back batch took no number: none is skipped
+        assert session.scalars(select(Invoice.number)).all() == [f"{now.year}-000001"]
 
 
 def test_only_a_unique_violation_among_integrity_errors_is_retried(database_errors):
