@@ -54,3 +54,14 @@ def test_the_claim_reads_the_primary_key_at_100k_events(large_inbox):
     plan = _plan(large_inbox, claiming._LOCK_EVENT, {"event_pk": 4000})
     assert "Seq Scan on webhook_events" not in plan, plan
     assert "pk_webhook_events" in plan, plan
+
+
+def test_a_batchs_claim_reads_the_primary_key_at_100k_events(large_inbox):
+    stmt = claiming._LOCK_EVENTS.params(event_pks=list(range(4000, 4008)))
+    compiled = stmt.compile(dialect=postgresql.psycopg.dialect(), compile_kwargs={"literal_binds": True})
+    with large_inbox() as session:
+        cursor = session.connection().connection.cursor()
+        cursor.execute("EXPLAIN " + str(compiled))
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "Seq Scan on webhook_events" not in plan, plan
+    assert "pk_webhook_events" in plan, plan
