@@ -61,8 +61,9 @@ def test_wrk_sends_each_delivery_in_order_and_counts_the_answers(recorder):
     numbers = sorted(int(signature.split("v1=")[1]) for _, _, signature in received)
     assert numbers[0] in (0, 1) and numbers == list(range(numbers[0], numbers[0] + len(received)))
     assert all(body == b'{"id": "evt_%s"}' % signature.split("v1=")[1].encode() for _, body, signature in received)
-    refused = result.sent // 10
-    assert result.ok == result.sent - refused or result.ok == result.sent - refused - 1
+    # Every tenth request to arrive was refused; the up to 4 in flight when wrk stopped were
+    # answered but not counted, and one of them may have been the tenth: one off either way.
+    assert abs(result.errors - result.sent // 10) <= 1
     assert result.errors == result.sent - result.ok
     assert result.rate == pytest.approx(result.ok / result.seconds)
     assert 0 < result.percentile(50) <= result.percentile(99)
