@@ -83,18 +83,9 @@ def process_event(session_factory: sessionmaker[Session], event_pk: int, *, cloc
     return run.result()
 
 
-@dataclass(frozen=True)
-class Batch:
-    """What `process_batch` committed (each event's id with its Result, in order), or the ids it
-    left for the caller to run one transaction each."""
-
-    done: list[tuple[int, Result]]
-    left: list[int]
-
-
 def process_batch(
     session_factory: sessionmaker[Session], event_pks: list[int], *, clock: Callable[[], datetime]
-) -> Batch:
+) -> list[Result] | None:
     """Run several events in one transaction, each exactly as `process_event` would: the events'
     effects and their marks commit together, so each event's effects commit with its own mark.
     The rows are locked in one statement, in id order (two batches sharing an event wait, never
@@ -103,9 +94,9 @@ def process_batch(
     issued are numbered together (`invoices.number_at_commit`): the series' counter row, which
     every issuer queues on, is held for the commit only, not for the batch.
 
-    When an event raises, or the transaction cannot commit, it rolls back whole and every event is
-    left (`Batch.left`): the caller runs each in a transaction of its own, so one failing event
-    costs the others only the repeat of their work. On PostgreSQL a lock waited on longer than
+    The events' Results, in order; None when an event raised or the transaction could not
+    commit: it rolled back whole, and the caller runs each event in a transaction of its own, so
+    one failing event costs the others only the repeat of their work. On PostgreSQL a lock waited on longer than
     `BATCH_LOCK_TIMEOUT` gives up the same way: holding its locks for several events, a batch
     could otherwise deadlock with another (two batches' accounts in opposite orders) and wait out
     the server's deadlock check."""
@@ -117,8 +108,8 @@ def process_batch(
             runs = _run(session, event_pks, inbox.lock_events(session, event_pks), clock)
     except Exception as exc:  # noqa: BLE001 - each event runs again alone, and its error is handled there
         log_line(log, "batch ran singly", level=logging.INFO, events=len(event_pks), error=describe(exc))
-        return Batch([], list(event_pks))
-    return Batch([(event_pk, run.result()) for event_pk, run in zip(event_pks, runs, strict=True)], [])
+        return None
+    return [run.result() for run in runs]
 
 
 # How long a batch's statement waits on a lock before the batch gives up (its events then run one

@@ -43,9 +43,9 @@ def process_event(self, event_pk: int) -> str:
 
 @shared_task(bind=True, name=PROCESS_EVENTS, acks_late=True, ignore_result=True)
 def process_events(self, event_pks: list[int]) -> list[str]:
-    """Several events, each exactly as `process_event` runs it: first several in a transaction
-    (`processing.process_batch`, each event's effects committing with its own mark); from one that
-    fails there on, each in a transaction of its own (one failing rolls back no other), its
+    """Several events, each exactly as `process_event` runs it: first all in one transaction
+    (`processing.process_batch`, each event's effects committing with its own mark); when one of
+    them fails there, each in a transaction of its own (one failing rolls back no other), its
     failure recorded and, when it may succeed later, retried as a `process_event` message of its
     own with its own backoff. A batch redelivered after its runs died `task_max_interrupted_runs`
     times is split into one message per event: the event that kills its process is then
@@ -61,8 +61,10 @@ def process_events(self, event_pks: list[int]) -> list[str]:
         pks = [int(event_pk) for event_pk in event_pks]
         try:
             with outgoing.endpoints_read_once():
-                ran, left = _run_batch(self, rt, pks, committed)
-                return ran + [_process_event(self, rt, event_pk, batched=committed) for event_pk in left]
+                ran = _run_batch(self, rt, pks, committed)
+                if ran is not None:
+                    return ran
+                return [_process_event(self, rt, event_pk, batched=committed) for event_pk in pks]
         finally:
             # What the batch's committed events queued, handed over together: the publisher then
             # sends their emails in `send_emails` messages of several rows, not one message an
@@ -72,14 +74,16 @@ def process_events(self, event_pks: list[int]) -> list[str]:
                 _hand_over(rt, result)
 
 
-def _run_batch(task, rt, pks: list[int], committed: list[processing.Result]) -> tuple[list[str], list[int]]:
-    """The events in as few transactions as `processing.process_batch` allows: the outcomes of
-    those it committed, and the ids it left (the caller runs them one by one)."""
+def _run_batch(task, rt, pks: list[int], committed: list[processing.Result]) -> list[str] | None:
+    """The events in one transaction: their outcomes, or None when it rolled back (the caller then
+    runs them one by one)."""
     started = time.perf_counter()
-    batch = processing.process_batch(rt.session_factory, pks, clock=rt.clock)
-    seconds = (time.perf_counter() - started) / max(len(batch.done), 1)
-    committed.extend(result for _, result in batch.done)
-    return [_finished(task, event_pk, result, seconds) for event_pk, result in batch.done], batch.left
+    results = processing.process_batch(rt.session_factory, pks, clock=rt.clock)
+    if results is None:
+        return None
+    committed.extend(results)
+    seconds = (time.perf_counter() - started) / max(len(pks), 1)
+    return [_finished(task, event_pk, result, seconds) for event_pk, result in zip(pks, results, strict=True)]
 
 
 def _hand_over(rt, result: processing.Result) -> None:
