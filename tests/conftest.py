@@ -117,11 +117,16 @@ def fake_stripe():
 @pytest.fixture
 def fake_paypal():
     """A local HTTP server standing in for PayPal's REST API (OAuth, Orders v2, Subscriptions)."""
+    from shared.paypal.tokens import TOKENS
     from tests.fakes.paypal_api import FakePayPal
 
+    # The process's token cache is keyed by base URL: a port an earlier test's fake used, given
+    # again to this one, would hand the client that fake's token, refused here with one retry.
+    TOKENS.clear()
     server = FakePayPal().start()
     yield server
     server.stop()
+    TOKENS.clear()
 
 
 @pytest.fixture(scope="module")
