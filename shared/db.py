@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,13 +82,37 @@ def held_in_transaction(session: Session) -> dict:
     second lookup in the same transaction can skip the round trip; a new transaction starts with
     an empty record. (No handler uses savepoints, whose rollback would release what they took.)
     Outside a transaction nothing is remembered."""
+    return _per_transaction(session, _HELD)
+
+
+_READ = "billhook.read_rows"
+
+
+def read_once(session: Session, key: tuple, read: Callable[[], Any]) -> Any:
+    """What `read()` returns, read once a transaction: for the catalog (a plan by its Price), which
+    most events of a batch look up and only an operator's edit changes. A transaction that began
+    before an edit may act on the row it read first, as it would have had it run a moment earlier.
+    Outside a transaction, `read()` every time."""
+    memo = _per_transaction(session, _READ)
+    if key not in memo:
+        memo[key] = read()
+    return memo[key]
+
+
+def forget_reads(session: Session) -> None:
+    """Drop what `read_once` remembered in this transaction (after an edit of what it read)."""
+    _per_transaction(session, _READ).clear()
+
+
+def _per_transaction(session: Session, name: str) -> dict:
+    """A dict in `session.info` under `name` that lives as long as the current transaction."""
     transaction = session.get_transaction()
     if transaction is None:
         return {}
-    record = session.info.get(_HELD)
+    record = session.info.get(name)
     if record is None or record[0] is not transaction:
         record = (transaction, {})
-        session.info[_HELD] = record
+        session.info[name] = record
     return record[1]
 
 

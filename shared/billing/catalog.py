@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
+from shared.db import forget_reads, read_once
 from shared.models import CreditPackage, Plan, PlanStripePrice
 
 PLAN = "plan"
@@ -111,9 +112,14 @@ _PLAN_BY_STRIPE_PRICE = select(Plan).where(Plan.stripe_price_id == bindparam("pr
 
 
 def plan_by_stripe_price(session: Session, price_id: str | None) -> Plan | None:
-    """The plan sold at this Price now, or at an earlier Price its subscribers still pay."""
+    """The plan sold at this Price now, or at an earlier Price its subscribers still pay; read
+    once a transaction (`read_once`: a batch's events share the lookup)."""
     if not price_id:
         return None
+    return read_once(session, (Plan, "stripe_price", price_id), lambda: _plan_by_stripe_price(session, price_id))
+
+
+def _plan_by_stripe_price(session: Session, price_id: str) -> Plan | None:
     plan = session.scalars(_PLAN_BY_STRIPE_PRICE, {"price_id": price_id}).one_or_none()
     if plan is None:
         retired = session.get(PlanStripePrice, price_id)
@@ -203,3 +209,4 @@ def set_stripe_price(session: Session, item: Plan | CreditPackage, price_id: str
             session.delete(retired)  # back on an earlier Price: it is current again
     item.stripe_price_id = price_id
     session.flush()
+    forget_reads(session)  # a Price looked up before in this transaction may name another plan now

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from shared.billing import catalog
+from shared.models import Plan
+from tests.statements import Statements
 
 
 def test_the_seed_has_three_monthly_plans_and_four_credit_packages_in_order(session):
@@ -41,3 +43,26 @@ def test_an_inactive_plan_is_not_offered(session):
     session.flush()
 
     assert [p.id for p in catalog.active_plans(session)] == ["growth", "scale"]
+
+
+def test_a_transaction_reads_a_price_once_and_the_next_reads_it_again(seeded):
+    with seeded.begin() as session, Statements(seeded) as seen:
+        first = catalog.plan_by_stripe_price(session, "price_billhook_scale_monthly")
+        again = catalog.plan_by_stripe_price(session, "price_billhook_scale_monthly")
+    assert first is again
+    assert len(seen.reading("plans")) == 1  # a batch's events share the lookup
+
+    with seeded.begin() as session:  # an operator moves the plan to another Price meanwhile
+        catalog.set_stripe_price(session, session.get(Plan, "scale"), "price_scale_2027")
+
+    with seeded.begin() as session:
+        assert catalog.plan_by_stripe_price(session, "price_scale_2027").id == "scale"
+        assert catalog.plan_by_stripe_price(session, "price_billhook_scale_monthly").id == "scale"  # its former Price
+
+
+def test_a_price_set_in_the_transaction_is_found_by_its_next_lookup(session):
+    assert catalog.plan_by_stripe_price(session, "price_growth_2027") is None
+
+    catalog.set_stripe_price(session, session.get(Plan, "growth"), "price_growth_2027")
+
+    assert catalog.plan_by_stripe_price(session, "price_growth_2027").id == "growth"
