@@ -118,47 +118,97 @@ def send_outbox_email(
     providers row a batch read once (`read_provider`); by default the send reads it."""
     with session_factory.begin() as session:
         row = outbox.lock_row(session, outbox_id)
-        if row is None:
-            return SendResult(MISSING)
-        if row.status != outbox.PENDING:
-            return SendResult(ALREADY_DONE, row.backend, row.template, row.account_id, row.provider_message_id)
-        # The outcome is written by one UPDATE (`outbox.write_send`), never an ORM flush: a second
-        # UPDATE of a row this transaction already updated makes PostgreSQL re-check its account
-        # foreign key (FOR KEY SHARE on the account), which deadlocks with a handler that holds the
-        # account's lock while queuing the same idempotency key.
-        attempt = {"attempts": row.attempts + 1}
-        now = clock()
-        try:
-            if isinstance(provider, _Unread):
-                provider = get_provider(session, resend_provider.PROVIDER)  # read once: it names the backend too
-            if not row.recipient:
-                attempt["recipient"] = _account_address(session, row)
-            email = _outgoing(row, attempt.get("recipient", row.recipient), settings, provider)
-            mailer = mailer_for(provider, settings)
-            message_id = mailer.send(email)
-        except ProviderError as exc:
-            error = str(exc)[:4000]  # names the backend: "resend: 429 rate_limit_exceeded: ..."
-            if exc.retryable:
-                outbox.write_send(session, row, **attempt, last_error=error)
-                return SendResult(RETRY, exc.provider, row.template, row.account_id, error=error)
-            outbox.write_send(session, row, **attempt, **_failed(error))
-            return SendResult(FAILED, exc.provider, row.template, row.account_id, error=error)
-        except (TemplateError, KeyError) as exc:
-            error = f"cannot render {row.template}: {type(exc).__name__}: {exc}"[:4000]
-            outbox.write_send(session, row, **attempt, **_failed(error))
-            return SendResult(FAILED, None, row.template, row.account_id, error=error)
-        outbox.write_send(
-            session,
-            row,
+        result, changes = _send(session, row, settings=settings, clock=clock, provider=provider)
+        if changes:
+            outbox.write_send(session, row, **changes)
+    return result
+
+
+def send_outbox_emails(
+    session_factory: sessionmaker[Session],
+    outbox_ids: list[int],
+    *,
+    settings: Settings,
+    clock: Callable[[], datetime],
+    provider: IntegrationProvider | None,
+) -> list[SendResult] | None:
+    """`send_outbox_email` for several rows in one transaction: locked in one statement (in id
+    order, so two batches sharing a row wait for each other, never deadlock), sent one after the
+    other, their outcomes written together and committed once, where a row of its own costs a
+    BEGIN, a lock, an UPDATE and a COMMIT. A death before the commit leaves every row of the batch
+    pending, each sent again later with the same key (which the module's docstring says of one
+    row). The results by id, each id once; None when the transaction failed (it rolled back, and
+    the caller sends each row alone)."""
+    ids = list(dict.fromkeys(outbox_ids))
+    try:
+        with session_factory.begin() as session:
+            rows = outbox.lock_rows(session, ids)
+            results, writes = [], []
+            for outbox_id in ids:
+                row = rows.get(outbox_id)
+                result, changes = _send(session, row, settings=settings, clock=clock, provider=provider)
+                results.append(result)
+                if changes:
+                    writes.append((row, changes))
+            outbox.write_sends(session, writes)
+    except Exception as exc:  # noqa: BLE001 - each row is sent again alone, and its error handled there
+        log_line(log, "email batch sent singly", level=logging.INFO, emails=len(ids), error=type(exc).__name__)
+        return None
+    return results
+
+
+def _send(
+    session: Session,
+    row: EmailOutbox | None,
+    *,
+    settings: Settings,
+    clock: Callable[[], datetime],
+    provider: IntegrationProvider | None | _Unread,
+) -> tuple[SendResult, dict | None]:
+    """The send of a locked row, and the columns its outcome writes (None: nothing to write).
+
+    The outcome is written by one UPDATE (`outbox.write_send`), never an ORM flush: a second
+    UPDATE of a row this transaction already updated makes PostgreSQL re-check its account
+    foreign key (FOR KEY SHARE on the account), which deadlocks with a handler that holds the
+    account's lock while queuing the same idempotency key."""
+    if row is None:
+        return SendResult(MISSING), None
+    if row.status != outbox.PENDING:
+        return SendResult(ALREADY_DONE, row.backend, row.template, row.account_id, row.provider_message_id), None
+    attempt = {"attempts": row.attempts + 1}
+    now = clock()
+    try:
+        if isinstance(provider, _Unread):
+            provider = get_provider(session, resend_provider.PROVIDER)  # read once: it names the backend too
+        if not row.recipient:
+            attempt["recipient"] = _account_address(session, row)
+        email = _outgoing(row, attempt.get("recipient", row.recipient), settings, provider)
+        mailer = mailer_for(provider, settings)
+        message_id = mailer.send(email)
+    except ProviderError as exc:
+        error = str(exc)[:4000]  # names the backend: "resend: 429 rate_limit_exceeded: ..."
+        if exc.retryable:
+            return SendResult(RETRY, exc.provider, row.template, row.account_id, error=error), {
+                **attempt,
+                "last_error": error,
+            }
+        return SendResult(FAILED, exc.provider, row.template, row.account_id, error=error), {
             **attempt,
-            status=outbox.SENT,
-            backend=mailer.name,
-            provider_message_id=message_id[:200],
-            sent_at=now,
-            last_error=None,
-            next_attempt_at=None,
-        )
-        return SendResult(SENT, mailer.name, row.template, row.account_id, message_id)
+            **_failed(error),
+        }
+    except (TemplateError, KeyError) as exc:
+        error = f"cannot render {row.template}: {type(exc).__name__}: {exc}"[:4000]
+        return SendResult(FAILED, None, row.template, row.account_id, error=error), {**attempt, **_failed(error)}
+    sent = {
+        **attempt,
+        "status": outbox.SENT,
+        "backend": mailer.name,
+        "provider_message_id": message_id[:200],
+        "sent_at": now,
+        "last_error": None,
+        "next_attempt_at": None,
+    }
+    return SendResult(SENT, mailer.name, row.template, row.account_id, message_id), sent
 
 
 def schedule_retry(session_factory: sessionmaker[Session], outbox_id: int, *, at: datetime) -> None:

@@ -16,7 +16,7 @@ from enum import StrEnum
 from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from shared.db import for_update, insert_ignore, update_loaded
+from shared.db import for_update, insert_ignore, update_loaded_many
 from shared.email.render import TEMPLATES
 from shared.models import Account, EmailOutbox
 from shared.outcome import Outcome
@@ -112,6 +112,16 @@ def lock_row(session: Session, outbox_id: int) -> EmailOutbox | None:
     return session.scalars(_LOCK_ROW, {"outbox_id": outbox_id}).one_or_none()
 
 
+_LOCK_ROWS = for_update(
+    select(EmailOutbox).where(EmailOutbox.id.in_(bindparam("outbox_ids", expanding=True))).order_by(EmailOutbox.id)
+)
+
+
+def lock_rows(session: Session, outbox_ids: list[int]) -> dict[int, EmailOutbox]:
+    """`lock_row` for several rows in one statement, by id, locked in id order."""
+    return {row.id: row for row in session.scalars(_LOCK_ROWS, {"outbox_ids": sorted(set(outbox_ids))})}
+
+
 # What a send writes, whatever its outcome.
 _SEND_COLUMNS = frozenset(
     {"recipient", "status", "attempts", "backend", "provider_message_id", "last_error", "next_attempt_at", "sent_at"}
@@ -120,10 +130,20 @@ _SEND_COLUMNS = frozenset(
 
 def write_send(session: Session, row: EmailOutbox, **changes) -> None:
     """A send's outcome on its locked row: one UPDATE of the send's columns (`update_loaded`)."""
-    unknown = set(changes) - _SEND_COLUMNS
-    if unknown:
-        raise ValueError(f"a send does not write {sorted(unknown)}")
-    update_loaded(session, row, **changes)
+    write_sends(session, [(row, changes)])
+
+
+def write_sends(session: Session, sends: list[tuple[EmailOutbox, dict]]) -> None:
+    """Several sends' outcomes on their locked rows: one UPDATE for the rows that write the same
+    columns (`update_loaded_many`), each row written once."""
+    by_columns: dict[tuple[str, ...], list[tuple[EmailOutbox, dict]]] = {}
+    for row, changes in sends:
+        unknown = set(changes) - _SEND_COLUMNS
+        if unknown:
+            raise ValueError(f"a send does not write {sorted(unknown)}")
+        by_columns.setdefault(tuple(sorted(changes)), []).append((row, changes))
+    for group in by_columns.values():
+        update_loaded_many(session, group)
 
 
 def due_for_sweep(session: Session, *, now: datetime, grace_seconds: int, limit: int = 500) -> list[int]:

@@ -35,7 +35,8 @@ def send_email(self, outbox_id: int) -> str:
 @shared_task(bind=True, name=SEND_EMAILS, acks_late=True, ignore_result=True)
 def send_emails(self, outbox_ids: list[int]) -> list[str]:
     """Several outbox rows, each sent as `send_email` sends it (a row is sent once: the send locks
-    it and finds it sent on a second run); a row to retry gets a `send_email` message of its own. A
+    it and finds it sent on a second run), all in one transaction (`delivery.send_outbox_emails`),
+    each in its own when that one fails; a row to retry gets a `send_email` message of its own. A
     batch whose runs kept dying is split into one message per row."""
     rt = runtime(self.app)
     with rt.starts.run(self.request, limit=rt.settings.task_max_interrupted_runs) as given_up:
@@ -43,24 +44,42 @@ def send_emails(self, outbox_ids: list[int]) -> list[str]:
             for outbox_id in outbox_ids:
                 enqueue_email(self.app, outbox_id)
             return []
+        ids = list(dict.fromkeys(int(outbox_id) for outbox_id in outbox_ids))
         try:
             provider = delivery.read_provider(rt.session_factory)  # once for the batch's rows
         except Exception:  # noqa: BLE001 - the store is down: each row's send finds out and retries
-            provider = delivery.UNREAD
-        return [_send_email(self, rt, int(outbox_id), batched=True, provider=provider) for outbox_id in outbox_ids]
+            return [_send_email(self, rt, outbox_id, batched=True) for outbox_id in ids]
+        # The rows in one transaction; should it fail, each row alone (its error handled there).
+        started = time.perf_counter()
+        results = delivery.send_outbox_emails(
+            rt.session_factory, ids, settings=rt.settings, clock=rt.clock, provider=provider
+        )
+        if results is None:
+            return [_send_email(self, rt, outbox_id, batched=True, provider=provider) for outbox_id in ids]
+        seconds = (time.perf_counter() - started) / len(ids)
+        return [
+            _after_send(self, rt, outbox_id, result, seconds, batched=True)
+            for outbox_id, result in zip(ids, results, strict=True)
+        ]
 
 
 def _send_email(task, rt, outbox_id: int, *, batched: bool = False, provider=delivery.UNREAD) -> str:
-    settings = rt.settings
     started = time.perf_counter()
-    retries = 0 if batched else task.request.retries
-    attempt = retries + 1
     try:
         result = delivery.send_outbox_email(
-            rt.session_factory, outbox_id, settings=settings, clock=rt.clock, provider=provider
+            rt.session_factory, outbox_id, settings=rt.settings, clock=rt.clock, provider=provider
         )
     except Exception as exc:  # the store is down or a bug: retry like a provider's 5xx
         result = delivery.SendResult(delivery.RETRY, error=describe(exc))
+    return _after_send(task, rt, outbox_id, result, time.perf_counter() - started, batched=batched)
+
+
+def _after_send(task, rt, outbox_id: int, result: delivery.SendResult, seconds: float, *, batched: bool) -> str:
+    """A send's retry (a countdown, or failed for good once retries are exhausted) and log line
+    (a batch's rows share its time equally)."""
+    settings = rt.settings
+    retries = 0 if batched else task.request.retries
+    attempt = retries + 1
     outcome = result.outcome
     countdown = None
     if outcome == delivery.RETRY:
@@ -84,7 +103,7 @@ def _send_email(task, rt, outbox_id: int, *, batched: bool = False, provider=del
         outcome=outcome,
         attempt=attempt,
         error=result.error,
-        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        duration_ms=round(seconds * 1000, 2),
     )
     if countdown is not None and batched:
         # The row's retry is a message of its own; should the publish fail, the outbox sweep has it.

@@ -84,6 +84,53 @@ def test_a_batch_sends_through_the_providers_row_it_read_once(seeded, resend_set
     assert {_row(seeded, pk).backend for pk in (first, second)} == {"resend"}
 
 
+def _send_batch(session_factory, outbox_ids, settings, now):
+    provider = delivery.read_provider(session_factory)
+    return delivery.send_outbox_emails(
+        session_factory, outbox_ids, settings=settings, clock=lambda: now, provider=provider
+    )
+
+
+def test_a_batch_sends_each_row_once_in_one_transaction(seeded, resend_settings, fake_resend, now):
+    done, failing, fresh = (_queue(seeded, key=f"batch:{n}") for n in range(3))
+    _send(seeded, done, resend_settings, now)
+    fake_resend.fail_next("/emails", 500, SERVER_ERROR)  # the batch's first send: `failing`
+
+    with Statements(seeded) as statements:
+        results = _send_batch(seeded, [done, failing, fresh, fresh], resend_settings, now)
+
+    assert [r.outcome for r in results] == [delivery.ALREADY_DONE, delivery.RETRY, delivery.SENT]
+    # One lock for the rows, one UPDATE for each set of columns written (a retry's, a send's).
+    assert len([s for s in statements.reading("email_outbox") if s.startswith("select")]) == 1
+    assert len(statements.starting("update email_outbox")) == 2
+    assert [(r.status, r.attempts) for r in (_row(seeded, pk) for pk in (done, failing, fresh))] == [
+        ("sent", 1),
+        ("pending", 1),
+        ("sent", 1),
+    ]
+    assert "500" in _row(seeded, failing).last_error
+    assert sorted(e["idempotency_key"] for e in fake_resend.emails) == ["batch:0", "batch:2"]
+
+
+def test_a_batch_that_fails_leaves_its_rows_pending_and_each_is_sent_once_alone(
+    seeded, resend_settings, fake_resend, now
+):
+    good = _queue(seeded, key="batch:good")
+    broken_context = {**SAMPLES["payment_confirmation"], "amount_cents": "lots"}  # no template error: a bug's
+    broken = _queue(seeded, context=broken_context, key="batch:broken")
+
+    assert _send_batch(seeded, [good, broken], resend_settings, now) is None
+
+    # Rolled back whole: `good` went out, but its row says pending, and sent again alone with its
+    # key it is the same email.
+    assert [_row(seeded, pk).status for pk in (good, broken)] == ["pending", "pending"]
+    assert _send(seeded, good, resend_settings, now).outcome == delivery.SENT
+    with pytest.raises(TypeError):
+        _send(seeded, broken, resend_settings, now)
+    assert [e["idempotency_key"] for e in fake_resend.emails] == ["batch:good"]
+    assert len(fake_resend.calls("POST", "/emails")) == 2
+
+
 def test_a_send_writes_its_row_once_with_the_address_read_from_the_account(seeded, resend_settings, now):
     with seeded.begin() as session:
         ensure_account(session, "acct_1", email="ada@example.com", name="Ada")
