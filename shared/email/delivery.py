@@ -4,7 +4,9 @@ The row is locked (SELECT ... FOR UPDATE) while it is sent and marked, so two ta
 same row (a duplicate enqueue, the sweep) serialise: the second finds it `sent` and does
 nothing. Should the process die between the provider's accept and the commit, the row stays
 pending and is sent again with the same key: Resend's `Idempotency-Key` turns that into the
-same email, SMTP carries the same Message-ID.
+same email, SMTP carries the same Message-ID. A batch of rows (`send_outbox_emails`) is locked,
+sent and marked in one transaction, and a death before its commit sends each of its rows again
+the same way.
 
 Backends, chosen per send: Resend when the providers table has an active `resend` row with an
 API key; else SMTP when `settings.smtp_host` is set; else the log (development).
