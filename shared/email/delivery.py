@@ -189,15 +189,8 @@ def _send(
         message_id = mailer.send(email)
     except ProviderError as exc:
         error = str(exc)[:4000]  # names the backend: "resend: 429 rate_limit_exceeded: ..."
-        if exc.retryable:
-            return SendResult(RETRY, exc.provider, row.template, row.account_id, error=error), {
-                **attempt,
-                "last_error": error,
-            }
-        return SendResult(FAILED, exc.provider, row.template, row.account_id, error=error), {
-            **attempt,
-            **_failed(error),
-        }
+        outcome, written = (RETRY, {"last_error": error}) if exc.retryable else (FAILED, _failed(error))
+        return SendResult(outcome, exc.provider, row.template, row.account_id, error=error), {**attempt, **written}
     except (TemplateError, KeyError) as exc:
         error = f"cannot render {row.template}: {type(exc).__name__}: {exc}"[:4000]
         return SendResult(FAILED, None, row.template, row.account_id, error=error), {**attempt, **_failed(error)}
