@@ -129,7 +129,7 @@ _SEND_COLUMNS = frozenset(
 
 
 def write_send(session: Session, row: EmailOutbox, **changes) -> None:
-    """A send's outcome on its locked row: one UPDATE of the send's columns (`update_loaded`)."""
+    """A send's outcome on its locked row: one UPDATE of the send's columns (`write_sends`)."""
     write_sends(session, [(row, changes)])
 
 

@@ -45,6 +45,8 @@ def send_emails(self, outbox_ids: list[int]) -> list[str]:
                 enqueue_email(self.app, outbox_id)
             return []
         ids = list(dict.fromkeys(int(outbox_id) for outbox_id in outbox_ids))
+        if not ids:
+            return []
         try:
             provider = delivery.read_provider(rt.session_factory)  # once for the batch's rows
         except Exception:  # noqa: BLE001 - the store is down: each row's send finds out and retries
