@@ -16,7 +16,7 @@ from enum import StrEnum
 from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from shared.db import for_update, insert_ignore, update_loaded_many
+from shared.db import for_update, insert_ignore, lock_by_ids, update_loaded_many
 from shared.email.render import TEMPLATES
 from shared.models import Account, EmailOutbox
 from shared.outcome import Outcome
@@ -112,14 +112,9 @@ def lock_row(session: Session, outbox_id: int) -> EmailOutbox | None:
     return session.scalars(_LOCK_ROW, {"outbox_id": outbox_id}).one_or_none()
 
 
-_LOCK_ROWS = for_update(
-    select(EmailOutbox).where(EmailOutbox.id.in_(bindparam("outbox_ids", expanding=True))).order_by(EmailOutbox.id)
-)
-
-
 def lock_rows(session: Session, outbox_ids: list[int]) -> dict[int, EmailOutbox]:
-    """`lock_row` for several rows in one statement, by id, locked in id order."""
-    return {row.id: row for row in session.scalars(_LOCK_ROWS, {"outbox_ids": sorted(set(outbox_ids))})}
+    """`lock_row` for several rows in one statement, by id, locked in id order (`lock_by_ids`)."""
+    return lock_by_ids(session, EmailOutbox, outbox_ids)
 
 
 # What a send writes, whatever its outcome.

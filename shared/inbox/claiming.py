@@ -7,20 +7,17 @@ from datetime import datetime
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from shared.db import for_update, update_loaded_many
+from shared.db import for_update, lock_by_ids, update_loaded_many
 from shared.models import WebhookEvent
 from shared.models.events import DONE_STATUSES, EventStatus
 
 _LOCK_EVENT = for_update(select(WebhookEvent).where(WebhookEvent.id == bindparam("event_pk")))
-_LOCK_EVENTS = for_update(
-    select(WebhookEvent).where(WebhookEvent.id.in_(bindparam("event_pks", expanding=True))).order_by(WebhookEvent.id)
-)
 
 
 def lock_events(session: Session, event_pks: list[int]) -> dict[int, WebhookEvent]:
     """`lock_event` for several events in one statement, by id; the rows are locked in id order,
     so two transactions locking overlapping sets wait for each other instead of deadlocking."""
-    return {event.id: event for event in session.scalars(_LOCK_EVENTS, {"event_pks": sorted(set(event_pks))})}
+    return lock_by_ids(session, WebhookEvent, event_pks)
 
 
 def lock_event(session: Session, event_pk: int) -> WebhookEvent | None:

@@ -9,7 +9,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.dialects import postgresql
 
+from shared.db import locking_by_ids
 from shared.inbox import claiming, sweep
+from shared.models import WebhookEvent
 
 pytestmark = [pytest.mark.postgres]
 
@@ -57,7 +59,7 @@ def test_the_claim_reads_the_primary_key_at_100k_events(large_inbox):
 
 
 def test_a_batchs_claim_reads_the_primary_key_at_100k_events(large_inbox):
-    stmt = claiming._LOCK_EVENTS.params(event_pks=list(range(4000, 4008)))
+    stmt = locking_by_ids(WebhookEvent).params(ids=list(range(4000, 4008)))  # inbox.lock_events
     compiled = stmt.compile(dialect=postgresql.psycopg.dialect(), compile_kwargs={"literal_binds": True})
     with large_inbox() as session:
         cursor = session.connection().connection.cursor()
