@@ -133,28 +133,27 @@ def send_outbox_emails(
     settings: Settings,
     clock: Callable[[], datetime],
     provider: IntegrationProvider | None,
-) -> list[SendResult] | None:
+) -> dict[int, SendResult] | None:
     """`send_outbox_email` for several rows in one transaction: locked in one statement (in id
     order, so two batches sharing a row wait for each other, never deadlock), sent one after the
     other, their outcomes written together and committed once, where a row of its own costs a
     BEGIN, a lock, an UPDATE and a COMMIT. A death before the commit leaves every row of the batch
     pending, each sent again later with the same key (which the module's docstring says of one
-    row). The results by id, each id once; None when the transaction failed (it rolled back, and
-    the caller sends each row alone)."""
-    ids = list(dict.fromkeys(outbox_ids))
+    row). The results by id, in order, each id once; None when the transaction failed (it rolled
+    back, and the caller sends each row alone)."""
+    results: dict[int, SendResult] = {}
     try:
         with session_factory.begin() as session:
-            rows = outbox.lock_rows(session, ids)
-            results, writes = [], []
-            for outbox_id in ids:
+            rows = outbox.lock_rows(session, outbox_ids)
+            writes = []
+            for outbox_id in dict.fromkeys(outbox_ids):  # a row given twice is sent once
                 row = rows.get(outbox_id)
-                result, changes = _send(session, row, settings=settings, clock=clock, provider=provider)
-                results.append(result)
+                results[outbox_id], changes = _send(session, row, settings=settings, clock=clock, provider=provider)
                 if changes:
                     writes.append((row, changes))
             outbox.write_sends(session, writes)
     except Exception as exc:  # noqa: BLE001 - each row is sent again alone, and its error handled there
-        log_line(log, "email batch sent singly", level=logging.INFO, emails=len(ids), error=type(exc).__name__)
+        log_line(log, "email batch sent singly", level=logging.INFO, emails=len(outbox_ids), error=type(exc).__name__)
         return None
     return results
 

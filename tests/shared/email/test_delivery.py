@@ -99,7 +99,11 @@ def test_a_batch_sends_each_row_once_in_one_transaction(seeded, resend_settings,
     with Statements(seeded) as statements:
         results = _send_batch(seeded, [done, failing, fresh, fresh], resend_settings, now)
 
-    assert [r.outcome for r in results] == [delivery.ALREADY_DONE, delivery.RETRY, delivery.SENT]
+    assert {pk: r.outcome for pk, r in results.items()} == {
+        done: delivery.ALREADY_DONE,
+        failing: delivery.RETRY,
+        fresh: delivery.SENT,
+    }
     # One lock for the rows, one UPDATE for each set of columns written (a retry's, a send's).
     assert len([s for s in statements.reading("email_outbox") if s.startswith("select")]) == 1
     assert len(statements.starting("update email_outbox")) == 2
