@@ -96,10 +96,10 @@ def process_batch(
 
     The events' Results, in order; None when an event raised or the transaction could not
     commit: it rolled back whole, and the caller runs each event in a transaction of its own, so
-    one failing event costs the others only the repeat of their work. On PostgreSQL a lock waited on longer than
-    `BATCH_LOCK_TIMEOUT` gives up the same way: holding its locks for several events, a batch
-    could otherwise deadlock with another (two batches' accounts in opposite orders) and wait out
-    the server's deadlock check."""
+    one failing event costs the others only the repeat of their work. On PostgreSQL a lock waited
+    on longer than `BATCH_LOCK_TIMEOUT` gives up the same way: holding its locks for several
+    events, a batch could otherwise deadlock with another (two batches' accounts in opposite
+    orders) and wait out the server's deadlock check."""
     try:
         with session_factory.begin() as session:
             if session.get_bind().dialect.name == "postgresql":
