@@ -38,6 +38,7 @@ from shared.models import EmailOutbox, OutgoingDelivery, WebhookEvent
 from shared.models.events import EventStatus
 from shared.models.outgoing import DeliveryStatus
 from tests.factories.stripe_events import signed
+from web import gunicorn_conf
 from worker.celery_app import make_celery
 from worker.messages import MAX_IDS_PER_MESSAGE, PROCESS_EVENT, batches
 
@@ -115,14 +116,17 @@ def deliveries_for(seed: int, count: int, prefix: str) -> list[loadgen.Delivery]
 
 
 def bench_intake(store, env, tmp, procs, rss, seed, requests, rate, rate_seconds, connections) -> dict:
-    """The four intakes in paired rounds (bench/intake.py), a burst row, and the fixed-rate p99."""
+    """The five intakes in paired rounds (bench/intake.py), a burst row, and the fixed-rate p99."""
     servers = [
         Server("bare", services.start_gunicorn("bare", "bench.bare_app:app", env, tmp)),
         Server("billhook", services.start_gunicorn("web", "web.wsgi:app", env, tmp)),
     ]
-    if store.kind == "PostgreSQL":  # the lean reference is written for PostgreSQL alone
+    if store.kind == "PostgreSQL":  # the lean and async references are written for PostgreSQL alone
         lean_env = {**env, "HARNESS_WEBHOOK_SECRET": services.WEBHOOK_SECRET}
         servers.append(Server("lean", services.start_gunicorn("lean", "bench.lean_app:app", lean_env, tmp)))
+        # As many event loops as gunicorn has worker processes (web/gunicorn_conf.py).
+        async_app = services.start_uvicorn("async", "bench.async_app:app", lean_env, tmp, workers=gunicorn_conf.workers)
+        servers.append(Server("async", async_app))
     servers.append(Server("in-request", services.start_gunicorn("inrequest", "bench.inrequest_app:app", env, tmp)))
     procs += [s.proc for s in servers]
     by_name = {s.name: s for s in servers}
@@ -410,7 +414,10 @@ def print_table(r: dict) -> None:
     if "lean" in ratio and ratio["lean"]:
         lines.append(
             f"\nbillhook is {ratio['billhook']['median'] / ratio['lean']['median']:.2f} of the lean reference "
-            f"(medians); in-request is {ratio['in-request']['median'] / ratio['billhook']['median']:.2f} of billhook."
+            f"(medians); in-request is {ratio['in-request']['median'] / ratio['billhook']['median']:.2f} of billhook; "
+            f"the async reference (the lean intake on an event loop: uvicorn, uvloop) is "
+            f"{ratio['async']['median'] / ratio['lean']['median']:.2f} of the lean reference, "
+            f"{'at or over' if ratio['async']['median'] >= INTAKE_TARGET else 'under'} the target."
         )
     b = i["burst"]
     lines += [

@@ -33,32 +33,32 @@ log = logging.getLogger("bench.lean")
 logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 app = Flask(__name__)
 
-_DSN = make_url(os.environ["DATABASE_URL"]).set(drivername="postgresql").render_as_string(hide_password=False)
-_SECRET = os.environ["HARNESS_WEBHOOK_SECRET"]  # the harness's secret (billhook reads its own from the store)
+DSN = make_url(os.environ["DATABASE_URL"]).set(drivername="postgresql").render_as_string(hide_password=False)
+SECRET = os.environ["HARNESS_WEBHOOK_SECRET"]  # the harness's secret (billhook reads its own from the store)
 _QUEUE = os.environ.get("BILLHOOK_QUEUE", "billhook")
-_INSERT = (
+INSERT = (
     "INSERT INTO webhook_events (provider, event_id, type, payload, event_created_at, received_at, updated_at,"
     " status, attempts) VALUES ('stripe', %s, %s, %s, %s, %s, %s, 'received', 0)"
     " ON CONFLICT (provider, event_id) DO NOTHING RETURNING id"
 )
 _local = threading.local()
-_ids: queue.SimpleQueue[int] = queue.SimpleQueue()
+published_ids: queue.SimpleQueue[int] = queue.SimpleQueue()
 
 
 def _connection() -> psycopg.Connection:
     connection = getattr(_local, "connection", None)
     if connection is None:
-        connection = _local.connection = psycopg.connect(_DSN, autocommit=True)
+        connection = _local.connection = psycopg.connect(DSN, autocommit=True)
     return connection
 
 
-def _publish_forever() -> None:
+def publish_forever() -> None:
     client = redis.Redis.from_url(os.environ["REDIS_URL"])
     while True:
-        batch = [_ids.get()]
+        batch = [published_ids.get()]
         while True:
             try:
-                batch.append(_ids.get_nowait())
+                batch.append(published_ids.get_nowait())
             except queue.Empty:
                 break
         with contextlib.suppress(redis.RedisError):  # the rows are committed: a sweeper would queue them
@@ -74,23 +74,23 @@ def _hand_over(pk: int) -> None:
     if _publisher is None:
         with _publisher_started:
             if _publisher is None:
-                _publisher = threading.Thread(target=_publish_forever, daemon=True)
+                _publisher = threading.Thread(target=publish_forever, daemon=True)
                 _publisher.start()
-    _ids.put(pk)
+    published_ids.put(pk)
 
 
 @app.post("/webhooks/stripe")
 def lean_webhook():
     raw = request.get_data(cache=False)
     try:
-        stripe.WebhookSignature.verify_header(raw, request.headers.get("Stripe-Signature", ""), _SECRET, 300)
+        stripe.WebhookSignature.verify_header(raw, request.headers.get("Stripe-Signature", ""), SECRET, 300)
         event = json.loads(raw)
     except (stripe.SignatureVerificationError, ValueError):
         return jsonify({"error": {"code": "bad_request"}}), 400
     now = datetime.now(UTC)
     created = datetime.fromtimestamp(event["created"], UTC) if event.get("created") else None
     with _connection().cursor() as cursor:
-        cursor.execute(_INSERT, (event["id"], event["type"], raw.decode(), created, now, now))
+        cursor.execute(INSERT, (event["id"], event["type"], raw.decode(), created, now, now))
         row = cursor.fetchone()
     if row is not None:
         _hand_over(row[0])

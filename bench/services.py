@@ -253,15 +253,41 @@ def start_gunicorn(name: str, app: str, env: dict[str, str], log_dir: Path) -> P
         "warning",
         app,
     ]
-    proc = spawn(name, args, env, log_dir)
+    return _listening(spawn(name, args, env, log_dir), port)
+
+
+def start_uvicorn(name: str, app: str, env: dict[str, str], log_dir: Path, *, workers: int) -> Proc:
+    """An ASGI app under uvicorn on uvloop and httptools (the async reference, bench/async_app.py)."""
+    port = embedded_redis.free_port()
+    args = [
+        str(BIN / "uvicorn"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        app,
+    ]
+    return _listening(spawn(name, args, env, log_dir), port)
+
+
+def _listening(proc: Proc, port: int) -> Proc:
     proc.port = port
 
     def up():
         if not proc.alive():
-            raise RuntimeError(f"{name} exited:\n{proc.log_tail()}")
+            raise RuntimeError(f"{proc.name} exited:\n{proc.log_tail()}")
         return embedded_redis.is_listening(port)
 
-    wait_until(up, 60, f"{name} to listen")
+    wait_until(up, 60, f"{proc.name} to listen")
     return proc
 
 
