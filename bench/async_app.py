@@ -18,22 +18,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import sys
 import threading
 from datetime import UTC, datetime
 
 import psycopg
 import stripe
 
-# The lean reference's statement, secret and publisher: the two references differ in their shape only.
+# The lean reference's statement, secret, publisher and log set-up: the two differ in shape only.
 from bench.lean_app import DSN, INSERT, SECRET, publish_forever, published_ids
 
 log = logging.getLogger("bench.async")
-logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
-# Connections a process keeps: requests wait for one in turn, as gunicorn's threads share a pool.
-CONNECTIONS = int(os.environ.get("BENCH_ASYNC_CONNECTIONS", "8"))
+# Connections a process keeps, requests taking one in turn: the 16 connections of the bench's
+# closed loop over two processes keep at most 8 requests in flight in each.
+CONNECTIONS = 8
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 _BAD_REQUEST = b'{"error":{"code":"bad_request"}}'
 _UNAVAILABLE = b'{"error":{"code":"unavailable"}}'
