@@ -90,6 +90,14 @@ class WebhookSecretCache:
         self._lock = threading.Lock()
         self._cached: dict[str, tuple[float, list[str]]] = {}
 
+    def cached(self, name: str) -> list[str] | None:
+        """The secrets while they are fresh, None when `secrets_for` would read the store: an
+        event loop calls that in a thread only then."""
+        hit = self._cached.get(name)
+        if hit is not None and self._clock() - hit[0] < self._ttl:
+            return hit[1]
+        return None
+
     def secrets_for(self, name: str) -> list[str]:
         now = self._clock()
         hit = self._cached.get(name)

@@ -13,7 +13,13 @@ from shared.inbox.claiming import (
     record_failure,
     succeeded,
 )
-from shared.inbox.record import IntakeSql, Stored, record_event, record_event_on_cursor
+from shared.inbox.record import (
+    IntakeSql,
+    Stored,
+    record_event,
+    record_event_on_async_cursor,
+    record_event_on_cursor,
+)
 from shared.inbox.sweep import counts_by_status, due_for_sweep, restart_sweep_clock
 
 __all__ = [
@@ -29,6 +35,7 @@ __all__ = [
     "mark_ignored",
     "mark_succeeded",
     "record_event",
+    "record_event_on_async_cursor",
     "record_event_on_cursor",
     "record_failure",
     "restart_sweep_clock",

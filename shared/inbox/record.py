@@ -85,12 +85,32 @@ def record_event_on_cursor(cursor: Any, sql: IntakeSql, **fields: Any) -> Stored
     """`record_event` on a DBAPI cursor (named parameters, autocommit): webhook intake's path on
     PostgreSQL, one INSERT without SQLAlchemy's execution layer around it (see docs/benchmarks.md).
     The statements are `record_event`'s own, compiled once."""
-    values = _event_values(**fields)
-    values["payload"] = serialize_json(values["payload"])  # the body as received stays as it is
+    values = _cursor_values(fields)
     cursor.execute(sql.insert, values)
     row = cursor.fetchone()
     if row is not None:
         return Stored(row[0], True, values["status"])
     cursor.execute(sql.find, {"provider": values["provider"], "event_id": values["event_id"]})
-    pk, status = cursor.fetchone()
+    return _found(cursor.fetchone())
+
+
+async def record_event_on_async_cursor(cursor: Any, sql: IntakeSql, **fields: Any) -> Stored:
+    """`record_event_on_cursor` on psycopg's async cursor: the event-loop intake's path."""
+    values = _cursor_values(fields)
+    await cursor.execute(sql.insert, values)
+    row = await cursor.fetchone()
+    if row is not None:
+        return Stored(row[0], True, values["status"])
+    await cursor.execute(sql.find, {"provider": values["provider"], "event_id": values["event_id"]})
+    return _found(await cursor.fetchone())
+
+
+def _cursor_values(fields: dict[str, Any]) -> dict[str, Any]:
+    values = _event_values(**fields)
+    values["payload"] = serialize_json(values["payload"])  # the body as received stays as it is
+    return values
+
+
+def _found(row: tuple) -> Stored:
+    pk, status = row
     return Stored(pk, False, status)
