@@ -1,6 +1,10 @@
 """Webhook intake, one path for every provider: verify the signature on the raw bytes (one module
 per provider), parse the body strictly (events.py), store the event, commit, enqueue its id,
-answer 2xx. Nothing here knows how an event is handled."""
+answer 2xx. Nothing here knows how an event is handled.
+
+Two servers run this intake with the same pieces: the Flask routes below (the web app under
+gunicorn) and the event loop's (asgi.py, the Procfile's `intake:` process, where providers' webhook
+URLs point); `read_delivery`, `stored_fields`, `hand_over` and `answer` are what both do."""
 
 from __future__ import annotations
 
@@ -9,15 +13,16 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, jsonify, request
 
+from shared import inbox
 from shared.db import JsonText
 from shared.dispatch import is_handled
 from shared.logs import log_line
 from shared.models.events import EventStatus
-from web.context import billhook
+from web.context import Billhook, billhook
 from web.json import read_body
 from web.metrics import note_webhook
 from web.webhooks import paypal, stripe
-from web.webhooks.events import iso_time, parse_event, unix_time
+from web.webhooks.events import Delivery, read_delivery
 
 log = logging.getLogger("billhook.web")
 
@@ -28,43 +33,58 @@ bp = Blueprint("webhooks", __name__)
 def stripe_webhook():
     raw = read_body()
     stripe.verify(raw, request.headers.get("Stripe-Signature"))
-    event = parse_event(raw, type_field="type")
-    return _accept(raw, "stripe", event["id"], event["type"], unix_time(event.get("created")))
+    return _accept(raw, read_delivery("stripe", raw))
 
 
 @bp.post("/webhooks/paypal")
 def paypal_webhook():
     raw = read_body()
     paypal.verify(raw)
-    event = parse_event(raw, type_field="event_type")
-    return _accept(raw, "paypal", event["id"], event["event_type"], iso_time(event.get("create_time")))
+    return _accept(raw, read_delivery("paypal", raw))
 
 
-def _accept(raw: bytes, provider: str, event_id: str, event_type: str, created_at: datetime | None):
+def _accept(raw: bytes, delivery: Delivery):
     """Store, commit, then enqueue. A database failure propagates (503: the provider retries); a
     broker failure does not: the row stays `received` and the sweeper enqueues it."""
     ext = billhook()
-    stored = ext.store_event(
-        provider=provider,
-        event_id=event_id,
-        type=event_type,
-        payload=JsonText(raw.decode("utf-8")),  # the body as signed, not a re-serialization of it
-        event_created_at=created_at,
-        handled=is_handled(provider, event_type),
-        at=datetime.now(UTC),
-    )
-    if stored.new and stored.status == EventStatus.RECEIVED:
-        try:
-            ext.enqueue(stored.id)
-        except Exception as exc:
-            log_line(
-                log,
-                "enqueue failed; the sweeper will retry",
-                level=logging.WARNING,
-                provider=provider,
-                event=event_id,
-                error=type(exc).__name__,
-            )
+    stored = ext.store_event(**stored_fields(raw, delivery))
+    hand_over(ext, stored, delivery)
     # Counted, and logged on the request's one line (web/metrics.py), when the answer is sent.
-    note_webhook(provider, event_type, "accepted" if stored.new else "duplicate", event_id)
-    return jsonify({"received": True, "duplicate": not stored.new, "status": stored.status}), 200
+    note_webhook(delivery.provider, delivery.type, "accepted" if stored.new else "duplicate", delivery.event_id)
+    return jsonify(answer(stored)), 200
+
+
+def stored_fields(raw: bytes, delivery: Delivery) -> dict:
+    """`inbox.record_event`'s fields for a verified delivery (both intakes')."""
+    return {
+        "provider": delivery.provider,
+        "event_id": delivery.event_id,
+        "type": delivery.type,
+        "payload": JsonText(raw.decode("utf-8")),  # the body as signed, not a re-serialization of it
+        "event_created_at": delivery.created_at,
+        "handled": is_handled(delivery.provider, delivery.type),
+        "at": datetime.now(UTC),
+    }
+
+
+def hand_over(ext: Billhook, stored: inbox.Stored, delivery: Delivery) -> None:
+    """A newly stored event to the publisher (both intakes'): its failure is logged, not raised,
+    since the row is committed and the sweeper enqueues it."""
+    if not (stored.new and stored.status == EventStatus.RECEIVED):
+        return
+    try:
+        ext.enqueue(stored.id)
+    except Exception as exc:
+        log_line(
+            log,
+            "enqueue failed; the sweeper will retry",
+            level=logging.WARNING,
+            provider=delivery.provider,
+            event=delivery.event_id,
+            error=type(exc).__name__,
+        )
+
+
+def answer(stored: inbox.Stored) -> dict:
+    """The 200's body: whether the delivery was new, and the event's status."""
+    return {"received": True, "duplicate": not stored.new, "status": stored.status}

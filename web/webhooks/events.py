@@ -4,6 +4,7 @@ refuses NUL; ops and logs show them), and the provider's creation time when it g
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from web.errors import ApiError
@@ -27,6 +28,26 @@ def parse_event(raw: bytes, *, type_field: str) -> dict:
     if not _printable(event_id, MAX_ID_LENGTH) or not _printable(event_type, MAX_TYPE_LENGTH):
         raise ApiError(400, "malformed_event", "the event id or type is out of range")
     return event
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What the store keeps of a verified delivery, read from its body."""
+
+    provider: str
+    event_id: str
+    type: str
+    created_at: datetime | None
+
+
+def read_delivery(provider: str, raw: bytes) -> Delivery:
+    """The event a provider's body carries: Stripe's `type` and `created` (epoch seconds), PayPal's
+    `event_type` and `create_time` (ISO 8601). A 400 when it is not an event."""
+    if provider == "stripe":
+        event = parse_event(raw, type_field="type")
+        return Delivery(provider, event["id"], event["type"], unix_time(event.get("created")))
+    event = parse_event(raw, type_field="event_type")
+    return Delivery(provider, event["id"], event["event_type"], iso_time(event.get("create_time")))
 
 
 def _printable(value: str, limit: int) -> bool:

@@ -5,6 +5,7 @@ verify-webhook-signature API) or `offline` (SHA256withRSA against PayPal's pinne
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from flask import Flask, current_app, request
@@ -15,7 +16,7 @@ from shared.logs import log_line
 from shared.paypal import development
 from shared.paypal import webhooks as verification
 from shared.paypal.client import PayPalGateway
-from web.context import billhook
+from web.context import Billhook, billhook
 from web.errors import ApiError
 from web.metrics import note_request
 
@@ -30,7 +31,15 @@ def certificate_cache(app: Flask) -> verification.CertificateCache:
 
 
 def verify(raw: bytes) -> None:
-    ext = billhook()
+    method = check(billhook(), raw, request.headers, certificate_cache(current_app))
+    if method == verification.DEVELOPMENT:
+        note_request(verification="development")  # named on the request's log line
+
+
+def check(ext: Billhook, raw: bytes, headers: Mapping[str, str], certs: verification.CertificateCache) -> str:
+    """The check itself, for both intakes (the event loop's runs it in a thread: it reads the
+    store and may call PayPal). Returns the verification method that passed; a refusal is an
+    ApiError."""
     with ext.session_factory() as session:
         provider = active_provider(session, "paypal")
         if provider is not None:
@@ -49,26 +58,25 @@ def verify(raw: bytes) -> None:
         if method == verification.OFFLINE:
             verification.verify_offline(
                 raw,
-                request.headers,
+                headers,
                 webhook_id=provider.webhook_id,
-                certs=certificate_cache(current_app),
+                certs=certs,
                 now=now,
                 tolerance_seconds=tolerance,
             )
         elif method == verification.POSTBACK:
             verification.verify_postback(
                 raw,
-                request.headers,
+                headers,
                 webhook_id=provider.webhook_id,
                 client=PayPalGateway.from_provider(provider, ext.settings),
                 now=now,
                 tolerance_seconds=tolerance,
             )
         elif method == verification.DEVELOPMENT and ext.settings.dev_mode:
-            note_request(verification="development")  # named on the request's log line
             verification.verify_development(
                 raw,
-                request.headers,
+                headers,
                 webhook_id=provider.webhook_id,
                 cert_pem=development.certificate_pem(ext.settings.var_dir),
                 now=now,
@@ -78,6 +86,7 @@ def verify(raw: bytes) -> None:
             raise ApiError(503, "not_configured", "PayPal development verification needs BILLHOOK_DEV_MODE=1")
         else:
             raise ApiError(503, "not_configured", "the PayPal verification method is not postback or offline")
+        return method
     except verification.SignatureError as exc:
         log_line(log, "webhook refused", level=logging.WARNING, provider="paypal", reason=exc.code)
         raise ApiError(400, exc.code, exc.message) from exc

@@ -8,14 +8,22 @@ import time
 
 import stripe
 
+from shared.config import Settings
 from web.context import billhook
 from web.errors import ApiError
 
 
 def verify(raw: bytes, header: str | None) -> None:
+    ext = billhook()
+    secrets = ext.webhook_secrets.secrets_for("stripe") if header else []  # no store read for a 400
+    check(raw, header, secrets, ext.settings)
+
+
+def check(raw: bytes, header: str | None, secrets: list[str], settings: Settings) -> None:
+    """The check itself, given the configured secrets: both intakes' (Flask's and the event
+    loop's, which reads the secrets off the loop). A refusal is an ApiError."""
     if not header:
         raise ApiError(400, "missing_signature", "the Stripe-Signature header is missing")
-    secrets = billhook().webhook_secrets.secrets_for("stripe")
     if not secrets:
         # Not the sender's fault: 503 makes Stripe retry once a secret is configured.
         raise ApiError(503, "not_configured", "no Stripe webhook secret is configured")
@@ -23,7 +31,6 @@ def verify(raw: bytes, header: str | None) -> None:
         raw.decode("utf-8")  # the library decodes it to check the signature
     except UnicodeDecodeError as exc:
         raise ApiError(400, "malformed_body", "the body is not UTF-8") from exc
-    settings = billhook().settings
     stale = False
     for secret in secrets:
         try:
