@@ -279,6 +279,13 @@ def start_uvicorn(name: str, app: str, env: dict[str, str], log_dir: Path, *, wo
     return _listening(spawn(name, args, env, log_dir), port)
 
 
+def start_intake(name: str, env: dict[str, str], log_dir: Path) -> Proc:
+    """billhook's event-loop intake as the Procfile's `intake:` line runs it (web/webhooks/server.py)."""
+    port = embedded_redis.free_port()
+    args = [str(BIN / "python"), "-m", "web.webhooks.server", "--port", str(port)]
+    return _listening(spawn(name, args, env, log_dir), port)
+
+
 def _listening(proc: Proc, port: int) -> Proc:
     proc.port = port
 
