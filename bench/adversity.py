@@ -1,6 +1,7 @@
-"""Intake latency under adversity: billhook's web server under the Procfile's gunicorn settings
-while checkouts hang on a Stripe that accepts connections and never answers and clients trickle
-their bodies, as tests/integration/test_isolation.py sets it up (docs/operating.md).
+"""Intake latency under adversity, as the Procfile runs billhook: webhooks to the event-loop intake
+(web/webhooks/server.py) while checkouts hang on the web server (gunicorn) on a Stripe that accepts
+connections and never answers and clients trickle their webhook bodies to the intake, as
+tests/integration/test_isolation.py sets it up (docs/operating.md).
 
 The adversity is kept up for the whole run: a checkout that gets its 504 is sent again at once,
 a trickler that gets its 408 reconnects, so there are always HUNG_CHECKOUTS and TRICKLERS in flight.
@@ -28,10 +29,12 @@ JWT_SECRET = "bench-jwt-secret-0123456789abcdef01234567"  # noqa: S105 - the ben
 
 
 class Adversity:
-    """HUNG_CHECKOUTS checkout callers and TRICKLERS slow-body clients against `port`, until stopped."""
+    """HUNG_CHECKOUTS checkout callers against `web_port` and TRICKLERS slow-body clients against
+    `intake_port`, until stopped."""
 
-    def __init__(self, port: int, settings):
-        self.port = port
+    def __init__(self, web_port: int, intake_port: int, settings):
+        self.web_port = web_port
+        self.intake_port = intake_port
         self.tokens = [issue_token(settings, f"acct_adverse_{i}") for i in range(HUNG_CHECKOUTS)]
         self.stopping = threading.Event()
         self.answers: Counter[str] = Counter()
@@ -57,7 +60,7 @@ class Adversity:
         body = json.dumps({"package_id": "value"})
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         while not self.stopping.is_set():
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+            conn = http.client.HTTPConnection("127.0.0.1", self.web_port, timeout=60)
             try:
                 conn.request("POST", "/api/v1/billing/stripe/credit-checkout", body=body, headers=headers)
                 response = conn.getresponse()
@@ -71,7 +74,8 @@ class Adversity:
     def _trickle(self) -> None:
         """A webhook delivery announcing 1000 bytes of body and sending one, again and again."""
         while not self.stopping.is_set():
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=60) as c:
+            address = ("127.0.0.1", self.intake_port)
+            with contextlib.suppress(OSError), socket.create_connection(address, timeout=60) as c:
                 c.sendall(
                     b"POST /webhooks/stripe HTTP/1.1\r\nHost: billhook\r\nContent-Type: application/json\r\n"
                     b"Stripe-Signature: t=1,v1=00\r\nContent-Length: 1000\r\n\r\n{"
@@ -83,15 +87,16 @@ class Adversity:
 def bench_intake_under_adversity(
     store: services.Store, env: dict[str, str], tmp: Path, deliveries: list[loadgen.Delivery], *, rate: int
 ) -> dict:
-    """Fixed-rate intake latency on the Procfile's web server with the adversity in flight."""
+    """Fixed-rate intake latency on the Procfile's intake with the adversity in flight."""
     hole = BlackHole()
     with store.session_factory.begin() as session:
         credentials.set_provider(session, "stripe", api_key="sk_test_bench")
     env = {**env, "STRIPE_API_BASE": hole.url, "BILLHOOK_JWT_SECRET": JWT_SECRET}
     web = services.start_gunicorn("web-adverse", "web.wsgi:app", env, tmp)
+    intake = services.start_intake("intake-adverse", env, tmp)
     try:
         settings = Settings(database_url=store.url, redis_url="redis://unused", var_dir=tmp, jwt_secret=JWT_SECRET)
-        with Adversity(web.port, settings) as adversity:
+        with Adversity(web.port, intake.port, settings) as adversity:
             # Generous: on a loaded machine the first checkouts queue behind gunicorn's start-up.
             services.wait_until(
                 lambda: len(hole.accepted) >= HUNG_CHECKOUTS,
@@ -99,7 +104,7 @@ def bench_intake_under_adversity(
                 f"every checkout to hang on Stripe (answers so far: {dict(adversity.answers)})",
             )
             result = loadgen.fixed_rate(
-                web.port, "/webhooks/stripe", deliveries, rate=rate, max_seconds=len(deliveries) / rate + 1
+                intake.port, "/webhooks/stripe", deliveries, rate=rate, max_seconds=len(deliveries) / rate + 1
             )
         return {
             "rate": rate,
@@ -111,5 +116,6 @@ def bench_intake_under_adversity(
             "adversity": dict(adversity.answers),
         }
     finally:
+        intake.stop()
         web.stop()
         hole.close()

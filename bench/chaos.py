@@ -255,8 +255,9 @@ def run(config: Config, base_url: str, say: Callable[[str], None] = print) -> Re
         report.deliveries = len(deliveries)
         say(f"[chaos] {len(deliveries)} deliveries, {len(stream.events)} distinct events, {report.accounts} accounts")
 
-        web = services.start_gunicorn("web", "web.wsgi:app", env, tmp)
-        procs.append(web)
+        # Deliveries go where the Procfile's providers send them: the event-loop intake.
+        intake = services.start_intake("intake", env, tmp)
+        procs.append(intake)
         workers = Supervisor(config, env, tmp, procs, report, say)
         threading.Thread(target=workers.watch, args=(stop,), daemon=True, name="chaos-supervisor").start()
         settings = Settings(database_url=store.url, redis_url=broker.url, var_dir=tmp, queue_name=queue)
@@ -268,7 +269,7 @@ def run(config: Config, base_url: str, say: Callable[[str], None] = print) -> Re
         racing.start()
 
         accepted = _post_all(
-            web.port,
+            intake.port,
             deliveries,
             config,
             report,

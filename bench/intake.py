@@ -1,11 +1,13 @@
-"""The intake comparison: billhook's webhook endpoint against the bare Flask endpoint, the lean
-reference of the same durable shape (bench/lean_app.py, PostgreSQL only), the in-request design
-(bench/inrequest_app.py), all under the Procfile's gunicorn settings, and the lean reference on an
-event loop (bench/async_app.py, uvicorn with as many processes), in paired rounds.
+"""The intake comparison: billhook's webhook intake as the Procfile runs it (the event-loop
+`intake:` process, web/webhooks/server.py) against the bare Flask endpoint, the same intake in the
+Flask app (`billhook-flask`), the lean reference of the same durable shape (bench/lean_app.py,
+PostgreSQL only) and the in-request design (bench/inrequest_app.py), these under the Procfile's
+gunicorn settings, and the lean reference on an event loop (bench/async_app.py, uvicorn with as
+many processes), in paired rounds.
 
 A target judged on one pair of rounds is judged on luck (two runs 30 minutes apart on the same
 machine differed threefold in the bare endpoint's CPU a request), so every closed-loop run is
-repeated in alternating rounds — bare, billhook, lean, async, in-request, bare, ... — and each server's
+repeated in alternating rounds — bare, billhook, billhook-flask, lean, async, in-request, bare, ... — and each server's
 ratio to the bare endpoint of the SAME round is kept: the decision uses the median of those
 per-round ratios, and the spread (min–max) says how far two runs can be compared.
 """
