@@ -238,6 +238,27 @@ def test_a_store_that_cannot_be_reached_is_a_503_the_provider_retries(pg_setting
     assert (answer.status_code, answer.json()["error"]["code"]) == (503, "store_unavailable")
 
 
+def test_an_events_table_gone_is_a_503_and_the_redelivery_stored_once_it_is_back(intake, rows, pg_settings):
+    url, _proc = intake
+    warm = se.event("invoice.paid", {"id": "in_warm", "object": "invoice"})
+    assert _post(url, warm).status_code == 200  # the secrets cached, a connection open
+    evt = se.event("invoice.paid", {"id": "in_restored", "object": "invoice"})
+    admin = psycopg.connect(pg_settings.database_url.replace("+psycopg", ""), autocommit=True)
+    try:
+        admin.execute("ALTER TABLE webhook_events RENAME TO webhook_events_away")
+        try:
+            during = _post(url, evt)
+        finally:
+            admin.execute("ALTER TABLE webhook_events_away RENAME TO webhook_events")
+    finally:
+        admin.close()
+    after = _post(url, evt)  # the provider's retry
+
+    assert (during.status_code, during.json()["error"]["code"]) == (503, "store_unavailable")
+    assert after.status_code == 200 and after.json()["duplicate"] is False
+    assert [r.event_id for r in rows()] == [warm["id"], evt["id"]]
+
+
 def test_the_request_line_names_the_event_and_never_the_payload(intake):
     url, proc = intake
     secret_memo = "customer-address-221B-Baker-Street"

@@ -6,7 +6,8 @@ are the Flask intake's own (`inbox.IntakeSql`). A request waits for a free conne
 open one of its own. A connection the server dropped (a restart, a proxy's idle timeout) fails its
 statement; the idle ones are closed too (they are most likely dead as well) and the event is tried
 once more on a fresh one, as `Billhook.store_event` does: the INSERT is idempotent, so the first
-try may have committed, and a `received` row found then is reported as new, so it is enqueued.
+try may have committed, and a `received` row found then is reported as new, so it is enqueued. A
+connection that cannot be opened is a 503 at once, as a refused pool checkout is.
 
 On SQLite (a development machine) the store is the Flask intake's own, `Billhook.store_event`,
 run in a thread: SQLite has no async driver worth the name, and a laptop's webhooks are few.
@@ -98,8 +99,8 @@ class AsyncIntakeStore:
                 connect_timeout=CONNECT_TIMEOUT_SECONDS,
                 application_name=APPLICATION_NAME,
             )
-        except psycopg.Error as exc:
-            raise _Dropped(type(exc).__name__) from None
+        except psycopg.Error as exc:  # refused or timed out: not tried again, as the pool's checkout is not
+            raise StoreUnavailable(type(exc).__name__) from None
         return connection, connection.cursor()
 
     async def _in_thread(self, fields: dict[str, Any]) -> inbox.Stored:
