@@ -39,6 +39,16 @@ def _schema_missing(exc: DBAPIError) -> bool:
     return getattr(exc.orig, "sqlstate", None) == UNDEFINED_TABLE
 
 
+def store_unavailable(exc: BaseException) -> bool:
+    """The store cannot take requests now (down, restarting, not migrated): a 503, which providers
+    retry. Every other database error is a 500."""
+    if isinstance(exc, CANNOT_CONNECT):
+        return True
+    return isinstance(exc, DBAPIError) and (
+        isinstance(exc, OperationalError) or exc.connection_invalidated or _schema_missing(exc)
+    )
+
+
 def register(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
@@ -64,7 +74,7 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(DBAPIError)
     def _database_error(exc: DBAPIError):
-        if exc.connection_invalidated or _schema_missing(exc):
+        if store_unavailable(exc):
             log.error("database unavailable: %s", type(exc.orig).__name__ if exc.orig else exc)
             return json_error(503, "store_unavailable", "the store is unavailable; retry later")
         log.exception("database error")
@@ -72,7 +82,7 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
-        if isinstance(exc, CANNOT_CONNECT):  # a DBAPI error no SQLAlchemy layer wrapped
+        if store_unavailable(exc):  # a DBAPI error no SQLAlchemy layer wrapped
             log.error("database unavailable: %s", type(exc).__name__)
             return json_error(503, "store_unavailable", "the store is unavailable; retry later")
         log.exception("unhandled error")

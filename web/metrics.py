@@ -87,10 +87,18 @@ def _log_request(response):
 
 def _count_webhook(status: int, seconds: float) -> None:
     noted = g.get("webhook")
-    if noted is not None and status < 300:
-        record_webhook(noted[0], noted[1], noted[2], seconds)
+    if noted is not None:
+        count_webhook(noted[0], noted[1], noted[2], status, seconds)
         return
     parts = request.path.strip("/").split("/")
     if len(parts) == 2 and parts[0] == "webhooks" and parts[1] in WEBHOOK_PROVIDERS and request.method == "POST":
-        outcome = "accepted" if status < 300 else "rejected" if status < 500 else "error"
-        record_webhook(parts[1], noted[1] if noted else None, outcome, seconds)
+        count_webhook(parts[1], None, None, status, seconds)
+
+
+def count_webhook(provider: str, event_type: str | None, outcome: str | None, status: int, seconds: float) -> None:
+    """A delivery counted once its answer is sent (both intakes'): a verified one by its outcome, a
+    refused one as rejected (4xx) or error (5xx), with its type when it was read."""
+    if outcome is not None and status < 300:
+        record_webhook(provider, event_type, outcome, seconds)
+    else:
+        record_webhook(provider, event_type, "rejected" if status < 500 else "error", seconds)

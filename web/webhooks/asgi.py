@@ -23,15 +23,15 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from shared.config import Settings
 from shared.logs import configure_logging, log_line
-from shared.metrics import record_webhook
 from shared.paypal import webhooks as paypal_verification
 from web.context import Billhook
-from web.errors import CANNOT_CONNECT, UNDEFINED_TABLE, ApiError
+from web.errors import ApiError, store_unavailable
 from web.gunicorn_conf import BODY_READ_SECONDS
+from web.metrics import count_webhook
 from web.webhooks import answer, hand_over, paypal, stored_fields, stripe
 from web.webhooks.async_store import AsyncIntakeStore, StoreError, StoreUnavailable
 from web.webhooks.events import read_delivery
@@ -114,30 +114,30 @@ class IntakeApp:
         route = ROUTES.get(path)
         fields: dict = {}
         if route is None:
-            answer = _error(404, "not_found", "not served here: webhook intake only")
+            reply = _error(404, "not_found", "not served here: webhook intake only")
         elif method != "POST":
-            answer = _error(405, "method_not_allowed", "the method is not allowed for this URL", (b"allow", b"POST"))
+            reply = _error(405, "method_not_allowed", "the method is not allowed for this URL", (b"allow", b"POST"))
         else:
             try:
-                answer = await self._webhook(route[0], scope, receive, fields)
+                reply = await self._webhook(route[0], scope, receive, fields)
             except _Disconnected:
                 return
             except ApiError as exc:
-                answer = _error(exc.status, exc.code, exc.message)
+                reply = _error(exc.status, exc.code, exc.message)
             except Exception as exc:
-                answer = _unexpected(exc)
-        await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
-        await send({"type": "http.response.body", "body": answer.body})
+                reply = _unexpected(exc)
+        await send({"type": "http.response.start", "status": reply.status, "headers": reply.headers})
+        await send({"type": "http.response.body", "body": reply.body})
         seconds = time.perf_counter() - started
         if route is not None and method == "POST":
-            _count_webhook(route[0], fields, answer.status, seconds)
+            count_webhook(route[0], fields.get("type"), fields.get("outcome"), reply.status, seconds)
         log_line(
             request_log,
             "request",
             method=method,
             path=path,
             endpoint=route[1] if route else None,
-            status=answer.status,
+            status=reply.status,
             duration_ms=round(seconds * 1000, 2),
             **fields,
         )
@@ -217,7 +217,7 @@ def _headers(scope) -> dict[str, str]:
 def _unexpected(exc: Exception) -> _Answer:
     """As web/errors.py answers them: the store down is a 503 (the provider retries), a bug a 500.
     Logged by type: a database error's text can quote what was sent."""
-    if isinstance(exc, (StoreUnavailable, *CANNOT_CONNECT)) or _unavailable(exc):
+    if isinstance(exc, StoreUnavailable) or store_unavailable(exc):
         log.error("database unavailable: %s", exc if isinstance(exc, StoreUnavailable) else _name(exc))
         return _error(503, "store_unavailable", "the store is unavailable; retry later")
     if isinstance(exc, StoreError | DBAPIError):
@@ -227,25 +227,9 @@ def _unexpected(exc: Exception) -> _Answer:
     return _error(500, "internal_error", "internal error")
 
 
-def _unavailable(exc: Exception) -> bool:
-    if not isinstance(exc, DBAPIError):
-        return False
-    sqlstate = getattr(exc.orig, "sqlstate", None)
-    return isinstance(exc, OperationalError) or exc.connection_invalidated or sqlstate == UNDEFINED_TABLE
-
-
 def _name(exc: Exception) -> str:
     orig = getattr(exc, "orig", None)
     return type(orig if orig is not None else exc).__name__
-
-
-def _count_webhook(provider: str, fields: dict, status: int, seconds: float) -> None:
-    """web/metrics.py's counting: a verified delivery by its outcome, a refused one as rejected
-    (4xx) or error (5xx), with its type when it was read."""
-    if status < 300:
-        record_webhook(provider, fields["type"], fields["outcome"], seconds)
-    else:
-        record_webhook(provider, fields.get("type"), "rejected" if status < 500 else "error", seconds)
 
 
 def create_app(settings: Settings | None = None, *, enqueue=None, connections: int = CONNECTIONS) -> IntakeApp:

@@ -22,7 +22,6 @@ from typing import Any
 
 import psycopg
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
 
 from shared import inbox
 from shared.models.events import EventStatus
@@ -57,7 +56,8 @@ class AsyncIntakeStore:
 
     async def store_event(self, **fields: Any) -> inbox.Stored:
         if self._sqlite:
-            return await self._in_thread(fields)
+            # Its errors reach the caller as SQLAlchemy's, answered as web/errors.py answers them.
+            return await asyncio.to_thread(self._ext.store_event, **fields)
         if self._slots is None:  # made on the loop that serves (uvicorn's, after start-up)
             self._slots = asyncio.Semaphore(self._size)
         async with self._slots:
@@ -102,15 +102,6 @@ class AsyncIntakeStore:
         except psycopg.Error as exc:  # refused or timed out: not tried again, as the pool's checkout is not
             raise StoreUnavailable(type(exc).__name__) from None
         return connection, connection.cursor()
-
-    async def _in_thread(self, fields: dict[str, Any]) -> inbox.Stored:
-        try:
-            return await asyncio.to_thread(self._ext.store_event, **fields)
-        except DBAPIError as exc:  # as web/errors.py answers them: unavailable is a 503, the rest a 500
-            name = type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__
-            if isinstance(exc, OperationalError) or exc.connection_invalidated:
-                raise StoreUnavailable(name) from None
-            raise StoreError(name) from None
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []
