@@ -71,9 +71,7 @@ def main() -> int:
 
         # 1. intake ------------------------------------------------------------------------
         env = services.service_env(store.url, broker.url, q_intake, tmp)
-        intake_results = bench_intake(
-            store, env, tmp, procs, rss, seed, intake_requests, rate, rate_seconds, connections
-        )
+        intake_results = bench_intake(store, env, tmp, rss, seed, intake_requests, rate, rate_seconds, connections)
         adverse_rate = env_int("BENCH_ADVERSITY_RATE", rate)
         intake_results["adversity"] = adversity.bench_intake_under_adversity(
             store, env, tmp, deliveries_for(seed, adverse_rate * rate_seconds, "a"), rate=adverse_rate
@@ -116,30 +114,43 @@ def deliveries_for(seed: int, count: int, prefix: str) -> list[loadgen.Delivery]
     return [signed(evt, services.WEBHOOK_SECRET) for evt in stream.deliveries[:count]]
 
 
-def bench_intake(store, env, tmp, procs, rss, seed, requests, rate, rate_seconds, connections) -> dict:
-    """The six intakes in paired rounds (bench/intake.py), a burst row, and the fixed-rate p99."""
-    servers = [
-        Server("bare", services.start_gunicorn("bare", "bench.bare_app:app", env, tmp)),
+def bench_intake(store, env, tmp, rss, seed, requests, rate, rate_seconds, connections) -> dict:
+    """The six intakes in paired rounds (bench/intake.py), a burst row, and the fixed-rate p99.
+    Each server is up only for its own runs (bench/intake.py says why)."""
+
+    def watched(role: str, proc: services.Proc) -> services.Proc:
+        rss.watch(role, proc.pid)
+        return proc
+
+    def warm_up(name: str):
+        def run(proc: services.Proc, start_number: int) -> None:
+            warm = deliveries_for(seed, 400, f"w{start_number}{name}")
+            loadgen.closed_loop(proc.port, PATH, warm, connections=4)
+
+        return run
+
+    def gunicorn(name: str, app: str, server_env: dict = env):
+        return lambda: services.start_gunicorn(name, app, server_env, tmp)
+
+    starts = {
+        "bare": gunicorn("bare", "bench.bare_app:app"),
         # billhook's webhook path as the Procfile runs it: the event-loop intake (web/webhooks/server.py).
-        Server("billhook", services.start_intake("intake", env, tmp)),
+        "billhook": lambda: watched("web", services.start_intake("intake", env, tmp)),
         # The same intake in the Flask app under gunicorn (web's own /webhooks/*), the shape before it.
-        Server("billhook-flask", services.start_gunicorn("web", "web.wsgi:app", env, tmp)),
-    ]
+        "billhook-flask": lambda: watched("flask", services.start_gunicorn("web", "web.wsgi:app", env, tmp)),
+    }
     if store.kind == "PostgreSQL":  # the lean and async references are written for PostgreSQL alone
         lean_env = {**env, "HARNESS_WEBHOOK_SECRET": services.WEBHOOK_SECRET}
-        servers.append(Server("lean", services.start_gunicorn("lean", "bench.lean_app:app", lean_env, tmp)))
+        starts["lean"] = gunicorn("lean", "bench.lean_app:app", lean_env)
         # As many event loops as gunicorn has worker processes (web/gunicorn_conf.py).
-        async_app = services.start_uvicorn("async", "bench.async_app:app", lean_env, tmp, workers=gunicorn_conf.workers)
-        servers.append(Server("async", async_app))
-    servers.append(Server("in-request", services.start_gunicorn("inrequest", "bench.inrequest_app:app", env, tmp)))
-    procs += [s.proc for s in servers]
+        starts["async"] = lambda: services.start_uvicorn(
+            "async", "bench.async_app:app", lean_env, tmp, workers=gunicorn_conf.workers
+        )
+    starts["in-request"] = gunicorn("inrequest", "bench.inrequest_app:app")
+    servers = [Server(name, start, warm_up(name)) for name, start in starts.items()]
     by_name = {s.name: s for s in servers}
-    rss.watch("web", by_name["billhook"].proc.pid)
-    rss.watch("flask", by_name["billhook-flask"].proc.pid)
     generator = closed_loop_generator()
-    say(f"intake: closed-loop runs with {generator}; warming up")
-    for server in servers:
-        loadgen.closed_loop(server.proc.port, PATH, deliveries_for(seed, 400, f"w{server.name}"), connections=4)
+    say(f"intake: closed-loop runs with {generator}, each server started and warmed up for its run")
     python = generator == PYTHON_GENERATOR
     list_size = requests if python else 2 * requests
     runner = intake.closed_loop_runner(python, connections, env_int("BENCH_WRK_SECONDS", 5))
@@ -151,23 +162,20 @@ def bench_intake(store, env, tmp, procs, rss, seed, requests, rate, rate_seconds
         say=say,
     )
     burst = {}
-    billhook_port = by_name["billhook"].proc.port
-    for burst_connections in (connections, 4 * connections):
-        burst_runner = intake.closed_loop_runner(python, burst_connections, env_int("BENCH_WRK_SECONDS", 5))
-        result = burst_runner(billhook_port, deliveries_for(seed, list_size, f"b{burst_connections}"))
-        burst[burst_connections] = {"rps": result.rate, "p99_ms": result.percentile(99), "errors": result.errors}
-        say(f"burst {burst_connections} connections: {result.rate:.0f} req/s, p99 {result.percentile(99):.1f} ms")
+    with by_name["billhook"].running() as billhook:
+        for burst_connections in (connections, 4 * connections):
+            burst_runner = intake.closed_loop_runner(python, burst_connections, env_int("BENCH_WRK_SECONDS", 5))
+            result = burst_runner(billhook.port, deliveries_for(seed, list_size, f"b{burst_connections}"))
+            burst[burst_connections] = {"rps": result.rate, "p99_ms": result.percentile(99), "errors": result.errors}
+            say(f"burst {burst_connections} connections: {result.rate:.0f} req/s, p99 {result.percentile(99):.1f} ms")
     fixed = {}
     for name in ("billhook", "bare"):
         deliveries = deliveries_for(seed, rate * rate_seconds, f"r{name[:2]}")
-        result = loadgen.fixed_rate(by_name[name].proc.port, PATH, deliveries, rate=rate, max_seconds=rate_seconds + 1)
+        with by_name[name].running() as proc:
+            result = loadgen.fixed_rate(proc.port, PATH, deliveries, rate=rate, max_seconds=rate_seconds + 1)
         say(f"fixed {rate} req/s {name}: p99 {result.percentile(99):.1f} ms, {result.errors} errors")
         fixed[name] = summary(result)
     names = [s.name for s in servers]
-    web_mb = rss.mb("web child")
-    flask_mb = rss.mb("flask child")
-    for server in servers:
-        server.proc.stop()
     return {
         "generator": generator,
         "rounds": len(rounds),
@@ -182,8 +190,8 @@ def bench_intake(store, env, tmp, procs, rss, seed, requests, rate, rate_seconds
         "rate": rate,
         "fixed": fixed,
         "connections": connections,
-        "web_mb": web_mb,
-        "flask_mb": flask_mb,
+        "web_mb": rss.mb("web child"),
+        "flask_mb": rss.mb("flask child"),
     }
 
 

@@ -10,12 +10,18 @@ machine differed threefold in the bare endpoint's CPU a request), so every close
 repeated in alternating rounds — bare, billhook, billhook-flask, lean, async, in-request, bare, ... — and each server's
 ratio to the bare endpoint of the SAME round is kept: the decision uses the median of those
 per-round ratios, and the spread (min–max) says how far two runs can be compared.
+
+Each server runs only for its own runs: started, warmed up, measured, stopped. Six web tiers of the
+Procfile's settings up at once hold more PostgreSQL connections than its default max_connections
+(100): with all of them up, the later servers were refused connections ("too many clients") and
+answered 503s, which measure PostgreSQL's limit, not their path.
 """
 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from bench import loadgen, wrk
@@ -26,8 +32,24 @@ PATH = "/webhooks/stripe"
 
 @dataclass
 class Server:
+    """A server the comparison starts for a run and stops after it. `start` returns a
+    services.Proc (.pid, .port, .stop()); `warm_up(proc, start_number)` sends it a few deliveries
+    of its own before it is measured."""
+
     name: str
-    proc: object  # services.Proc: .pid, .port
+    start: Callable[[], object]
+    warm_up: Callable[[object, int], None]
+    starts: int = 0
+
+    @contextmanager
+    def running(self) -> Iterator[object]:
+        proc = self.start()
+        try:
+            self.warm_up(proc, self.starts)
+            self.starts += 1
+            yield proc
+        finally:
+            proc.stop()
 
 
 @dataclass
@@ -47,23 +69,26 @@ def paired_rounds(
     say: Callable[[str], None],
 ) -> list[Round]:
     """`rounds` rounds of one closed-loop run per server, the servers in the given order (the
-    baseline first): fresh deliveries per run, so no server sees only duplicates."""
+    baseline first), each on a server started for it: fresh deliveries per run, so no server sees
+    only duplicates."""
     out = []
     for index in range(rounds):
         round_ = Round()
         for server in servers:
             deliveries = deliveries_for_round(index, server.name)
-            clock, service_clock, generator_clock = CpuClock(server.proc.pid), ServiceCpu(), GeneratorCpu()
-            result = closed_loop(server.proc.port, deliveries)
+            with server.running() as proc:
+                clock, service_clock, generator_clock = CpuClock(proc.pid), ServiceCpu(), GeneratorCpu()
+                result = closed_loop(proc.port, deliveries)
+                cpu_seconds = {  # read before the server stops: its shutdown is not the run's
+                    "web": clock.total(),
+                    "services": service_clock.total(),
+                    "generator": generator_clock.total(),
+                }
             per_request = 1000 / result.sent if result.sent else 0.0
             round_.rps[server.name] = result.rate
             round_.p99_ms[server.name] = result.percentile(99)
             round_.errors[server.name] = result.errors
-            round_.cpu_ms[server.name] = {
-                "web": clock.total() * per_request,
-                "services": service_clock.total() * per_request,
-                "generator": generator_clock.total() * per_request,
-            }
+            round_.cpu_ms[server.name] = {part: seconds * per_request for part, seconds in cpu_seconds.items()}
             cpu = round_.cpu_ms[server.name]
             say(
                 f"intake round {index + 1} {server.name}: {result.rate:.0f} req/s, {result.errors} errors, "

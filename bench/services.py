@@ -253,7 +253,7 @@ def start_gunicorn(name: str, app: str, env: dict[str, str], log_dir: Path) -> P
         "warning",
         app,
     ]
-    return _listening(spawn(name, args, env, log_dir), port)
+    return listening(spawn(name, args, env, log_dir), port)
 
 
 def start_uvicorn(name: str, app: str, env: dict[str, str], log_dir: Path, *, workers: int) -> Proc:
@@ -276,17 +276,18 @@ def start_uvicorn(name: str, app: str, env: dict[str, str], log_dir: Path, *, wo
         "warning",
         app,
     ]
-    return _listening(spawn(name, args, env, log_dir), port)
+    return listening(spawn(name, args, env, log_dir), port)
 
 
 def start_intake(name: str, env: dict[str, str], log_dir: Path) -> Proc:
     """billhook's event-loop intake as the Procfile's `intake:` line runs it (web/webhooks/server.py)."""
     port = embedded_redis.free_port()
     args = [str(BIN / "python"), "-m", "web.webhooks.server", "--port", str(port)]
-    return _listening(spawn(name, args, env, log_dir), port)
+    return listening(spawn(name, args, env, log_dir), port)
 
 
-def _listening(proc: Proc, port: int) -> Proc:
+def listening(proc: Proc, port: int) -> Proc:
+    """`proc`, once it listens on `port` (it raises if the process exits first)."""
     proc.port = port
 
     def up():

@@ -1,9 +1,18 @@
-"""The bench's intake comparison: production's gunicorn options, and ratios kept per round."""
+"""The bench's intake comparison: production's gunicorn options, ratios kept per round, and each
+server up only for its own run."""
 
 from __future__ import annotations
 
-from bench.intake import Round, ratio_to
+import os
+import sys
+
+import pytest
+
+from bench import services
+from bench.intake import Round, Server, paired_rounds, ratio_to
+from bench.loadgen import LoadResult
 from bench.services import procfile_gunicorn_options
+from cli import embedded_redis
 
 
 def test_the_bench_takes_the_procfiles_gunicorn_options_less_bind_and_app(tmp_path):
@@ -23,3 +32,51 @@ def test_a_ratio_is_taken_within_each_round_and_summarised_by_its_median():
     ]
     ratio = ratio_to(rounds, "billhook", "bare")
     assert (ratio.median, ratio.low, ratio.high) == (0.4, 0.3, 0.5)
+
+
+def test_each_server_is_up_only_for_its_own_run_and_warmed_up_afresh_each_time(tmp_path):
+    # Six web tiers up at once outran PostgreSQL's max_connections: a server runs only for its run.
+    procs: list[services.Proc] = []
+
+    def start(name: str):
+        def run() -> services.Proc:
+            port = embedded_redis.free_port()
+            args = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)]
+            proc = services.listening(services.spawn(name, args, dict(os.environ), tmp_path), port)
+            procs.append(proc)
+            return proc
+
+        return run
+
+    warmed: list[tuple[str, int]] = []
+
+    def warm_up(name: str):
+        def run(proc: services.Proc, start_number: int) -> None:
+            assert proc.alive()
+            warmed.append((name, start_number))
+
+        return run
+
+    def closed_loop(port: int, deliveries: list) -> LoadResult:
+        up = [p for p in procs if p.alive()]
+        assert [p.port for p in up] == [port]  # only the server being measured
+        return LoadResult(sent=len(deliveries), ok=len(deliveries), seconds=1.0, latencies=[0.001])
+
+    servers = [Server(name, start(name), warm_up(name)) for name in ("bare", "billhook")]
+    rounds = paired_rounds(servers, lambda index, name: [b"x"] * (10 + index), closed_loop, rounds=2, say=print)
+
+    assert [r.rps for r in rounds] == [{"bare": 10.0, "billhook": 10.0}, {"bare": 11.0, "billhook": 11.0}]
+    assert warmed == [("bare", 0), ("billhook", 0), ("bare", 1), ("billhook", 1)]
+    assert len(procs) == 4 and not any(p.alive() for p in procs)
+
+
+def test_a_server_is_stopped_when_its_run_fails(tmp_path):
+    port = embedded_redis.free_port()
+    args = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)]
+    proc = services.listening(services.spawn("failing", args, dict(os.environ), tmp_path), port)
+    server = Server("failing", lambda: proc, lambda _proc, _number: None)
+
+    with pytest.raises(RuntimeError), server.running():
+        raise RuntimeError("wrk died")
+
+    assert not proc.alive()
