@@ -15,6 +15,7 @@ import json
 import socket
 import threading
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from bench import loadgen, services
@@ -85,9 +86,16 @@ class Adversity:
 
 
 def bench_intake_under_adversity(
-    store: services.Store, env: dict[str, str], tmp: Path, deliveries: list[loadgen.Delivery], *, rate: int
+    store: services.Store,
+    env: dict[str, str],
+    tmp: Path,
+    deliveries: list[loadgen.Delivery],
+    *,
+    rate: int,
+    warm_up: Callable[[int], None],
 ) -> dict:
-    """Fixed-rate intake latency on the Procfile's intake with the adversity in flight."""
+    """Fixed-rate intake latency on the Procfile's intake with the adversity in flight, the intake
+    warmed up (`warm_up(port)`) as the bench's other servers are before it."""
     hole = BlackHole()
     with store.session_factory.begin() as session:
         credentials.set_provider(session, "stripe", api_key="sk_test_bench")
@@ -95,6 +103,7 @@ def bench_intake_under_adversity(
     web = services.start_gunicorn("web-adverse", "web.wsgi:app", env, tmp)
     intake = services.start_intake("intake-adverse", env, tmp)
     try:
+        warm_up(intake.port)
         settings = Settings(database_url=store.url, redis_url="redis://unused", var_dir=tmp, jwt_secret=JWT_SECRET)
         with Adversity(web.port, intake.port, settings) as adversity:
             # Generous: on a loaded machine the first checkouts queue behind gunicorn's start-up.
