@@ -40,71 +40,78 @@ _UNAVAILABLE = b'{"error":{"code":"unavailable"}}'
 class _Connections:
     """The process's connections, handed out one request at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, count: int) -> None:
+        self._count = count
         self._free: asyncio.Queue[psycopg.AsyncConnection] = asyncio.Queue()
 
-    async def open(self, count: int) -> None:
-        for _ in range(count):
+    async def open(self) -> None:
+        for _ in range(self._count):
             self._free.put_nowait(await psycopg.AsyncConnection.connect(DSN, autocommit=True))
 
-    async def insert(self, params: tuple) -> tuple | None:
+    async def insert(self, params: tuple) -> int | None:
+        """The new row's id, or None for a duplicate."""
         connection = await self._free.get()
         try:
             if connection.broken:  # the server dropped it: a fresh one, or a 503 and the next request tries
                 connection = await psycopg.AsyncConnection.connect(DSN, autocommit=True)
             async with connection.cursor() as cursor:
                 await cursor.execute(INSERT, params)
-                return await cursor.fetchone()
+                row = await cursor.fetchone()
+                return None if row is None else row[0]
         finally:
             self._free.put_nowait(connection)
 
 
-_connections = _Connections()
+def make_app(store):
+    """The ASGI app on `store`: `await store.open()` at start-up, `await store.insert(params)` the
+    new row's id or None for a duplicate, raising psycopg.Error when nothing was stored."""
 
+    async def app(scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+        elif scope["type"] == "http":
+            if scope["method"] == "POST" and scope["path"] == "/webhooks/stripe":
+                await _webhook(scope, receive, send)
+            else:
+                await _answer(send, 404, b'{"error":{"code":"not_found"}}')
 
-async def app(scope, receive, send) -> None:
-    if scope["type"] == "lifespan":
-        await _lifespan(receive, send)
-    elif scope["type"] == "http":
-        if scope["method"] == "POST" and scope["path"] == "/webhooks/stripe":
-            await _webhook(scope, receive, send)
-        else:
-            await _answer(send, 404, b'{"error":{"code":"not_found"}}')
+    async def _lifespan(receive, send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await store.open()
+                threading.Thread(target=publish_forever, daemon=True).start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
 
-
-async def _lifespan(receive, send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await _connections.open(CONNECTIONS)
-            threading.Thread(target=publish_forever, daemon=True).start()
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
+    async def _webhook(scope, receive, send) -> None:
+        raw = await _body(receive)
+        header = next((value.decode("latin-1") for key, value in scope["headers"] if key == b"stripe-signature"), "")
+        try:
+            stripe.WebhookSignature.verify_header(raw, header, SECRET, 300)
+            event = json.loads(raw)
+        except (stripe.SignatureVerificationError, ValueError):
+            await _answer(send, 400, _BAD_REQUEST)
             return
+        now = datetime.now(UTC)
+        created = datetime.fromtimestamp(event["created"], UTC) if event.get("created") else None
+        try:
+            pk = await store.insert((event["id"], event["type"], raw.decode(), created, now, now))
+        except psycopg.Error:
+            await _answer(send, 503, _UNAVAILABLE)  # not stored: the provider retries
+            return
+        if pk is not None:
+            published_ids.put(pk)
+        log.info("webhook %s %s", event["id"], "accepted" if pk is not None else "duplicate")
+        duplicate = b"false" if pk is not None else b"true"
+        await _answer(send, 200, b'{"received":true,"duplicate":%s,"status":"received"}' % duplicate)
+
+    return app
 
 
-async def _webhook(scope, receive, send) -> None:
-    raw = await _body(receive)
-    header = next((value.decode("latin-1") for key, value in scope["headers"] if key == b"stripe-signature"), "")
-    try:
-        stripe.WebhookSignature.verify_header(raw, header, SECRET, 300)
-        event = json.loads(raw)
-    except (stripe.SignatureVerificationError, ValueError):
-        await _answer(send, 400, _BAD_REQUEST)
-        return
-    now = datetime.now(UTC)
-    created = datetime.fromtimestamp(event["created"], UTC) if event.get("created") else None
-    try:
-        row = await _connections.insert((event["id"], event["type"], raw.decode(), created, now, now))
-    except psycopg.Error:
-        await _answer(send, 503, _UNAVAILABLE)  # not stored: the provider retries
-        return
-    if row is not None:
-        published_ids.put(row[0])
-    log.info("webhook %s %s", event["id"], "accepted" if row else "duplicate")
-    duplicate = b"false" if row else b"true"
-    await _answer(send, 200, b'{"received":true,"duplicate":%s,"status":"received"}' % duplicate)
+app = make_app(_Connections(CONNECTIONS))
 
 
 async def _body(receive) -> bytes:

@@ -9,19 +9,12 @@ all of them (up to MAX_BATCH), by the next connection to finish. A paired measur
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 import os
-import threading
-from datetime import UTC, datetime
 
 import psycopg
-import stripe
 
-from bench.async_app import _BAD_REQUEST, _UNAVAILABLE, _answer, _body
-from bench.lean_app import DSN, SECRET, publish_forever, published_ids
-
-log = logging.getLogger("bench.async_group")
+from bench.async_app import make_app
+from bench.lean_app import DSN
 
 MAX_BATCH = 64
 # Fewer connections than requests in flight, or no request ever waits and every batch is one row
@@ -40,12 +33,13 @@ def _insert(rows: int) -> str:
 
 
 class _GroupCommit:
-    def __init__(self) -> None:
+    def __init__(self, count: int) -> None:
+        self._count = count
         self._free: list[psycopg.AsyncConnection] = []
         self._pending: list[tuple[tuple, asyncio.Future]] = []
 
-    async def open(self, count: int) -> None:
-        for _ in range(count):
+    async def open(self) -> None:
+        for _ in range(self._count):
             self._free.append(await psycopg.AsyncConnection.connect(DSN, autocommit=True))
 
     async def insert(self, params: tuple) -> int | None:
@@ -86,49 +80,4 @@ class _GroupCommit:
                 future.set_result(pk)
 
 
-_store = _GroupCommit()
-
-
-async def app(scope, receive, send) -> None:
-    if scope["type"] == "lifespan":
-        await _lifespan(receive, send)
-    elif scope["type"] == "http":
-        if scope["method"] == "POST" and scope["path"] == "/webhooks/stripe":
-            await _webhook(scope, receive, send)
-        else:
-            await _answer(send, 404, b'{"error":{"code":"not_found"}}')
-
-
-async def _lifespan(receive, send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await _store.open(CONNECTIONS)
-            threading.Thread(target=publish_forever, daemon=True).start()
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
-async def _webhook(scope, receive, send) -> None:
-    raw = await _body(receive)
-    header = next((value.decode("latin-1") for key, value in scope["headers"] if key == b"stripe-signature"), "")
-    try:
-        stripe.WebhookSignature.verify_header(raw, header, SECRET, 300)
-        event = json.loads(raw)
-    except (stripe.SignatureVerificationError, ValueError):
-        await _answer(send, 400, _BAD_REQUEST)
-        return
-    now = datetime.now(UTC)
-    created = datetime.fromtimestamp(event["created"], UTC) if event.get("created") else None
-    try:
-        pk = await _store.insert((event["id"], event["type"], raw.decode(), created, now, now))
-    except psycopg.Error:
-        await _answer(send, 503, _UNAVAILABLE)  # not stored: the provider retries
-        return
-    if pk is not None:
-        published_ids.put(pk)
-    log.info("webhook %s %s", event["id"], "accepted" if pk is not None else "duplicate")
-    duplicate = b"false" if pk is not None else b"true"
-    await _answer(send, 200, b'{"received":true,"duplicate":%s,"status":"received"}' % duplicate)
+app = make_app(_GroupCommit(CONNECTIONS))
