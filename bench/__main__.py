@@ -72,7 +72,10 @@ def main() -> int:
 
         # 1. intake ------------------------------------------------------------------------
         env = services.service_env(store.url, broker.url, q_intake, tmp)
-        intake_results = bench_intake(store, env, tmp, rss, seed, intake_requests, rate, rate_seconds, connections)
+        warm = warm_up(seed, intake_requests, connections)
+        intake_results = bench_intake(
+            store, env, tmp, rss, warm, seed, intake_requests, rate, rate_seconds, connections
+        )
         adverse_rate = env_int("BENCH_ADVERSITY_RATE", rate)
         intake_results["adversity"] = adversity.bench_intake_under_adversity(
             store,
@@ -80,7 +83,7 @@ def main() -> int:
             tmp,
             deliveries_for(seed, adverse_rate * rate_seconds, "a"),
             rate=adverse_rate,
-            warm_up=lambda port: warm_up(seed, intake_requests, connections)(port, "adverse"),
+            warm_up=lambda port: warm(port, "adverse"),
         )
         say(f"intake under adversity: {intake_results['adversity']}")
         broker.delete_queue(q_intake)
@@ -120,9 +123,9 @@ def deliveries_for(seed: int, count: int, prefix: str) -> list[loadgen.Delivery]
     return [signed(evt, services.WEBHOOK_SECRET) for evt in stream.deliveries[:count]]
 
 
-def bench_intake(store, env, tmp, rss, seed, requests, rate, rate_seconds, connections) -> dict:
+def bench_intake(store, env, tmp, rss, warm, seed, requests, rate, rate_seconds, connections) -> dict:
     """The six intakes in paired rounds (bench/intake.py), a burst row, and the fixed-rate p99.
-    Each server is up only for its own runs (bench/intake.py says why)."""
+    Each server is up only for its own runs (bench/intake.py says why), warmed up by `warm`."""
 
     def watched(role: str, proc: services.Proc) -> services.Proc:
         rss.watch(role, proc.pid)
@@ -131,10 +134,6 @@ def bench_intake(store, env, tmp, rss, seed, requests, rate, rate_seconds, conne
     generator = closed_loop_generator()
     python = generator == PYTHON_GENERATOR
     list_size = requests if python else 2 * requests
-    warm = warm_up(seed, requests, connections)
-
-    def warm_up_as(name: str):
-        return lambda proc, start_number: warm(proc.port, f"{start_number}{name}")
 
     def gunicorn(name: str, app: str, server_env: dict = env):
         return lambda: services.start_gunicorn(name, app, server_env, tmp)
@@ -154,7 +153,7 @@ def bench_intake(store, env, tmp, rss, seed, requests, rate, rate_seconds, conne
             "async", "bench.async_app:app", lean_env, tmp, workers=gunicorn_conf.workers
         )
     starts["in-request"] = gunicorn("inrequest", "bench.inrequest_app:app")
-    servers = [Server(name, start, warm_up_as(name)) for name, start in starts.items()]
+    servers = [Server(name, start, warm) for name, start in starts.items()]
     by_name = {s.name: s for s in servers}
     say(f"intake: closed-loop runs with {generator}, each server started and warmed up for its run")
     runner = intake.closed_loop_runner(python, connections, env_int("BENCH_WRK_SECONDS", 5))

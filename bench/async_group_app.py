@@ -59,9 +59,6 @@ class _GroupCommit:
             self._free.append(connection)
 
     async def _store(self, connection, batch) -> None:
-        first: dict[str, int] = {}  # a duplicate within the batch is answered as one
-        for params, _ in batch:
-            first.setdefault(params[0], len(first))
         try:
             async with connection.cursor() as cursor:
                 await cursor.execute(_insert(len(batch)), [value for params, _ in batch for value in params])
@@ -71,7 +68,7 @@ class _GroupCommit:
                 if not future.done():
                     future.set_exception(exc)
             return
-        answered: set[str] = set()
+        answered: set[str] = set()  # a duplicate within the batch is answered as one
         for params, future in batch:
             event_id = params[0]
             pk = new.get(event_id) if event_id not in answered else None

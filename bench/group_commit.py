@@ -41,10 +41,7 @@ def main() -> int:
             "async-group": uvicorn("async-group", "bench.async_group_app:app", GROUP_CONNECTIONS="2"),
             "async-group-4": uvicorn("async-group-4", "bench.async_group_app:app", GROUP_CONNECTIONS="4"),
         }
-        servers = [
-            intake.Server(name, start, lambda proc, n, name=name: warm(proc.port, f"{n}{name}"))
-            for name, start in starts.items()
-        ]
+        servers = [intake.Server(name, start, warm) for name, start in starts.items()]
         python = closed_loop_generator() == PYTHON_GENERATOR
         runner = intake.closed_loop_runner(python, connections, env_int("BENCH_WRK_SECONDS", 5))
         size = REQUESTS if python else 2 * REQUESTS

@@ -33,19 +33,19 @@ PATH = "/webhooks/stripe"
 @dataclass
 class Server:
     """A server the comparison starts for a run and stops after it. `start` returns a
-    services.Proc (.pid, .port, .stop()); `warm_up(proc, start_number)` sends it a few deliveries
-    of its own before it is measured."""
+    services.Proc (.pid, .port, .stop()); `warm_up(port, tag)` loads it before it is measured,
+    with deliveries of its own for each start (`tag` names the server and the start)."""
 
     name: str
     start: Callable[[], object]
-    warm_up: Callable[[object, int], None]
+    warm_up: Callable[[int, str], None]
     starts: int = 0
 
     @contextmanager
     def running(self) -> Iterator[object]:
         proc = self.start()
         try:
-            self.warm_up(proc, self.starts)
+            self.warm_up(proc.port, f"{self.starts}{self.name}")
             self.starts += 1
             yield proc
         finally:

@@ -48,25 +48,22 @@ def test_each_server_is_up_only_for_its_own_run_and_warmed_up_afresh_each_time(t
 
         return run
 
-    warmed: list[tuple[str, int]] = []
+    warmed: list[str] = []
 
-    def warm_up(name: str):
-        def run(proc: services.Proc, start_number: int) -> None:
-            assert proc.alive()
-            warmed.append((name, start_number))
-
-        return run
+    def warm_up(port: int, tag: str) -> None:
+        assert embedded_redis.is_listening(port)
+        warmed.append(tag)
 
     def closed_loop(port: int, deliveries: list) -> LoadResult:
         up = [p for p in procs if p.alive()]
         assert [p.port for p in up] == [port]  # only the server being measured
         return LoadResult(sent=len(deliveries), ok=len(deliveries), seconds=1.0, latencies=[0.001])
 
-    servers = [Server(name, start(name), warm_up(name)) for name in ("bare", "billhook")]
+    servers = [Server(name, start(name), warm_up) for name in ("bare", "billhook")]
     rounds = paired_rounds(servers, lambda index, name: [b"x"] * (10 + index), closed_loop, rounds=2, say=print)
 
     assert [r.rps for r in rounds] == [{"bare": 10.0, "billhook": 10.0}, {"bare": 11.0, "billhook": 11.0}]
-    assert warmed == [("bare", 0), ("billhook", 0), ("bare", 1), ("billhook", 1)]
+    assert warmed == ["0bare", "0billhook", "1bare", "1billhook"]
     assert len(procs) == 4 and not any(p.alive() for p in procs)
 
 
@@ -74,7 +71,7 @@ def test_a_server_is_stopped_when_its_run_fails(tmp_path):
     port = embedded_redis.free_port()
     args = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)]
     proc = services.listening(services.spawn("failing", args, dict(os.environ), tmp_path), port)
-    server = Server("failing", lambda: proc, lambda _proc, _number: None)
+    server = Server("failing", lambda: proc, lambda _port, _tag: None)
 
     with pytest.raises(RuntimeError), server.running():
         raise RuntimeError("wrk died")
