@@ -14,15 +14,17 @@ from shared.inbox.claiming import (
     succeeded,
 )
 from shared.inbox.record import (
+    BatchSql,
     IntakeSql,
     Stored,
     record_event,
-    record_event_on_async_cursor,
     record_event_on_cursor,
+    record_events_on_async_cursor,
 )
 from shared.inbox.sweep import counts_by_status, due_for_sweep, restart_sweep_clock
 
 __all__ = [
+    "BatchSql",
     "IntakeSql",
     "Stored",
     "claimed",
@@ -35,7 +37,7 @@ __all__ = [
     "mark_ignored",
     "mark_succeeded",
     "record_event",
-    "record_event_on_async_cursor",
+    "record_events_on_async_cursor",
     "record_event_on_cursor",
     "record_failure",
     "restart_sweep_clock",

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, bindparam, select, tuple_
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
@@ -94,15 +95,71 @@ def record_event_on_cursor(cursor: Any, sql: IntakeSql, **fields: Any) -> Stored
     return _found(cursor.fetchone())
 
 
-async def record_event_on_async_cursor(cursor: Any, sql: IntakeSql, **fields: Any) -> Stored:
-    """`record_event_on_cursor` on psycopg's async cursor: the event-loop intake's path."""
-    values = _cursor_values(fields)
-    await cursor.execute(sql.insert, values)
-    row = await cursor.fetchone()
-    if row is not None:
-        return Stored(row[0], True, values["status"])
-    await cursor.execute(sql.find, {"provider": values["provider"], "event_id": values["event_id"]})
-    return _found(await cursor.fetchone())
+class BatchSql:
+    """`record_events_on_async_cursor`'s statements on PostgreSQL, with positional parameters:
+    the multi-row INSERT and the look-up of the rows already there, compiled by SQLAlchemy once
+    for each number of rows (a batch holds at most a few dozen)."""
+
+    def __init__(self) -> None:
+        self._dialect = postgresql.psycopg.dialect(paramstyle="format")
+        self._inserts: dict[int, str] = {}
+        self._finds: dict[int, str] = {}
+        compiled = self._compile(_insert_rows(1))
+        # The columns in the order the statement takes their values (the table's, not ours).
+        self.columns = [name.removesuffix("_m0") for name in compiled.positiontup]
+
+    def insert(self, rows: int) -> str:
+        if rows not in self._inserts:
+            self._inserts[rows] = str(self._compile(_insert_rows(rows)))
+        return self._inserts[rows]
+
+    def find(self, keys: int) -> str:
+        if keys not in self._finds:
+            self._finds[keys] = str(self._compile(_find_rows(keys)))
+        return self._finds[keys]
+
+    def _compile(self, stmt):
+        # The IN list's placeholders written out (SQLAlchemy would otherwise expand them per call).
+        return stmt.compile(dialect=self._dialect, compile_kwargs={"render_postcompile": True})
+
+
+def _insert_rows(rows: int):
+    return (
+        postgresql.insert(WebhookEvent)
+        .values([dict.fromkeys(_EVENT_COLUMNS)] * rows)
+        .on_conflict_do_nothing(index_elements=_EVENT_KEY)
+        .returning(WebhookEvent.id, WebhookEvent.provider, WebhookEvent.event_id)
+    )
+
+
+def _find_rows(keys: int):
+    key = tuple_(WebhookEvent.provider, WebhookEvent.event_id)
+    return select(WebhookEvent.id, WebhookEvent.provider, WebhookEvent.event_id, WebhookEvent.status).where(
+        key.in_([(None, None)] * keys)
+    )
+
+
+async def record_events_on_async_cursor(cursor: Any, sql: BatchSql, batch: list[dict[str, Any]]) -> list[Stored]:
+    """`record_event` for each of `batch` (its keyword arguments) on psycopg's async cursor in
+    autocommit: the event-loop intake's path. One multi-row INSERT ... ON CONFLICT DO NOTHING, so
+    the new rows commit together when it returns, and one SELECT for those already there; the
+    answers in the batch's order. An event twice in one batch is new once, then found."""
+    rows = [_cursor_values(fields) for fields in batch]
+    keys = [(row["provider"], row["event_id"]) for row in rows]
+    await cursor.execute(sql.insert(len(rows)), [row[column] for row in rows for column in sql.columns])
+    new = {(provider, event_id): pk for pk, provider, event_id in await cursor.fetchall()}
+    stored: list[Stored | None] = []
+    for key, row in zip(keys, rows, strict=True):
+        pk = new.pop(key, None)  # popped: the event's second delivery in the batch is found
+        stored.append(None if pk is None else Stored(pk, True, row["status"]))
+    if None not in stored:
+        return stored
+    # Those that conflicted are committed by now (ON CONFLICT waits for the other transaction).
+    there = list(dict.fromkeys(key for key, s in zip(keys, stored, strict=True) if s is None))
+    await cursor.execute(sql.find(len(there)), [value for key in there for value in key])
+    found_rows = await cursor.fetchall()
+    found = {(provider, event_id): Stored(pk, False, status) for pk, provider, event_id, status in found_rows}
+    return [s or found[key] for key, s in zip(keys, stored, strict=True)]
 
 
 def _cursor_values(fields: dict[str, Any]) -> dict[str, Any]:
