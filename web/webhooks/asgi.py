@@ -8,10 +8,11 @@ What a delivery goes through is the Flask intake's, piece for piece: the body re
 BODY_READ_SECONDS (else a 408) and at most the webhook limit however it is sent (else a 413); the
 signature on the raw bytes (stripe.check, with the secrets' cache refreshed in a thread when it is
 stale; PayPal's whole check in threads of its own, since it reads the store and may call PayPal);
-the strict parser (events.py); the INSERT committed before the 2xx (async_store.py: a dropped
-connection retried once, a store that is down a 503); the id handed to the publisher thread, whose
-breaker keeps a dead broker off the request; the request's one log line and the webhook metrics;
-errors as JSON. Anything else is the Flask app's (the APIs, the ops page, /metrics): a 404 here.
+the strict parser (events.py); the INSERT committed before the 2xx (async_store.py: deliveries
+arriving together committed together, a dropped connection retried once, a store that is down a
+503); the id handed to the publisher thread, whose breaker keeps a dead broker off the request;
+the request's one log line and the webhook metrics; errors as JSON. Anything else is the Flask
+app's (the APIs, the ops page, /metrics): a 404 here.
 """
 
 from __future__ import annotations
@@ -46,9 +47,11 @@ ROUTES = {
     "/webhooks/stripe": ("stripe", "webhooks.stripe_webhook"),
     "/webhooks/paypal": ("paypal", "webhooks.paypal_webhook"),
 }
-# Database connections a process keeps: deliveries beyond it wait for one (the Procfile's two
-# processes keep 16, as many as the Flask intake's pool).
-CONNECTIONS = 8
+# Database connections a process keeps. The deliveries that come in while they are busy, or in
+# the same turn of the loop, are stored together by the next one free (async_store.py), so a few
+# are enough: 2 a process served as many webhooks as 8 in paired rounds, with a shorter tail and a
+# quarter of the connections (docs/benchmarks.md). The Procfile's two processes keep 4.
+CONNECTIONS = 2
 # PayPal's checks at once a process: a check waits on PayPal at most its client's total bound, so
 # a slow PayPal holds these threads and no other part of the intake.
 PAYPAL_THREADS = 8

@@ -1,13 +1,23 @@
-"""The event-loop intake's store (web/webhooks/asgi.py): `inbox.record_event` without a thread.
+"""The event-loop intake's store (web/webhooks/asgi.py): `inbox.record_event` without a thread,
+and with group commit.
 
-On PostgreSQL the intake's INSERT runs on a few async psycopg connections of the process, in
-autocommit, so the row is committed when the statement returns, before the 2xx; the statements
-are the Flask intake's own (`inbox.IntakeSql`). A request waits for a free connection rather than
-open one of its own. A connection the server dropped (a restart, a proxy's idle timeout) fails its
-statement; the idle ones are closed too (they are most likely dead as well) and the event is tried
-once more on a fresh one, as `Billhook.store_event` does: the INSERT is idempotent, so the first
-try may have committed, and a `received` row found then is reported as new, so it is enqueued. A
-connection that cannot be opened is a 503 at once, as a refused pool checkout is.
+On PostgreSQL the intake's rows go in on a few async psycopg connections of the process, in
+autocommit. The deliveries that arrive while every connection is busy wait together, and the
+next connection to finish stores all of them (up to MAX_BATCH) in one multi-row INSERT: one
+statement and one commit for the group, each delivery answered once the statement has returned,
+so its row is committed before its 2xx (`inbox.record_events_on_async_cursor`). A delivery that
+finds a connection free goes at once, alone: there is no linger to wait on. Fewer connections
+than deliveries in flight is what makes groups at all; docs/benchmarks.md has the measurement.
+
+One delivery's fault must not fail its neighbours: a batch the database refuses for a reason of
+its own rows (a value it will not take) is tried again a delivery at a time, so only the one at
+fault is a 500. A connection the server dropped (a restart, a proxy's idle timeout) fails its
+statement; the idle ones are closed too (they are most likely dead as well) and the batch is
+tried once more on a fresh one, as `Billhook.store_event` does: the INSERT is idempotent, so the
+first try may have committed, and a `received` row found then is reported as new, so it is
+enqueued. A connection that cannot be opened is a 503 at once, as a refused pool checkout is.
+Batches run in tasks of their own, so a delivery whose request is cancelled takes no other
+delivery's answer with it.
 
 On SQLite (a development machine) the store is the Flask intake's own, `Billhook.store_event`,
 run in a thread: SQLite has no async driver worth the name, and a laptop's webhooks are few.
@@ -33,6 +43,9 @@ from web.errors import UNDEFINED_TABLE
 CONNECT_TIMEOUT_SECONDS = 5
 # How ops (and pg_stat_activity) tell the intake's connections from the others.
 APPLICATION_NAME = "billhook-intake"
+# Deliveries stored together at most: a batch's statement stays short, and a burst is stored in
+# several batches across the connections rather than one long one.
+MAX_BATCH = 64
 
 
 class StoreUnavailable(Exception):
@@ -47,34 +60,67 @@ class AsyncIntakeStore:
     def __init__(self, ext: Billhook, *, connections: int):
         self._ext = ext
         self._sqlite = ext.settings.is_sqlite
-        self._sql = None if self._sqlite else inbox.IntakeSql.for_dialect(ext.engine.dialect)
+        self._sql = None if self._sqlite else inbox.BatchSql()
         url = make_url(ext.settings.database_url)
         self._conninfo = None if self._sqlite else url.set(drivername="postgresql").render_as_string(False)
         self._size = connections
-        self._slots: asyncio.Semaphore | None = None
+        self._running = 0  # batches being stored: at most one a connection
+        self._waiting: list[tuple[dict[str, Any], asyncio.Future[inbox.Stored]]] = []
+        self._tasks: set[asyncio.Task] = set()  # the loop keeps only weak references to tasks
         self._idle: list[tuple[psycopg.AsyncConnection, psycopg.AsyncCursor]] = []
 
     async def store_event(self, **fields: Any) -> inbox.Stored:
         if self._sqlite:
             # Its errors reach the caller as SQLAlchemy's, answered as web/errors.py answers them.
             return await asyncio.to_thread(self._ext.store_event, **fields)
-        if self._slots is None:  # made on the loop that serves (uvicorn's, after start-up)
-            self._slots = asyncio.Semaphore(self._size)
-        async with self._slots:
-            try:
-                return await self._store_once(fields)
-            except _Dropped:
-                pass
-            try:
-                stored = await self._store_once(fields)
-            except _Dropped as exc:
-                raise StoreUnavailable(exc.reason) from None
-        return replace(stored, new=True) if stored.status == EventStatus.RECEIVED else stored
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append((fields, future))
+        if self._running < self._size:
+            self._running += 1
+            task = asyncio.ensure_future(self._store_waiting())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return await future
 
-    async def _store_once(self, fields: dict[str, Any]) -> inbox.Stored:
+    async def _store_waiting(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+                await self._store_batch(batch)
+        finally:
+            self._running -= 1
+
+    async def _store_batch(self, batch: list[tuple[dict[str, Any], asyncio.Future[inbox.Stored]]]) -> None:
+        try:
+            answers: list[inbox.Stored] | BaseException = await self._store_retrying([fields for fields, _ in batch])
+        except StoreError as exc:
+            if len(batch) > 1:  # maybe one row's fault: each on its own, so only that one fails
+                for waiting in batch:
+                    await self._store_batch([waiting])
+                return
+            answers = exc
+        except Exception as exc:  # down, not migrated, or a bug: every delivery of the batch is told
+            answers = exc
+        except BaseException:  # cancelled (the process is stopping): not left waiting forever
+            _settle(batch, StoreUnavailable("the intake is stopping"))
+            raise
+        _settle(batch, answers)
+
+    async def _store_retrying(self, batch: list[dict[str, Any]]) -> list[inbox.Stored]:
+        try:
+            return await self._store_once(batch)
+        except _Dropped:
+            pass
+        try:
+            stored = await self._store_once(batch)
+        except _Dropped as exc:
+            raise StoreUnavailable(exc.reason) from None
+        return [replace(s, new=True) if s.status == EventStatus.RECEIVED else s for s in stored]
+
+    async def _store_once(self, batch: list[dict[str, Any]]) -> list[inbox.Stored]:
         connection, cursor = self._idle.pop() if self._idle else await self._connect()
         try:
-            stored = await inbox.record_event_on_async_cursor(cursor, self._sql, **fields)
+            stored = await inbox.record_events_on_async_cursor(cursor, self._sql, batch)
         except psycopg.Error as exc:
             if connection.broken or isinstance(exc, psycopg.OperationalError):
                 await _close(connection)
@@ -107,6 +153,16 @@ class AsyncIntakeStore:
         idle, self._idle = self._idle, []
         for connection, _cursor in idle:
             await _close(connection)
+
+
+def _settle(batch: list[tuple[dict[str, Any], asyncio.Future]], answers: list | BaseException) -> None:
+    """Each delivery its answer, or the batch's error (a request already gone is skipped)."""
+    for index, (_fields, future) in enumerate(batch):
+        if not future.done():
+            if isinstance(answers, BaseException):
+                future.set_exception(answers)
+            else:
+                future.set_result(answers[index])
 
 
 class _Dropped(Exception):
