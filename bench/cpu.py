@@ -22,6 +22,7 @@ from werkzeug.test import EnvironBuilder
 
 from bench import services
 from bench.__main__ import deliveries_for, env_int
+from bench.asgi_client import request
 
 PATH = "/webhooks/stripe"
 
@@ -50,23 +51,9 @@ def asgi_cpu_per_request(app, loop, deliveries: list[tuple[bytes, dict[str, str]
     """Microseconds of this process's CPU a request through the ASGI app, one at a time."""
 
     async def one(body: bytes, headers: dict[str, str]) -> None:
-        sent = []
-
-        async def receive():
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        async def send(message):
-            sent.append(message)
-
-        scope = {
-            "type": "http",
-            "method": "POST",
-            "path": PATH,
-            "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-        }
-        await app(scope, receive, send)
-        if sent[0]["status"] != 200:
-            raise RuntimeError(f"intake answered {sent[0]['status']}")
+        answer = await request(app, PATH, [body], headers)
+        if answer is None or answer.status != 200:
+            raise RuntimeError(f"intake answered {answer and answer.status}")
 
     async def all_of_them() -> None:
         for body, headers in deliveries:

@@ -6,62 +6,20 @@ server and PostgreSQL: tests/integration/test_async_intake.py."""
 from __future__ import annotations
 
 import asyncio
-import json
 
 import pytest
 from sqlalchemy import event, select, text
 
+from bench.asgi_client import Answer, request
 from shared.models import WebhookEvent
 from tests.conftest import TEST_WEBHOOK_SECRET
 from tests.factories import stripe_events as se
 from web.webhooks import asgi
 
 
-class Answer:
-    def __init__(self, status: int, headers: dict[bytes, bytes], body: bytes):
-        self.status = status
-        self.headers = headers
-        self.body = body
-
-    def json(self) -> dict:
-        return json.loads(self.body)
-
-
 def call(app, path: str, chunks: list[bytes], headers: dict[str, str], *, method="POST", then="end") -> Answer | None:
-    """One request: the body in `chunks` (one `http.request` message each), then `then`: "end"
-    (the last chunk is the body's last), "disconnect" (the client goes) or "hang" (nothing more ever
-    comes). None when nothing was sent back."""
+    """One request (bench/asgi_client.py says what `chunks` and `then` are)."""
     return asyncio.run(request(app, path, chunks, headers, method=method, then=then))
-
-
-async def request(app, path, chunks, headers, *, method="POST", then="end") -> Answer | None:
-    sent: list[dict] = []
-    messages = [
-        {"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1 or then != "end"}
-        for i, chunk in enumerate(chunks)
-    ]
-
-    async def receive():
-        if messages:
-            return messages.pop(0)
-        if then == "disconnect":
-            return {"type": "http.disconnect"}
-        await asyncio.Event().wait()  # a client that never sends the rest
-
-    async def send(message):
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "method": method,
-        "path": path,
-        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-    }
-    await app(scope, receive, send)
-    if not sent:
-        return None
-    start, body = sent
-    return Answer(start["status"], dict(start["headers"]), body["body"])
 
 
 @pytest.fixture
