@@ -26,27 +26,11 @@ def reconcile_group() -> None:
 @pass_ctx
 def stripe(ctx: CliContext, since: str) -> None:
     """Store and queue every handled Stripe event since then that the inbox lacks."""
-    from worker.celery_app import make_celery
-    from worker.messages import enqueue_event
-
     now = datetime.now(UTC)
     start = parse_since(since, now)
     if start < now - timedelta(days=30):
         click.echo("note: Stripe's Events API only returns the last 30 days", err=True)
-    celery = make_celery(ctx.settings)
-    try:
-        result = reconcile_stripe(
-            ctx.session_factory, ctx.settings, since=start, now=now, enqueue=lambda pk: enqueue_event(celery, pk)
-        )
-    except BillhookError as exc:
-        raise click.ClickException(str(exc)) from exc
-    click.echo(
-        f"checked {result.seen} Stripe event(s) since {start:%Y-%m-%d %H:%M} UTC in {result.pages} page(s);"
-        f" {len(result.inserted)} missing, now stored"
-        + (f": {', '.join(map(str, result.inserted))}" if result.inserted else "")
-    )
-    if result.enqueue_failed:
-        click.echo("the broker is unreachable; the sweeper will queue the stored events", err=True)
+    _reconcile(ctx, "Stripe", reconcile_stripe, start, now)
 
 
 @reconcile_group.command("paypal")
@@ -54,20 +38,24 @@ def stripe(ctx: CliContext, since: str) -> None:
 @pass_ctx
 def paypal(ctx: CliContext, since: str) -> None:
     """Store and queue every PayPal webhook event since then that the inbox lacks."""
+    now = datetime.now(UTC)
+    _reconcile(ctx, "PayPal", reconcile_paypal, parse_since(since, now), now)
+
+
+def _reconcile(ctx: CliContext, provider: str, reconcile, start: datetime, now: datetime) -> None:
+    """One provider's reconciliation, the new events queued on the broker, and what it found."""
     from worker.celery_app import make_celery
     from worker.messages import enqueue_event
 
-    now = datetime.now(UTC)
-    start = parse_since(since, now)
     celery = make_celery(ctx.settings)
     try:
-        result = reconcile_paypal(
+        result = reconcile(
             ctx.session_factory, ctx.settings, since=start, now=now, enqueue=lambda pk: enqueue_event(celery, pk)
         )
     except BillhookError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(
-        f"checked {result.seen} PayPal event(s) since {start:%Y-%m-%d %H:%M} UTC in {result.pages} page(s);"
+        f"checked {result.seen} {provider} event(s) since {start:%Y-%m-%d %H:%M} UTC in {result.pages} page(s);"
         f" {len(result.inserted)} missing, now stored"
         + (f": {', '.join(map(str, result.inserted))}" if result.inserted else "")
     )

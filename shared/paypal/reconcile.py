@@ -10,7 +10,6 @@ broker leaves them to the inbox sweeper. Like Stripe's, every event PayPal lists
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -18,11 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared import event_ops, handoff, metrics
 from shared.config import Settings
-from shared.logs import log_line
 from shared.paypal.client import PROVIDER, PayPalGateway
 from shared.stripe.reconcile import ReconcileResult
-
-log = logging.getLogger("billhook.reconcile")
 
 PAGE_SIZE = 100
 # A guard against a `next` link that never ends (PayPal's list is bounded by the time window).
@@ -59,16 +55,7 @@ def reconcile_paypal(
             result.enqueue_failed = len(handoff.hand_over(enqueue, new, what="event")) < len(new)
         if page is None or not events:
             break
-    log_line(
-        log,
-        "reconcile",
-        provider=PROVIDER,
-        since=since.isoformat(),
-        pages=result.pages,
-        seen=result.seen,
-        inserted=len(result.inserted),
-    )
-    return result
+    return result.logged(PROVIDER, since)
 
 
 def _store_page(session_factory: sessionmaker[Session], events: list[dict], now: datetime) -> list[int]:

@@ -45,6 +45,19 @@ class ReconcileResult:
     inserted: list[int] = field(default_factory=list)
     enqueue_failed: bool = False
 
+    def logged(self, provider: str, since: datetime) -> ReconcileResult:
+        """The run's one log line (counts, never the events), and the result."""
+        log_line(
+            log,
+            "reconcile",
+            provider=provider,
+            since=since.isoformat(),
+            pages=self.pages,
+            seen=self.seen,
+            inserted=len(self.inserted),
+        )
+        return self
+
 
 def reconcile_stripe(
     session_factory: sessionmaker[Session],
@@ -65,16 +78,7 @@ def reconcile_stripe(
         _reconcile_types(
             session_factory, gateway, types[first : first + MAX_TYPES_PER_LIST], since, now, enqueue, page_size, result
         )
-    log_line(
-        log,
-        "reconcile",
-        provider=PROVIDER,
-        since=since.isoformat(),
-        pages=result.pages,
-        seen=result.seen,
-        inserted=len(result.inserted),
-    )
-    return result
+    return result.logged(PROVIDER, since)
 
 
 def _reconcile_types(session_factory, gateway, types, since, now, enqueue, page_size, result) -> None:
