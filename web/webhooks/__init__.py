@@ -50,7 +50,7 @@ def _accept(raw: bytes, delivery: Delivery):
     stored = ext.store_event(**stored_fields(raw, delivery))
     hand_over(ext, stored, delivery)
     # Counted, and logged on the request's one line (web/metrics.py), when the answer is sent.
-    note_webhook(delivery.provider, delivery.type, "accepted" if stored.new else "duplicate", delivery.event_id)
+    note_webhook(delivery.provider, delivery.type, outcome(stored), delivery.event_id)
     return jsonify(answer(stored)), 200
 
 
@@ -83,6 +83,11 @@ def hand_over(ext: Billhook, stored: inbox.Stored, delivery: Delivery) -> None:
             event=delivery.event_id,
             error=type(exc).__name__,
         )
+
+
+def outcome(stored: inbox.Stored) -> str:
+    """The delivery's outcome as the request line and the webhook metrics name it (both intakes')."""
+    return "accepted" if stored.new else "duplicate"
 
 
 def answer(stored: inbox.Stored) -> dict:

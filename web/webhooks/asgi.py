@@ -33,7 +33,7 @@ from web.context import Billhook
 from web.errors import ApiError, store_unavailable
 from web.gunicorn_conf import BODY_READ_SECONDS
 from web.metrics import count_webhook
-from web.webhooks import answer, hand_over, paypal, stored_fields, stripe
+from web.webhooks import answer, hand_over, outcome, paypal, stored_fields, stripe
 from web.webhooks.async_store import AsyncIntakeStore, StoreError, StoreUnavailable
 from web.webhooks.events import read_delivery
 from worker.publisher import EXIT_FLUSH_SECONDS, Publisher, publishing_celery
@@ -168,7 +168,7 @@ class IntakeApp:
         fields.update(provider=provider, event=delivery.event_id, type=delivery.type)
         stored = await self.store.store_event(**stored_fields(raw, delivery))
         hand_over(self.ext, stored, delivery)
-        fields["outcome"] = "accepted" if stored.new else "duplicate"
+        fields["outcome"] = outcome(stored)
         return _Answer(200, answer(stored))
 
     async def _body(self, receive, headers: dict[str, str]) -> bytes:
