@@ -129,3 +129,56 @@ def test_more_deliveries_than_a_batch_holds_are_all_stored(ext, pg_settings, mon
     assert [a.new for a in answers] == [True] * 10
     assert len(rows) == 10
     assert len({xmin for _pk, _status, xmin in rows.values()}) >= 3, "no statement holds more than MAX_BATCH"
+
+
+async def _blocked_on(pg_settings, event_id: str):
+    """A transaction holding `event_id`'s row uncommitted: an INSERT of it waits for its end."""
+    holder = await psycopg.AsyncConnection.connect(pg_settings.database_url.replace("+psycopg", ""))
+    await holder.execute(
+        "INSERT INTO webhook_events (provider, event_id, type, payload, received_at, updated_at, status, attempts)"
+        " VALUES ('stripe', %s, 'invoice.paid', '{}', now(), now(), 'received', 0)",
+        (event_id,),
+    )
+    return holder
+
+
+def test_a_request_that_goes_away_takes_no_other_delivery_of_its_batch_with_it(ext, pg_settings):
+    async def run():
+        store = AsyncIntakeStore(ext, connections=1)
+        holder = await _blocked_on(pg_settings, "evt_held")
+        try:
+            gone = asyncio.ensure_future(store.store_event(**_fields("evt_gone")))
+            neighbour = asyncio.ensure_future(store.store_event(**_fields("evt_held")))
+            await asyncio.sleep(0.2)  # the batch of both is waiting on the held row
+            gone.cancel()
+            await holder.rollback()  # the held row gone: the batch's INSERT goes through
+            return await neighbour
+        finally:
+            await holder.close()
+            await store.close()
+
+    neighbour = asyncio.run(run())
+
+    assert neighbour.new is True
+    assert set(_rows(pg_settings)) == {("stripe", "evt_gone"), ("stripe", "evt_held")}
+
+
+def test_a_batch_cancelled_mid_statement_answers_each_of_its_deliveries(ext, pg_settings):
+    async def run():
+        store = AsyncIntakeStore(ext, connections=1)
+        holder = await _blocked_on(pg_settings, "evt_held")
+        try:
+            waiting = [asyncio.ensure_future(store.store_event(**_fields(f"evt_{n}"))) for n in ("held", "other")]
+            await asyncio.sleep(0.2)  # their batch is waiting on the held row
+            for task in asyncio.all_tasks() - {asyncio.current_task(), *waiting}:
+                task.cancel()  # as a loop that is shutting down cancels what still runs
+            return await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), 5)
+        finally:
+            await holder.rollback()
+            await holder.close()
+            await store.close()
+
+    answers = asyncio.run(run())
+
+    assert [type(a).__name__ for a in answers] == ["StoreUnavailable", "StoreUnavailable"]
+    assert _rows(pg_settings) == {}

@@ -92,19 +92,23 @@ class AsyncIntakeStore:
 
     async def _store_batch(self, batch: list[tuple[dict[str, Any], asyncio.Future[inbox.Stored]]]) -> None:
         try:
-            answers: list[inbox.Stored] | BaseException = await self._store_retrying([fields for fields, _ in batch])
-        except StoreError as exc:
-            if len(batch) > 1:  # maybe one row's fault: each on its own, so only that one fails
-                for waiting in batch:
-                    await self._store_batch([waiting])
-                return
-            answers = exc
-        except Exception as exc:  # down, not migrated, or a bug: every delivery of the batch is told
-            answers = exc
-        except BaseException:  # cancelled (the process is stopping): not left waiting forever
-            _settle(batch, StoreUnavailable("the intake is stopping"))
+            answers = await self._answers([fields for fields, _ in batch])
+        except BaseException:  # cancelled (the process is stopping): none of them left waiting forever
+            _settle(batch, [StoreUnavailable("the intake is stopping")] * len(batch))
             raise
         _settle(batch, answers)
+
+    async def _answers(self, batch: list[dict[str, Any]]) -> list[inbox.Stored | Exception]:
+        """Each delivery's row, or the error it is to be answered with."""
+        try:
+            return await self._store_retrying(batch)
+        except StoreError as exc:
+            if len(batch) == 1:
+                return [exc]
+        except Exception as exc:  # down, not migrated, or a bug: every delivery of the batch is told
+            return [exc] * len(batch)
+        # Refused, maybe for one row's value: each on its own, so only that one fails.
+        return [(await self._answers([fields]))[0] for fields in batch]
 
     async def _store_retrying(self, batch: list[dict[str, Any]]) -> list[inbox.Stored]:
         try:
@@ -155,14 +159,15 @@ class AsyncIntakeStore:
             await _close(connection)
 
 
-def _settle(batch: list[tuple[dict[str, Any], asyncio.Future]], answers: list | BaseException) -> None:
-    """Each delivery its answer, or the batch's error (a request already gone is skipped)."""
-    for index, (_fields, future) in enumerate(batch):
-        if not future.done():
-            if isinstance(answers, BaseException):
-                future.set_exception(answers)
-            else:
-                future.set_result(answers[index])
+def _settle(batch: list[tuple[dict[str, Any], asyncio.Future]], answers: list) -> None:
+    """Each delivery its row or its error (one whose request is already gone is skipped)."""
+    for (_fields, future), answer in zip(batch, answers, strict=True):
+        if future.done():
+            continue
+        if isinstance(answer, BaseException):
+            future.set_exception(answer)
+        else:
+            future.set_result(answer)
 
 
 class _Dropped(Exception):
