@@ -55,7 +55,7 @@ end
 
 @dataclass
 class WrkResult:
-    """What `summary()` in bench/__main__.py reads of a loadgen.LoadResult."""
+    """What the bench reads of a loadgen.LoadResult (sent, ok, errors, rate, percentiles)."""
 
     sent: int
     ok: int
