@@ -2,12 +2,13 @@
 and with group commit.
 
 On PostgreSQL the intake's rows go in on a few async psycopg connections of the process, in
-autocommit. The deliveries that arrive while every connection is busy wait together, and the
-next connection to finish stores all of them (up to MAX_BATCH) in one multi-row INSERT: one
-statement and one commit for the group, each delivery answered once the statement has returned,
-so its row is committed before its 2xx (`inbox.record_events_on_async_cursor`). A delivery that
-finds a connection free goes at once, alone: there is no linger to wait on. Fewer connections
-than deliveries in flight is what makes groups at all; docs/benchmarks.md has the measurement.
+autocommit. A delivery that finds a connection free starts a batch task, which takes every
+delivery waiting when it runs (those of the same turn of the loop too), and then, while more
+have come, the next ones (up to MAX_BATCH a statement); the deliveries that arrive while every
+connection is busy wait for the next to finish. One multi-row INSERT: one statement and one
+commit for the group, each delivery answered once the statement has returned, so its row is
+committed before its 2xx (`inbox.record_events_on_async_cursor`). There is no linger to wait
+on; docs/benchmarks.md has the measurement.
 
 One delivery's fault must not fail its neighbours: a batch the database refuses for a reason of
 its own rows (a value it will not take) is tried again a delivery at a time, so only the one at
